@@ -1,0 +1,55 @@
+//! `IdentityMap`: the cluster-wide directory of identities and addresses,
+//! split into shards so that one pod's change rewrites one small object.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::selector::Labels;
+
+/// One shard of identity → labels and address prefix → identity.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "bulkhead.dev",
+    version = "v1alpha1",
+    kind = "IdentityMap",
+    plural = "identitymaps",
+    shortname = "idm",
+    category = "bulkhead",
+    printcolumn = r#"{"name":"Shard","type":"integer","jsonPath":".spec.shard"}"#,
+    printcolumn = r#"{"name":"Of","type":"integer","jsonPath":".spec.shards"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityMapSpec {
+    /// This shard's index, from 0.
+    pub shard: u32,
+    /// How many shards there are in all.
+    pub shards: u32,
+    /// Identities whose number falls in this shard (`id % shards == shard`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<IdentityEntry>,
+    /// Address prefixes that hash to this shard, with the identity they map to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<PrefixEntry>,
+}
+
+/// A numeric identity and the segmentation labels it stands for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityEntry {
+    /// The number carried in BPF maps and flow records.
+    pub id: u32,
+    /// The label set. CIDR identities carry `bulkhead.dev/cidr`.
+    pub labels: Labels,
+}
+
+/// An address or range and its identity.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefixEntry {
+    /// `10.1.2.3/32`, `fd00::5/128`, `10.0.0.0/8`...
+    pub cidr: String,
+    /// The identity of the addresses in it (the longest prefix wins).
+    pub identity: u32,
+}

@@ -1,0 +1,293 @@
+//! `SegmentationPolicy`: which endpoints a policy governs (its scope), what
+//! they may send and receive (egress and ingress rules), and how strictly the
+//! verdicts are enforced (the mode).
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+use crate::selector::LabelSelector;
+
+/// A segmentation policy: a scope over segmentation labels, ingress and
+/// egress rules, and an optional enforcement mode for the endpoints in scope.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "bulkhead.dev",
+    version = "v1alpha1",
+    kind = "SegmentationPolicy",
+    plural = "segmentationpolicies",
+    shortname = "segpol",
+    shortname = "sp",
+    category = "bulkhead",
+    status = "SegmentationPolicyStatus",
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.enforcement","description":"Enforcement mode set for the endpoints in scope"}"#,
+    printcolumn = r#"{"name":"Endpoints","type":"integer","jsonPath":".status.matchedEndpoints","description":"Endpoints in scope"}"#,
+    printcolumn = r#"{"name":"Nodes","type":"string","jsonPath":".status.nodesSummary","description":"Nodes that programmed it / nodes it applies to"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentationPolicySpec {
+    /// The endpoints this policy governs.
+    pub scope: Scope,
+    /// The mode of the endpoints in scope. When several policies set a mode for
+    /// one endpoint the strictest wins (full > selective > visibility); when
+    /// none does, the endpoint stays in the cluster default (visibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<EnforcementMode>,
+    /// Rules for traffic arriving at the endpoints in scope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub ingress: Vec<Rule>,
+    /// Rules for traffic leaving the endpoints in scope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub egress: Vec<Rule>,
+}
+
+/// Which endpoints a policy governs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "(has(self.clusterWide) && self.clusterWide) != (has(self.selector) && ((has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0) || (has(self.selector.matchExpressions) && size(self.selector.matchExpressions) > 0)))",
+        "message": "scope must have a non-empty selector, or set clusterWide: true and no selector; an empty selector does not silently mean every endpoint"
+    }
+]))]
+pub struct Scope {
+    /// Segmentation labels of the endpoints in scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Set to true, with no selector, to govern every managed endpoint: pods,
+    /// nodes and external nodes, labeled or not.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cluster_wide: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// How an endpoint's verdicts are enforced.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum EnforcementMode {
+    /// Drop nothing; report every packet's would-be verdict. The cluster default.
+    #[default]
+    Visibility,
+    /// Enforce explicit denies (`overrideDeny`, `deny`); let unmatched traffic through.
+    Selective,
+    /// Enforce everything; unmatched traffic is denied.
+    Full,
+}
+
+/// One ingress or egress rule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rule {
+    /// An optional name, shown in verdicts and flow logs instead of the rule's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub name: Option<String>,
+    /// What happens to traffic the rule matches. `overrideDeny` beats `allow`,
+    /// which beats `deny`, which beats the mode's default.
+    pub action: Action,
+    /// The other side of the traffic: the sources of an ingress rule, the
+    /// destinations of an egress rule. Absent or empty means any peer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub peers: Vec<Peer>,
+    /// Protocols and ports the rule matches. Absent or empty means all traffic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub ports: Vec<PortSpec>,
+}
+
+/// The action of a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// Let the traffic through (unless an `overrideDeny` also matches).
+    Allow,
+    /// Drop the traffic unless an `allow` also matches.
+    Deny,
+    /// Drop the traffic whatever else matches.
+    OverrideDeny,
+}
+
+/// A peer: exactly one of `selector`, `cidr` or `reserved`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "[has(self.selector), has(self.cidr), has(self.reserved)].filter(x, x).size() == 1",
+        "message": "a peer sets exactly one of selector, cidr or reserved"
+    },
+    {
+        "rule": "!has(self.except) || has(self.cidr)",
+        "message": "except is only allowed together with cidr"
+    },
+    {
+        "rule": "!has(self.cidr) || isCIDR(self.cidr)",
+        "message": "cidr must be a valid IPv4 or IPv6 CIDR such as 10.0.0.0/8 or fd00::/64"
+    },
+    {
+        "rule": "!has(self.except) || self.except.all(e, isCIDR(e))",
+        "message": "every except entry must be a valid CIDR"
+    },
+    {
+        "rule": "!has(self.except) || !has(self.cidr) || !isCIDR(self.cidr) || self.except.all(e, !isCIDR(e) || (cidr(e).ip().family() == cidr(self.cidr).ip().family() && cidr(self.cidr).containsCIDR(e)))",
+        "message": "every except entry must lie inside cidr and be of the same address family"
+    }
+]))]
+pub struct Peer {
+    /// Endpoints whose segmentation labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+    /// Addresses outside the managed endpoints, in this range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cidr: Option<String>,
+    /// Ranges inside `cidr` that the peer does not cover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub except: Option<Vec<String>>,
+    /// A reserved identity: `world`, `host`, `remoteNode` or `unlabeled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<ReservedPeer>,
+}
+
+/// Peers that are not described by labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ReservedPeer {
+    /// Every address that belongs to no endpoint, node or host (CIDR ranges included).
+    World,
+    /// The node (or external host) the endpoint runs on.
+    Host,
+    /// Every other node of the cluster that has no segmentation labels.
+    RemoteNode,
+    /// Managed endpoints that no LabelMapping gives a segmentation label.
+    Unlabeled,
+}
+
+/// A protocol and, for TCP, UDP and SCTP, a port or port range; for ICMP and
+/// ICMPv6, optionally a message type.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.endPort) || has(self.port)",
+        "message": "endPort needs port: it ends the range that port starts"
+    },
+    {
+        "rule": "!has(self.endPort) || !has(self.port) || self.endPort >= self.port",
+        "message": "endPort must be greater than or equal to port"
+    },
+    {
+        "rule": "!(self.protocol in ['ICMP', 'ICMPv6']) || (!has(self.port) && !has(self.endPort))",
+        "message": "ICMP and ICMPv6 have no ports; use icmpType to match a message type"
+    },
+    {
+        "rule": "!has(self.icmpType) || self.protocol in ['ICMP', 'ICMPv6']",
+        "message": "icmpType is only allowed with protocol ICMP or ICMPv6"
+    }
+]))]
+pub struct PortSpec {
+    /// The IP protocol.
+    pub protocol: Protocol,
+    /// The destination port, or the first port of a range. Absent means every port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// The last port of the range that starts at `port` (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub end_port: Option<u16>,
+    /// For ICMP and ICMPv6: the message type (echo request is 8 for ICMP and 128 for ICMPv6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 255))]
+    pub icmp_type: Option<u8>,
+}
+
+/// IP protocols a rule can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum Protocol {
+    /// TCP (6).
+    #[serde(rename = "TCP")]
+    Tcp,
+    /// UDP (17).
+    #[serde(rename = "UDP")]
+    Udp,
+    /// SCTP (132).
+    #[serde(rename = "SCTP")]
+    Sctp,
+    /// ICMP for IPv4 (1).
+    #[serde(rename = "ICMP")]
+    Icmp,
+    /// ICMP for IPv6 (58).
+    #[serde(rename = "ICMPv6")]
+    Icmpv6,
+}
+
+impl Protocol {
+    /// The IANA protocol number, as it appears in the IP header.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+            Protocol::Icmp => 1,
+            Protocol::Icmpv6 => 58,
+        }
+    }
+
+    /// The protocol with this IANA number, if Bulkhead knows it.
+    pub fn from_number(number: u8) -> Option<Self> {
+        Some(match number {
+            6 => Protocol::Tcp,
+            17 => Protocol::Udp,
+            132 => Protocol::Sctp,
+            1 => Protocol::Icmp,
+            58 => Protocol::Icmpv6,
+            _ => return None,
+        })
+    }
+
+    /// Whether the protocol carries ports.
+    pub fn has_ports(self) -> bool {
+        matches!(self, Protocol::Tcp | Protocol::Udp | Protocol::Sctp)
+    }
+}
+
+/// What the operator observed about a policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentationPolicyStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// How many endpoints the scope selects.
+    #[serde(default)]
+    pub matched_endpoints: u32,
+    /// How many distinct identities the scope selects.
+    #[serde(default)]
+    pub matched_identities: u32,
+    /// How many nodes the policy applies to (nodes with an endpoint in scope).
+    #[serde(default)]
+    pub nodes_total: u32,
+    /// How many of those nodes have programmed the rule map that carries it.
+    #[serde(default)]
+    pub nodes_programmed: u32,
+    /// `programmed/total`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes_summary: Option<String>,
+    /// Things a person should look at, such as a selector that matches nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,159 @@
+//! `NodeRuleMap`: everything one node's agent needs to enforce, compiled.
+//!
+//! Written only by the operator (one per Node and per ExternalNode, named
+//! after it); its status is written only by that node's agent.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+use crate::policy::{Action, EnforcementMode, Protocol};
+
+/// The compiled rules, local endpoints and failsafe ports of one node.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "bulkhead.dev",
+    version = "v1alpha1",
+    kind = "NodeRuleMap",
+    plural = "noderulemaps",
+    shortname = "nrm",
+    category = "bulkhead",
+    status = "NodeRuleMapStatus",
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.nodeKind"}"#,
+    printcolumn = r#"{"name":"Endpoints","type":"integer","jsonPath":".status.endpoints","description":"Endpoints the agent programmed"}"#,
+    printcolumn = r#"{"name":"Generation","type":"integer","jsonPath":".metadata.generation"}"#,
+    printcolumn = r#"{"name":"Programmed","type":"integer","jsonPath":".status.programmedGeneration","description":"The generation the agent has in its maps"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRuleMapSpec {
+    /// Whether this map belongs to a Kubernetes Node or an ExternalNode.
+    pub node_kind: NodeKind,
+    /// The host endpoint: the node's own addresses. On this node they are seen
+    /// as the reserved `host` identity; `identity` is what policies select.
+    pub host: LocalEndpoint,
+    /// The pods (or other workloads) that run on this node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<LocalEndpoint>,
+    /// Every rule that governs an identity present on this node, ordered by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<CompiledRule>,
+    /// Ports on which the host endpoint is always reachable and may always
+    /// send, whatever the policy says (SSH, the API server, DNS, DHCP...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failsafe_ports: Vec<FailsafePort>,
+}
+
+/// The kind of node a rule map is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum NodeKind {
+    /// A Kubernetes Node.
+    #[default]
+    Node,
+    /// A Bulkhead ExternalNode (bare metal or VM).
+    ExternalNode,
+}
+
+/// An endpoint enforced on this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalEndpoint {
+    /// `namespace/pod` for pods, the node's name for the host endpoint.
+    pub name: String,
+    /// Its IPv4 and IPv6 addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// The numeric identity of its segmentation labels.
+    pub identity: u32,
+    /// How its verdicts are enforced.
+    pub mode: EnforcementMode,
+}
+
+/// One policy rule, resolved to identities, as it applies on this node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompiledRule {
+    /// Stable, cluster-wide number of the rule; flow records carry it. Never 0.
+    pub id: u32,
+    /// The SegmentationPolicy the rule came from.
+    pub policy: String,
+    /// Which rule of that policy: its name, or `ingress[i]` / `egress[i]`.
+    pub rule: String,
+    /// Whether the rule governs traffic to (ingress) or from (egress) the subjects.
+    pub direction: Direction,
+    /// What happens to matching traffic.
+    pub action: Action,
+    /// Identities of this node's endpoints that the rule governs.
+    pub subjects: Vec<u32>,
+    /// When true the rule matches every peer and `peers` is empty.
+    #[serde(default)]
+    pub any_peer: bool,
+    /// Identities of the peers the rule matches, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<u32>,
+    /// Protocols and port ranges; empty means all traffic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortRange>,
+}
+
+/// Traffic direction relative to the governed endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    /// Traffic arriving at the endpoint.
+    Ingress,
+    /// Traffic leaving the endpoint.
+    Egress,
+}
+
+/// A protocol and an inclusive range of destination ports (for ICMP and
+/// ICMPv6, of message types). `first: 0, last: 65535` means every port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PortRange {
+    /// The IP protocol.
+    pub protocol: Protocol,
+    /// The first port (or ICMP type) of the range.
+    pub first: u16,
+    /// The last port (or ICMP type) of the range, inclusive.
+    pub last: u16,
+}
+
+impl PortRange {
+    /// Whether `port` of `protocol` falls in the range.
+    pub fn contains(&self, protocol: Protocol, port: u16) -> bool {
+        self.protocol == protocol && self.first <= port && port <= self.last
+    }
+}
+
+/// A port the host endpoint keeps open whatever the policy says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailsafePort {
+    /// The IP protocol.
+    pub protocol: Protocol,
+    /// The port.
+    pub port: u16,
+    /// Whether it protects traffic to the host (ingress) or from it (egress).
+    pub direction: Direction,
+}
+
+/// What the node's agent has programmed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRuleMapStatus {
+    /// The `metadata.generation` whose content is in the node's BPF maps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub programmed_generation: Option<i64>,
+    /// Endpoints programmed.
+    #[serde(default)]
+    pub endpoints: u32,
+    /// Policy map entries programmed.
+    #[serde(default)]
+    pub policy_entries: u32,
+    /// `Ready`, `Reconciling` and `Stalled`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
