@@ -1,0 +1,362 @@
+//! Policies resolved against identities: which identities a scope governs,
+//! which a peer names, and the mode each identity ends up in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bulkhead_api::identity::{CIDR_LABEL, HOST, REMOTE_NODE, UNLABELED, WORLD};
+use bulkhead_api::policy::{
+    Action, EnforcementMode, Peer, PortSpec, ReservedPeer, Rule, SegmentationPolicySpec,
+};
+use bulkhead_api::rule_map::{Direction, PortRange};
+use bulkhead_api::{LabelSelector, Labels};
+use ipnet::IpNet;
+
+/// A policy with its CIDRs parsed and ports normalized.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PreparedPolicy {
+    pub(crate) scope: Option<LabelSelector>,
+    pub(crate) enforcement: Option<EnforcementMode>,
+    pub(crate) rules: Vec<PreparedRule>,
+    /// Problems found while preparing; a policy with any is not compiled.
+    pub(crate) errors: Vec<String>,
+}
+
+/// One rule, ready to select.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PreparedRule {
+    pub(crate) name: String,
+    pub(crate) direction: Direction,
+    pub(crate) action: Action,
+    /// `None` matches any peer.
+    pub(crate) peers: Option<Vec<PeerSel>>,
+    pub(crate) ports: Vec<PortRange>,
+}
+
+/// A peer, parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum PeerSel {
+    Selector(LabelSelector),
+    Cidr { net: IpNet, except: Vec<IpNet> },
+    Reserved(ReservedPeer),
+}
+
+/// What the identities look like to selectors.
+#[derive(Debug, Default)]
+pub(crate) struct Universe {
+    /// Labels of every allocated identity.
+    pub(crate) labels: BTreeMap<u32, Labels>,
+    /// Identities used by managed endpoints (pods, nodes, external nodes), reserved ones included.
+    pub(crate) managed: BTreeSet<u32>,
+    /// The prefix of every CIDR identity.
+    pub(crate) cidr: BTreeMap<u32, IpNet>,
+    /// `key=value` → identities with that label (selectable ones only).
+    index: BTreeMap<(String, String), BTreeSet<u32>>,
+}
+
+/// A policy's resolved sets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Selection {
+    pub(crate) scope: BTreeSet<u32>,
+    /// Per rule, per peer, the identities it names; the rule's union is `rule_peers`.
+    pub(crate) peer_sets: Vec<Vec<BTreeSet<u32>>>,
+    /// Per rule: `None` for any peer, else the union of its peers, with `HOST` never
+    /// added here (that depends on the node; see node_map).
+    pub(crate) rule_peers: Vec<Option<BTreeSet<u32>>>,
+}
+
+impl PreparedPolicy {
+    pub(crate) fn new(spec: &SegmentationPolicySpec) -> Self {
+        let mut errors = Vec::new();
+        let scope = if spec.scope.cluster_wide {
+            if spec.scope.selector.as_ref().is_some_and(|s| !s.is_empty()) {
+                errors.push("scope: clusterWide: true cannot be combined with a selector".into());
+            }
+            None
+        } else {
+            match &spec.scope.selector {
+                Some(s) if !s.is_empty() => Some(s.clone()),
+                _ => {
+                    errors.push(
+                        "scope: an empty selector needs clusterWide: true to govern every endpoint"
+                            .into(),
+                    );
+                    None
+                }
+            }
+        };
+        let mut rules = Vec::new();
+        let directions = [(Direction::Ingress, &spec.ingress), (Direction::Egress, &spec.egress)];
+        for (direction, list) in directions {
+            for (i, rule) in list.iter().enumerate() {
+                let path = format!("{}[{i}]", direction_name(direction));
+                rules.push(prepare_rule(&path, direction, rule, &mut errors));
+            }
+        }
+        Self { scope, enforcement: spec.enforcement, rules, errors }
+    }
+
+    /// Every CIDR the policy names, excepts included: each becomes an identity.
+    pub(crate) fn cidrs(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.rules.iter().flat_map(|r| r.peers.iter().flatten()).flat_map(|p| match p {
+            PeerSel::Cidr { net, except } => {
+                std::iter::once(*net).chain(except.iter().copied()).collect::<Vec<_>>()
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    pub(crate) fn scope_matches(&self, u: &Universe, id: u32) -> bool {
+        u.managed.contains(&id)
+            && match &self.scope {
+                None => self.errors.is_empty(),
+                Some(sel) => u.selectable(id).is_some_and(|l| sel.matches(l)),
+            }
+    }
+
+    /// Computes every set from scratch.
+    pub(crate) fn select(&self, u: &Universe) -> Selection {
+        if !self.errors.is_empty() {
+            return Selection::default();
+        }
+        let scope = match &self.scope {
+            None => u.managed.clone(),
+            Some(sel) => u.select(sel).filter(|id| u.managed.contains(id)).collect(),
+        };
+        let mut selection = Selection { scope, ..Selection::default() };
+        for rule in &self.rules {
+            let sets: Vec<BTreeSet<u32>> =
+                rule.peers.iter().flatten().map(|p| p.select(u)).collect();
+            let union = rule.peers.as_ref().map(|_| sets.iter().flatten().copied().collect());
+            selection.peer_sets.push(sets);
+            selection.rule_peers.push(union);
+        }
+        selection
+    }
+
+    /// Adds `id` (new in the universe) to every set it belongs in. True if any changed.
+    pub(crate) fn add_identity(&self, u: &Universe, sel: &mut Selection, id: u32) -> bool {
+        if !self.errors.is_empty() {
+            return false;
+        }
+        let mut changed = false;
+        if self.scope_matches(u, id) {
+            changed |= sel.scope.insert(id);
+        }
+        for (r, rule) in self.rules.iter().enumerate() {
+            for (p, peer) in rule.peers.iter().flatten().enumerate() {
+                if peer.matches(u, id) {
+                    changed |= sel.peer_sets[r][p].insert(id);
+                    if let Some(union) = &mut sel.rule_peers[r] {
+                        union.insert(id);
+                    }
+                }
+            }
+        }
+        changed
+    }
+}
+
+/// Removes `id` (gone from the universe) from every set. True if any changed.
+pub(crate) fn remove_identity(sel: &mut Selection, id: u32) -> bool {
+    let mut changed = sel.scope.remove(&id);
+    for sets in &mut sel.peer_sets {
+        for set in sets {
+            changed |= set.remove(&id);
+        }
+    }
+    for union in sel.rule_peers.iter_mut().flatten() {
+        union.remove(&id);
+    }
+    changed
+}
+
+impl PeerSel {
+    fn matches(&self, u: &Universe, id: u32) -> bool {
+        match self {
+            PeerSel::Selector(sel) => u.selectable(id).is_some_and(|l| sel.matches(l)),
+            PeerSel::Cidr { net, except } => u
+                .cidr
+                .get(&id)
+                .is_some_and(|p| net.contains(p) && !except.iter().any(|e| e.contains(p))),
+            PeerSel::Reserved(ReservedPeer::World) => id == WORLD || u.cidr.contains_key(&id),
+            PeerSel::Reserved(ReservedPeer::Host) => id == HOST,
+            PeerSel::Reserved(ReservedPeer::RemoteNode) => id == REMOTE_NODE,
+            PeerSel::Reserved(ReservedPeer::Unlabeled) => id == UNLABELED,
+        }
+    }
+
+    fn select(&self, u: &Universe) -> BTreeSet<u32> {
+        match self {
+            PeerSel::Selector(sel) => u.select(sel).collect(),
+            PeerSel::Cidr { .. } => u.cidr.keys().copied().filter(|id| self.matches(u, *id)).collect(),
+            PeerSel::Reserved(ReservedPeer::World) => {
+                std::iter::once(WORLD).chain(u.cidr.keys().copied()).collect()
+            }
+            PeerSel::Reserved(ReservedPeer::Host) => BTreeSet::from([HOST]),
+            PeerSel::Reserved(ReservedPeer::RemoteNode) => BTreeSet::from([REMOTE_NODE]),
+            PeerSel::Reserved(ReservedPeer::Unlabeled) => BTreeSet::from([UNLABELED]),
+        }
+    }
+}
+
+impl Universe {
+    /// The labels of `id` if selectors may match it: an allocated identity
+    /// with at least one label besides the CIDR marker.
+    pub(crate) fn selectable(&self, id: u32) -> Option<&Labels> {
+        self.labels.get(&id).filter(|l| l.keys().any(|k| k != CIDR_LABEL))
+    }
+
+    pub(crate) fn insert(&mut self, id: u32, labels: Labels, cidr: Option<IpNet>) {
+        if labels.keys().any(|k| k != CIDR_LABEL) {
+            for (k, v) in &labels {
+                self.index.entry((k.clone(), v.clone())).or_default().insert(id);
+            }
+        }
+        if let Some(net) = cidr {
+            self.cidr.insert(id, net);
+        }
+        self.labels.insert(id, labels);
+    }
+
+    pub(crate) fn remove(&mut self, id: u32) {
+        if let Some(labels) = self.labels.remove(&id) {
+            for (k, v) in labels {
+                let key = (k, v);
+                if let Some(set) = self.index.get_mut(&key) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        self.index.remove(&key);
+                    }
+                }
+            }
+        }
+        self.cidr.remove(&id);
+    }
+
+    /// Identities a selector matches, using the label index to avoid a scan
+    /// when the selector has `matchLabels`.
+    fn select<'a>(&'a self, sel: &'a LabelSelector) -> Box<dyn Iterator<Item = u32> + 'a> {
+        let rarest = sel
+            .match_labels
+            .iter()
+            .map(|(k, v)| self.index.get(&(k.clone(), v.clone())))
+            .min_by_key(|set| set.map_or(0, BTreeSet::len));
+        match rarest {
+            Some(None) => Box::new(std::iter::empty()),
+            Some(Some(candidates)) => Box::new(
+                candidates
+                    .iter()
+                    .copied()
+                    .filter(move |id| self.selectable(*id).is_some_and(|l| sel.matches(l))),
+            ),
+            None => Box::new(
+                self.labels
+                    .keys()
+                    .copied()
+                    .filter(move |id| self.selectable(*id).is_some_and(|l| sel.matches(l))),
+            ),
+        }
+    }
+}
+
+/// The strictest mode any policy in scope sets, else the default.
+pub(crate) fn mode_of<'a>(
+    default: EnforcementMode,
+    in_scope: impl Iterator<Item = &'a PreparedPolicy>,
+) -> EnforcementMode {
+    in_scope.filter_map(|p| p.enforcement).max().unwrap_or(default)
+}
+
+pub(crate) fn direction_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ingress => "ingress",
+        Direction::Egress => "egress",
+    }
+}
+
+fn prepare_rule(path: &str, direction: Direction, rule: &Rule, errors: &mut Vec<String>) -> PreparedRule {
+    let peers = if rule.peers.is_empty() {
+        None
+    } else {
+        Some(
+            rule.peers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| prepare_peer(&format!("{path}.peers[{i}]"), p, errors))
+                .collect(),
+        )
+    };
+    let ports = rule
+        .ports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| prepare_port(&format!("{path}.ports[{i}]"), p, errors))
+        .collect();
+    PreparedRule {
+        name: rule.name.clone().unwrap_or_else(|| path.to_string()),
+        direction,
+        action: rule.action,
+        peers,
+        ports,
+    }
+}
+
+fn prepare_peer(path: &str, peer: &Peer, errors: &mut Vec<String>) -> Option<PeerSel> {
+    let set = [peer.selector.is_some(), peer.cidr.is_some(), peer.reserved.is_some()];
+    if set.iter().filter(|x| **x).count() != 1 {
+        errors.push(format!("{path}: a peer sets exactly one of selector, cidr or reserved"));
+        return None;
+    }
+    if let Some(sel) = &peer.selector {
+        return Some(PeerSel::Selector(sel.clone()));
+    }
+    if let Some(r) = peer.reserved {
+        return Some(PeerSel::Reserved(r));
+    }
+    let cidr = peer.cidr.as_deref().unwrap_or_default();
+    let Ok(net) = cidr.parse::<IpNet>() else {
+        errors.push(format!("{path}.cidr: {cidr:?} is not a valid CIDR"));
+        return None;
+    };
+    let net = net.trunc();
+    let mut except = Vec::new();
+    for (i, e) in peer.except.iter().flatten().enumerate() {
+        match e.parse::<IpNet>() {
+            Ok(en) if net.contains(&en) => except.push(en.trunc()),
+            Ok(_) => errors.push(format!("{path}.except[{i}]: {e:?} is not inside {net}")),
+            Err(_) => errors.push(format!("{path}.except[{i}]: {e:?} is not a valid CIDR")),
+        }
+    }
+    Some(PeerSel::Cidr { net, except })
+}
+
+fn prepare_port(path: &str, port: &PortSpec, errors: &mut Vec<String>) -> Option<PortRange> {
+    let protocol = port.protocol;
+    if protocol.has_ports() {
+        if port.icmp_type.is_some() {
+            errors.push(format!("{path}.icmpType: only ICMP and ICMPv6 have message types"));
+            return None;
+        }
+        let (first, last) = match (port.port, port.end_port) {
+            (None, None) => (0, u16::MAX),
+            (Some(p), None) => (p, p),
+            (Some(p), Some(e)) if e >= p => (p, e),
+            (Some(p), Some(e)) => {
+                errors.push(format!("{path}.endPort: {e} is below port {p}"));
+                return None;
+            }
+            (None, Some(_)) => {
+                errors.push(format!("{path}.endPort: needs port"));
+                return None;
+            }
+        };
+        Some(PortRange { protocol, first, last })
+    } else {
+        if port.port.is_some() || port.end_port.is_some() {
+            errors.push(format!("{path}.port: {protocol:?} has no ports; use icmpType"));
+            return None;
+        }
+        let (first, last) = port.icmp_type.map_or((0, 255), |t| (u16::from(t), u16::from(t)));
+        Some(PortRange { protocol, first, last })
+    }
+}
