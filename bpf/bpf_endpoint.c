@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Endpoint programs, attached to the host side of each pod veth.
+ *
+ *   pod ──veth──► [bh_from_endpoint: TC ingress]  the pod's egress
+ *   pod ◄──veth── [bh_to_endpoint:   TC egress ]  the pod's ingress
+ *
+ * The endpoint is found by the pod's address, not by the interface, so any
+ * CNI that gives pods veths works. Traffic between two pods of the node is
+ * seen by both programs: the sender's egress and the receiver's ingress.
+ * Traffic between a pod and its own node never crosses a host interface, so
+ * these programs also judge the host endpoint's side of it. */
+#include "common.h"
+#include "enforce.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("classifier")
+int bh_from_endpoint(struct __sk_buff *skb)
+{
+	struct endpoint_info *src, *dst;
+	struct bh_pkt p = {};
+	int ret;
+
+	ret = bh_prologue(skb, &p);
+	if (ret != BH_CONTINUE)
+		return ret;
+	src = bh_local_endpoint(p.family, p.saddr);
+	if (!src) {
+		bh_count(BH_CNT_NOT_LOCAL);
+		return BH_PASS;
+	}
+	if (bh_enforce(skb, &p, src, BH_DIR_EGRESS) == BH_DROP)
+		return BH_DROP;
+	dst = bh_local_endpoint(p.family, p.daddr);
+	if (dst && (dst->flags & BH_EP_F_HOST))
+		return bh_enforce(skb, &p, dst, BH_DIR_INGRESS);
+	return BH_PASS;
+}
+
+SEC("classifier")
+int bh_to_endpoint(struct __sk_buff *skb)
+{
+	struct endpoint_info *src, *dst;
+	struct bh_pkt p = {};
+	int ret;
+
+	ret = bh_prologue(skb, &p);
+	if (ret != BH_CONTINUE)
+		return ret;
+	dst = bh_local_endpoint(p.family, p.daddr);
+	if (!dst) {
+		bh_count(BH_CNT_NOT_LOCAL);
+		return BH_PASS;
+	}
+	src = bh_local_endpoint(p.family, p.saddr);
+	if (src && (src->flags & BH_EP_F_HOST) &&
+	    bh_enforce(skb, &p, src, BH_DIR_EGRESS) == BH_DROP)
+		return BH_DROP;
+	return bh_enforce(skb, &p, dst, BH_DIR_INGRESS);
+}

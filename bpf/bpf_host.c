@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Host programs, attached to the node's own interfaces (eth0, bond0...).
+ * They judge traffic to and from the host endpoint's addresses and pass
+ * everything else: pod traffic is the endpoint programs' business, and
+ * forwarded traffic is nobody's here. */
+#include "common.h"
+#include "enforce.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("classifier")
+int bh_host_ingress(struct __sk_buff *skb)
+{
+	struct endpoint_info *dst;
+	struct bh_pkt p = {};
+	int ret;
+
+	ret = bh_prologue(skb, &p);
+	if (ret != BH_CONTINUE)
+		return ret;
+	dst = bh_local_endpoint(p.family, p.daddr);
+	if (!dst || !(dst->flags & BH_EP_F_HOST)) {
+		bh_count(BH_CNT_NOT_LOCAL);
+		return BH_PASS;
+	}
+	return bh_enforce(skb, &p, dst, BH_DIR_INGRESS);
+}
+
+SEC("classifier")
+int bh_host_egress(struct __sk_buff *skb)
+{
+	struct endpoint_info *src;
+	struct bh_pkt p = {};
+	int ret;
+
+	ret = bh_prologue(skb, &p);
+	if (ret != BH_CONTINUE)
+		return ret;
+	src = bh_local_endpoint(p.family, p.saddr);
+	if (!src || !(src->flags & BH_EP_F_HOST)) {
+		bh_count(BH_CNT_NOT_LOCAL);
+		return BH_PASS;
+	}
+	return bh_enforce(skb, &p, src, BH_DIR_EGRESS);
+}

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Connection tracking (LRU hash). The key is the tuple of the packet that
+ * opened the flow plus the direction it was evaluated in, relative to the
+ * local endpoint: an egress entry belongs to the source endpoint, an ingress
+ * entry to the destination. Two local endpoints talking to each other thus
+ * each keep their own entry, and neither side's verdict lets a packet skip
+ * the other side's policy. For ICMP echo both ports carry the identifier. */
+#ifndef BULKHEAD_CONNTRACK_TYPES_H
+#define BULKHEAD_CONNTRACK_TYPES_H
+
+#include <linux/types.h>
+
+struct ct_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 family;
+	__u8 direction; /* BH_DIR_* the flow was evaluated in */
+	__u8 pad;
+};
+
+struct ct_value {
+	__u64 last_seen_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 generation;     /* bh_state.generation when last evaluated */
+	__u32 rule_id;
+	__u32 peer_identity;
+	__u16 policy_port;    /* host order; the port (or ICMP type) evaluated */
+	__u8 action;
+	__u8 verdict;         /* enforced verdict */
+	__u8 would_verdict;   /* full-mode verdict */
+	__u8 reason;
+	__u8 pad[6];
+};
+
+#endif

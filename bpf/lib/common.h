@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#ifndef BULKHEAD_LIB_COMMON_H
+#define BULKHEAD_LIB_COMMON_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "layout_types.h"
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+#define IPPROTO_ICMP_ 1
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+#define IPPROTO_ICMPV6_ 58
+#define IPPROTO_SCTP_ 132
+
+/* Pass means "not our business to stop it": TCX_NEXT (TC_ACT_UNSPEC) lets
+ * other programs on the hook (a CNI's, a host firewall's) still run. */
+#define BH_PASS TC_ACT_UNSPEC
+#define BH_DROP TC_ACT_SHOT
+
+/* Load-time settings, written by the agent before loading (never recompiled). */
+volatile const __u64 bh_cfg_ct_timeout_ns = 600ULL * 1000000000ULL;
+/* Emit BH_EVENT_NEW for allowed flows (denies and would-be denies always are). */
+volatile const __u32 bh_cfg_emit_new_flows = 1;
+
+#endif

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Conntrack: lookups of a packet as an established flow (its own tuple and
+ * direction) or as the reply of one (the reversed tuple, the opposite
+ * direction). Entries older than bh_cfg_ct_timeout_ns count as gone. */
+#ifndef BULKHEAD_LIB_CONNTRACK_H
+#define BULKHEAD_LIB_CONNTRACK_H
+
+#include "maps.h"
+#include "parse.h"
+#include "policy.h"
+
+static __always_inline void bh_ct_key(struct ct_key *k, const struct bh_pkt *p, __u8 dir,
+				      int reply)
+{
+	if (reply) {
+		__builtin_memcpy(k->saddr, p->daddr, 16);
+		__builtin_memcpy(k->daddr, p->saddr, 16);
+		k->sport = p->dport;
+		k->dport = p->sport;
+	} else {
+		__builtin_memcpy(k->saddr, p->saddr, 16);
+		__builtin_memcpy(k->daddr, p->daddr, 16);
+		k->sport = p->sport;
+		k->dport = p->dport;
+	}
+	k->protocol = p->protocol;
+	k->family = p->family;
+	k->direction = dir;
+	k->pad = 0;
+}
+
+static __always_inline struct ct_value *bh_ct_lookup(struct ct_key *k, __u64 now)
+{
+	struct ct_value *ct = bpf_map_lookup_elem(&bh_conntrack, k);
+
+	if (ct && now - ct->last_seen_ns > bh_cfg_ct_timeout_ns) {
+		bpf_map_delete_elem(&bh_conntrack, k);
+		return 0;
+	}
+	return ct;
+}
+
+static __always_inline void bh_ct_set_decision(struct ct_value *ct, const struct bh_decision *d,
+					       __u32 generation, __u32 peer)
+{
+	ct->generation = generation;
+	ct->rule_id = d->rule_id;
+	ct->peer_identity = peer;
+	ct->action = d->action;
+	ct->verdict = d->verdict;
+	ct->would_verdict = d->would_verdict;
+	ct->reason = d->reason;
+}
+
+static __always_inline void bh_ct_touch(struct ct_value *ct, __u64 now, __u32 len)
+{
+	ct->last_seen_ns = now;
+	__sync_fetch_and_add(&ct->packets, 1);
+	__sync_fetch_and_add(&ct->bytes, len);
+}
+
+static __always_inline void bh_ct_create(struct ct_key *k, const struct bh_pkt *p,
+					 const struct bh_decision *d, __u32 generation, __u32 peer,
+					 __u64 now)
+{
+	struct ct_value v = {};
+
+	v.last_seen_ns = now;
+	v.packets = 1;
+	v.bytes = p->len;
+	v.policy_port = p->policy_port;
+	bh_ct_set_decision(&v, d, generation, peer);
+	bpf_map_update_elem(&bh_conntrack, k, &v, BPF_ANY);
+}
+
+static __always_inline void bh_decision_from_ct(const struct ct_value *ct, struct bh_decision *d)
+{
+	d->rule_id = ct->rule_id;
+	d->action = ct->action;
+	d->verdict = ct->verdict;
+	d->would_verdict = ct->would_verdict;
+	d->reason = ct->reason;
+}
+
+#endif

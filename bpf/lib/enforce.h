@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One endpoint's side of a packet: conntrack, then policy for new flows.
+ *
+ *   established (own tuple, own direction)  -> pass; re-evaluate first if the
+ *                                             maps' generation moved on
+ *   reply (reversed tuple, other direction) -> pass; same re-evaluation of the
+ *                                             original flow
+ *   new                                     -> decide; allowed flows get an
+ *                                             entry, denied packets are dropped
+ *
+ * A re-evaluation that now denies deletes the entry and drops the packet, so
+ * a policy change stops established connections at their next packet. */
+#ifndef BULKHEAD_LIB_ENFORCE_H
+#define BULKHEAD_LIB_ENFORCE_H
+
+#include "conntrack.h"
+#include "flow.h"
+#include "identity.h"
+
+#define BH_CONTINUE -2
+
+static __always_inline int bh_reevaluate(struct __sk_buff *skb, const struct bh_pkt *p,
+					 const struct endpoint_info *ep, __u8 flow_dir, __u32 peer,
+					 struct ct_key *k, struct ct_value *ct, __u32 gen)
+{
+	struct bh_decision d;
+
+	bh_count(BH_CNT_REEVALUATED);
+	bh_decide(ep, flow_dir, peer, p->protocol, ct->policy_port, &d);
+	if (d.verdict == BH_VERDICT_DENY) {
+		bpf_map_delete_elem(&bh_conntrack, k);
+		bh_count(BH_CNT_REEVAL_DENIED);
+		bh_count(BH_CNT_DENIED);
+		bh_emit(skb, p, ep, flow_dir, peer, &d, BH_EVENT_REEVAL_DENY, gen);
+		return BH_DROP;
+	}
+	bh_ct_set_decision(ct, &d, gen, peer);
+	return BH_CONTINUE;
+}
+
+static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt *p,
+				      const struct endpoint_info *ep, __u8 dir)
+{
+	const __u8 *peer_addr = dir == BH_DIR_EGRESS ? p->daddr : p->saddr;
+	__u32 peer = bh_peer_identity(p->family, peer_addr);
+	__u32 gen = bh_generation();
+	__u64 now = bpf_ktime_get_ns();
+	struct bh_decision d;
+	struct ct_value *ct;
+	struct ct_key k;
+
+	bh_ct_key(&k, p, dir, 0);
+	ct = bh_ct_lookup(&k, now);
+	if (ct) {
+		if (ct->generation != gen &&
+		    bh_reevaluate(skb, p, ep, dir, peer, &k, ct, gen) == BH_DROP)
+			return BH_DROP;
+		bh_ct_touch(ct, now, p->len);
+		bh_count(BH_CNT_CT_ESTABLISHED);
+		bh_count(BH_CNT_ALLOWED);
+		if (ct->would_verdict == BH_VERDICT_DENY) {
+			bh_decision_from_ct(ct, &d);
+			bh_count(BH_CNT_WOULD_DENY);
+			bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_WOULD_DENY, gen);
+		}
+		return BH_PASS;
+	}
+
+	bh_ct_key(&k, p, !dir, 1);
+	ct = bh_ct_lookup(&k, now);
+	if (ct) {
+		if (ct->generation != gen &&
+		    bh_reevaluate(skb, p, ep, !dir, peer, &k, ct, gen) == BH_DROP)
+			return BH_DROP;
+		bh_ct_touch(ct, now, p->len);
+		bh_count(BH_CNT_CT_REPLY);
+		bh_count(BH_CNT_ALLOWED);
+		return BH_PASS;
+	}
+
+	bh_decide(ep, dir, peer, p->protocol, p->policy_port, &d);
+	if (d.reason == BH_REASON_FAILSAFE)
+		bh_count(BH_CNT_FAILSAFE);
+	if (d.verdict == BH_VERDICT_DENY) {
+		bh_count(BH_CNT_DENIED);
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_DENY, gen);
+		return BH_DROP;
+	}
+	bh_ct_key(&k, p, dir, 0);
+	bh_ct_create(&k, p, &d, gen, peer, now);
+	bh_count(BH_CNT_CT_NEW);
+	bh_count(BH_CNT_ALLOWED);
+	if (d.would_verdict == BH_VERDICT_DENY) {
+		bh_count(BH_CNT_WOULD_DENY);
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_WOULD_DENY, gen);
+	} else if (bh_cfg_emit_new_flows) {
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_NEW, gen);
+	}
+	return BH_PASS;
+}
+
+/* Parsing outcomes that end the program before any endpoint is looked up. */
+static __always_inline int bh_prologue(struct __sk_buff *skb, struct bh_pkt *p)
+{
+	bh_count(BH_CNT_PACKETS);
+	switch (bh_parse(skb, p)) {
+	case BH_PARSE_NON_IP:
+		bh_count(BH_CNT_NON_IP);
+		return BH_PASS;
+	case BH_PARSE_LATER_FRAGMENT:
+		bh_count(BH_CNT_LATER_FRAGMENT);
+		return BH_PASS;
+	case BH_PARSE_MALFORMED:
+		bh_count(BH_CNT_MALFORMED);
+		return BH_DROP;
+	default:
+		break;
+	}
+	if (bh_is_link_control(p)) {
+		bh_count(BH_CNT_NEIGHBOR_DISCOVERY);
+		return BH_PASS;
+	}
+	return BH_CONTINUE;
+}
+
+#endif

@@ -1,0 +1,2 @@
+//! Placeholder; replaced by the datapath benchmark.
+fn main() {}

@@ -1,0 +1,33 @@
+//! Bulkhead's node agent: the datapath half.
+//!
+//! ```text
+//!   NodeRuleMap + IdentityMap shards (files, or the API server later)
+//!        │ spec.rs: read, YAML or JSON, object or bare spec
+//!        ▼
+//!   desired/: validate + translate ──► Desired { ipcache, endpoints, policy, failsafe }
+//!        │                                         (pure; errors name object and field)
+//!        ▼
+//!   datapath.rs ── maps/: diff into the pinned maps, bump generation
+//!               ── attach.rs: TCX links on pod veths and host interfaces
+//!               ── flows.rs: ring buffer ─► flow records
+//!        ▲
+//!   loader.rs: the C objects of bpf/, embedded by build.rs; layout.rs mirrors
+//!              every struct of bpf/include/ (tests/layout.rs proves it)
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod attach;
+pub mod datapath;
+pub mod desired;
+pub mod error;
+pub mod flows;
+pub mod layout;
+pub mod loader;
+pub mod maps;
+pub mod spec;
+pub mod standalone;
+
+pub use datapath::{Datapath, InterfaceConfig};
+pub use desired::Desired;
+pub use error::{Error, Result};

@@ -1,0 +1,135 @@
+//! Loading the embedded objects with aya: bpffs, the pin directory of this
+//! layout version, load-time globals, and the programs themselves.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aya::programs::SchedClassifier;
+use aya::{Ebpf, EbpfLoader};
+
+use crate::error::{Error, Result};
+use crate::layout::LAYOUT_VERSION;
+
+static ENDPOINT_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_endpoint.o"));
+static HOST_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_host.o"));
+
+/// The compiled objects, for tests that read their BTF.
+pub fn objects() -> [(&'static str, &'static [u8]); 2] {
+    [("bpf_endpoint.o", ENDPOINT_OBJECT), ("bpf_host.o", HOST_OBJECT)]
+}
+
+/// Program names in the objects.
+pub const FROM_ENDPOINT: &str = "bh_from_endpoint";
+pub const TO_ENDPOINT: &str = "bh_to_endpoint";
+pub const HOST_INGRESS: &str = "bh_host_ingress";
+pub const HOST_EGRESS: &str = "bh_host_egress";
+
+/// Load-time settings.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Where bpffs is (mounted there if it is not).
+    pub bpffs: PathBuf,
+    /// Directory under bpffs; the layout version is appended.
+    pub pin_name: String,
+    /// Conntrack entries idle longer than this are forgotten.
+    pub ct_timeout: Duration,
+    /// Report the first packet of every allowed flow (denies always are).
+    pub emit_new_flows: bool,
+    /// Capacity of the policy map (entries after flattening).
+    pub policy_max_entries: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            bpffs: PathBuf::from("/sys/fs/bpf"),
+            pin_name: "bulkhead".to_string(),
+            ct_timeout: Duration::from_secs(600),
+            emit_new_flows: true,
+            policy_max_entries: 262_144,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// `/sys/fs/bpf/bulkhead/v1`.
+    pub fn pin_dir(&self) -> PathBuf {
+        self.bpffs.join(&self.pin_name).join(format!("v{LAYOUT_VERSION}"))
+    }
+}
+
+/// Both objects, loaded, sharing their pinned maps.
+#[derive(Debug)]
+pub struct Loaded {
+    pub endpoint: Ebpf,
+    pub host: Ebpf,
+    pub pin_dir: PathBuf,
+}
+
+/// Mounts bpffs if needed, loads both objects and their programs.
+pub fn load(opts: &LoadOptions) -> Result<Loaded> {
+    ensure_bpffs(&opts.bpffs)?;
+    let pin_dir = opts.pin_dir();
+    std::fs::create_dir_all(&pin_dir)
+        .map_err(|e| Error::Bpffs { path: pin_dir.clone(), message: format!("creating the pin directory: {e}") })?;
+    let mut endpoint = load_object("bpf_endpoint.o", ENDPOINT_OBJECT, opts, &pin_dir)?;
+    let mut host = load_object("bpf_host.o", HOST_OBJECT, opts, &pin_dir)?;
+    for name in [FROM_ENDPOINT, TO_ENDPOINT] {
+        load_program(&mut endpoint, name)?;
+    }
+    for name in [HOST_INGRESS, HOST_EGRESS] {
+        load_program(&mut host, name)?;
+    }
+    Ok(Loaded { endpoint, host, pin_dir })
+}
+
+fn load_object(object: &'static str, bytes: &[u8], opts: &LoadOptions, pin_dir: &Path) -> Result<Ebpf> {
+    let timeout = u64::try_from(opts.ct_timeout.as_nanos()).unwrap_or(u64::MAX);
+    let emit = u32::from(opts.emit_new_flows);
+    EbpfLoader::new()
+        .default_map_pin_directory(pin_dir)
+        .map_max_entries("bh_policy", opts.policy_max_entries)
+        .override_global("bh_cfg_ct_timeout_ns", &timeout, true)
+        .override_global("bh_cfg_emit_new_flows", &emit, true)
+        .load(bytes)
+        .map_err(|source| Error::Load { object, source: Box::new(source) })
+}
+
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<()> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or(Error::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| Error::Program { program: name, source: Box::new(source) })?;
+    program.load().map_err(|source| Error::Program { program: name, source: Box::new(source) })
+}
+
+/// Mounts bpffs at `path` unless it is already there (`ip netns exec`
+/// remounts /sys and hides the host's). Uses mount(8), which keeps this
+/// crate's unsafe code to the `Pod` impls.
+pub fn ensure_bpffs(path: &Path) -> Result<()> {
+    let err = |message: String| Error::Bpffs { path: path.to_path_buf(), message };
+    std::fs::create_dir_all(path).map_err(|e| err(format!("creating it: {e}")))?;
+    if is_bpffs(path) {
+        return Ok(());
+    }
+    let out = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(path)
+        .output()
+        .map_err(|e| err(format!("running mount: {e}")))?;
+    if !out.status.success() || !is_bpffs(path) {
+        return Err(err(format!("mounting bpffs failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return false };
+    let want = path.to_string_lossy();
+    mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, mount_point, fs_type) = (fields.next(), fields.next(), fields.next());
+        mount_point == Some(want.as_ref()) && fs_type == Some("bpf")
+    })
+}

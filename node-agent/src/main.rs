@@ -1,0 +1,100 @@
+//! `bulkhead-agent`: the node agent binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use bulkhead_agent::loader::LoadOptions;
+use bulkhead_agent::standalone;
+use bulkhead_agent::InterfaceConfig;
+use clap::Parser;
+
+/// Bulkhead's node agent. Standalone mode enforces a NodeRuleMap and
+/// IdentityMap shards read from files (YAML or JSON, object or bare spec)
+/// and reloads them when they change.
+#[derive(Debug, Parser)]
+#[command(name = "bulkhead-agent", version)]
+struct Args {
+    /// The NodeRuleMap of this node.
+    #[arg(long, value_name = "FILE")]
+    rule_map: Option<PathBuf>,
+    /// An IdentityMap shard; repeat for every shard.
+    #[arg(long, value_name = "FILE")]
+    identities: Vec<PathBuf>,
+    /// A host interface to protect (repeatable), e.g. eth0.
+    #[arg(long = "host-interface", value_name = "NAME")]
+    host_interfaces: Vec<String>,
+    /// Name prefix of the host side of pod veths (repeatable).
+    #[arg(long = "endpoint-prefix", value_name = "PREFIX", default_values = ["veth", "lxc", "cali"])]
+    endpoint_prefixes: Vec<String>,
+    /// Where bpffs is mounted (mounted there when it is not).
+    #[arg(long, default_value = "/sys/fs/bpf")]
+    bpffs: PathBuf,
+    /// Directory under bpffs for the pinned maps and links.
+    #[arg(long, default_value = "bulkhead")]
+    pin_name: String,
+    /// Append flow records, one JSON object per line (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    flow_log: Option<PathBuf>,
+    /// How often flow records are written.
+    #[arg(long, default_value_t = 1000)]
+    flow_interval_ms: u64,
+    /// How often files and interfaces are checked for changes.
+    #[arg(long, default_value_t = 500)]
+    poll_interval_ms: u64,
+    /// Write a JSON status document here after every programming.
+    #[arg(long, value_name = "FILE")]
+    status_file: Option<PathBuf>,
+    /// Idle time after which a conntrack entry is forgotten.
+    #[arg(long, default_value_t = 600)]
+    ct_timeout_secs: u64,
+    /// Capacity of the policy map.
+    #[arg(long, default_value_t = 262_144)]
+    policy_max_entries: u32,
+    /// Detach every program on exit (by default they stay, and keep enforcing).
+    #[arg(long)]
+    detach_on_exit: bool,
+    /// Detach every program this agent's pins hold, and exit.
+    #[arg(long)]
+    detach: bool,
+    /// Logs as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
+    let load = LoadOptions {
+        bpffs: args.bpffs.clone(),
+        pin_name: args.pin_name.clone(),
+        ct_timeout: Duration::from_secs(args.ct_timeout_secs),
+        emit_new_flows: true,
+        policy_max_entries: args.policy_max_entries,
+    };
+    if args.detach {
+        let mut datapath = bulkhead_agent::Datapath::open(&load).context("opening the datapath")?;
+        datapath.detach_all().context("detaching")?;
+        return Ok(());
+    }
+    let rule_map = args
+        .rule_map
+        .context("pass --rule-map FILE (and --identities FILE): only standalone mode is built in yet")?;
+    let config = standalone::Config {
+        rule_map,
+        identities: args.identities,
+        interfaces: InterfaceConfig { endpoint_prefixes: args.endpoint_prefixes, host_interfaces: args.host_interfaces },
+        poll_interval: Duration::from_millis(args.poll_interval_ms),
+        flow_interval: Duration::from_millis(args.flow_interval_ms),
+        flow_log: args.flow_log,
+        status_file: args.status_file,
+        detach_on_exit: args.detach_on_exit,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(standalone::run(config, load)).context("standalone agent")
+}

@@ -1,0 +1,39 @@
+//! `bh_conntrack`: read for inspection and tests; written only by the programs.
+
+use aya::maps::{HashMap, MapData};
+use aya::Ebpf;
+
+use super::{take, wrap};
+use crate::error::Result;
+use crate::layout::{CtKey, CtValue};
+
+const NAME: &str = "bh_conntrack";
+
+#[derive(Debug)]
+pub struct Conntrack {
+    map: HashMap<MapData, CtKey, CtValue>,
+}
+
+impl Conntrack {
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        let map = HashMap::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
+        Ok(Conntrack { map })
+    }
+
+    /// Every entry (LRU: entries may vanish while iterating; those are skipped).
+    pub fn entries(&self) -> Vec<(CtKey, CtValue)> {
+        self.map.iter().filter_map(|item| item.ok()).collect()
+    }
+
+    /// Forgets every flow (used by tests between cases).
+    pub fn clear(&mut self) -> Result<usize> {
+        let keys: Vec<CtKey> = self.map.keys().filter_map(|k| k.ok()).collect();
+        for key in &keys {
+            match self.map.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(wrap(NAME, "delete")(e)),
+            }
+        }
+        Ok(keys.len())
+    }
+}

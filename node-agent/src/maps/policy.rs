@@ -1,0 +1,76 @@
+//! `bh_policy`: the flattened rules (see `desired/policy.rs`).
+
+use std::collections::BTreeMap;
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{IterableMap, MapData};
+use aya::Ebpf;
+
+use super::{apply_diff, capacity, check_fits, take, wrap, DiffStats};
+use crate::desired::Desired;
+use crate::error::Result;
+use crate::layout::{PolicyKey, PolicyKeyData, PolicyValue};
+
+const NAME: &str = "bh_policy";
+
+#[derive(Debug)]
+pub struct Policy {
+    map: LpmTrie<MapData, PolicyKeyData, PolicyValue>,
+    max: u32,
+}
+
+fn to_aya(k: &PolicyKey) -> Key<PolicyKeyData> {
+    Key::new(
+        k.prefixlen,
+        PolicyKeyData {
+            subject: k.subject,
+            peer: k.peer,
+            direction: k.direction,
+            protocol: k.protocol,
+            port_be: k.port_be,
+        },
+    )
+}
+
+fn from_aya(k: &Key<PolicyKeyData>) -> PolicyKey {
+    let d = k.data();
+    PolicyKey {
+        prefixlen: k.prefix_len(),
+        subject: d.subject,
+        peer: d.peer,
+        direction: d.direction,
+        protocol: d.protocol,
+        port_be: d.port_be,
+    }
+}
+
+impl Policy {
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        let map: LpmTrie<MapData, PolicyKeyData, PolicyValue> =
+            LpmTrie::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
+        let max = capacity(NAME, map.map())?;
+        Ok(Policy { map, max })
+    }
+
+    pub(crate) fn check(&self, desired: &Desired) -> Result<()> {
+        check_fits(NAME, self.max, desired.policy.len())
+    }
+
+    /// Entries currently in the kernel.
+    pub fn read(&self) -> Result<BTreeMap<PolicyKey, PolicyValue>> {
+        self.map
+            .iter()
+            .map(|item| item.map(|(k, v)| (from_aya(&k), v)))
+            .collect::<Result<_, _>>()
+            .map_err(wrap(NAME, "read"))
+    }
+
+    pub(crate) fn program(&mut self, desired: &Desired) -> Result<DiffStats> {
+        let current = self.read()?;
+        let map = &mut self.map;
+        apply_diff(NAME, &current, &desired.policy, |k, v| match v {
+            Some(v) => map.insert(&to_aya(k), v, 0),
+            None => map.remove(&to_aya(k)),
+        })
+    }
+}

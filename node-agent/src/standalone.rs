@@ -1,0 +1,179 @@
+//! Standalone mode: enforce a NodeRuleMap and IdentityMap shards read from
+//! files, with no API server, and reload when the files change.
+//!
+//! A reload that fails (unreadable or malformed file, invalid field, a map
+//! that would overflow, a missing interface) is logged and written to the
+//! status file; the maps keep what they held, so what enforces stays.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::datapath::{Datapath, InterfaceConfig};
+use crate::desired::Desired;
+use crate::error::{Error, Result};
+use crate::flows::FlowAggregator;
+use crate::loader::LoadOptions;
+use crate::maps::ProgramStats;
+use crate::spec;
+
+/// What standalone mode reads and writes.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub rule_map: PathBuf,
+    pub identities: Vec<PathBuf>,
+    pub interfaces: InterfaceConfig,
+    pub poll_interval: Duration,
+    pub flow_interval: Duration,
+    /// JSON lines of flow records; `-` for stdout.
+    pub flow_log: Option<PathBuf>,
+    /// A JSON status document rewritten after every (re)programming.
+    pub status_file: Option<PathBuf>,
+    pub detach_on_exit: bool,
+}
+
+/// What the status file says.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// How many times the maps were programmed successfully by this process.
+    pub programmed: u64,
+    pub generation: u32,
+    pub stats: Option<ProgramStats>,
+    /// The last reload's error; the maps still hold the previous content.
+    pub error: Option<String>,
+    pub interfaces: Vec<String>,
+}
+
+/// Reads and validates every input file; touches nothing.
+pub fn read_desired(config: &Config) -> Result<Desired> {
+    let rule_map = spec::read_rule_map(&config.rule_map)?;
+    let shards = config.identities.iter().map(|p| spec::read_identity_map(p)).collect::<Result<Vec<_>>>()?;
+    Desired::build(&rule_map, &shards)
+}
+
+fn fingerprint(config: &Config) -> u64 {
+    let mut h = DefaultHasher::new();
+    for path in std::iter::once(&config.rule_map).chain(config.identities.iter()) {
+        std::fs::read(path).ok().hash(&mut h);
+    }
+    h.finish()
+}
+
+struct Runner {
+    config: Config,
+    datapath: Datapath,
+    status: Status,
+    flows: FlowAggregator,
+}
+
+impl Runner {
+    fn write_status(&self) {
+        let Some(path) = &self.config.status_file else { return };
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_string_pretty(&self.status).unwrap_or_default();
+        if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+            tracing::warn!(path = %path.display(), "could not write the status file");
+        }
+    }
+
+    fn reload(&mut self) -> Result<()> {
+        let desired = read_desired(&self.config)?;
+        let stats = self.datapath.program(&desired)?;
+        tracing::info!(generation = stats.generation, policy = ?stats.policy, endpoints = ?stats.endpoints, "programmed");
+        self.status.programmed += 1;
+        self.status.generation = stats.generation;
+        self.status.stats = Some(stats);
+        self.status.error = None;
+        Ok(())
+    }
+
+    fn sync_interfaces(&mut self) -> Result<()> {
+        let newly = self.datapath.sync_interfaces(&self.config.interfaces)?;
+        if !newly.is_empty() {
+            tracing::info!(?newly, "attached to new interfaces");
+        }
+        self.status.interfaces = crate::attach::interfaces_with_prefix(&self.config.interfaces.endpoint_prefixes);
+        self.status.interfaces.extend(self.config.interfaces.host_interfaces.iter().cloned());
+        Ok(())
+    }
+
+    fn flush_flows(&mut self) {
+        self.datapath.read_flows(&mut self.flows);
+        if self.flows.is_empty() {
+            return;
+        }
+        let records = self.flows.drain();
+        let Some(path) = &self.config.flow_log else { return };
+        let mut text = String::new();
+        for r in &records {
+            if let Ok(line) = serde_json::to_string(r) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        let written = if path.as_os_str() == "-" {
+            std::io::stdout().write_all(text.as_bytes())
+        } else {
+            std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| f.write_all(text.as_bytes()))
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not write flow records");
+        }
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
+    // Validate before loading anything: bad input never reaches the kernel.
+    let desired = read_desired(&config)?;
+    let datapath = Datapath::open(&load)?;
+    let mut runner = Runner { config, datapath, status: Status::default(), flows: FlowAggregator::default() };
+    let stats = runner.datapath.program(&desired)?;
+    runner.status.programmed = 1;
+    runner.status.generation = stats.generation;
+    runner.status.stats = Some(stats);
+    runner.sync_interfaces()?;
+    runner.write_status();
+    tracing::info!(generation = runner.status.generation, "enforcing");
+
+    let mut seen = fingerprint(&runner.config);
+    let mut tick = tokio::time::interval(runner.config.poll_interval);
+    let mut last_flush = Instant::now();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::invalid("agent", "signals", e.to_string()))?;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+        let now = fingerprint(&runner.config);
+        if now != seen {
+            seen = now;
+            if let Err(e) = runner.reload() {
+                tracing::error!(error = %e, "reload failed; the previous rule map stays in force");
+                runner.status.error = Some(e.to_string());
+            }
+            runner.write_status();
+        }
+        if let Err(e) = runner.sync_interfaces() {
+            tracing::warn!(error = %e, "interfaces");
+        }
+        runner.datapath.read_flows(&mut runner.flows);
+        if last_flush.elapsed() >= runner.config.flow_interval {
+            runner.flush_flows();
+            last_flush = Instant::now();
+        }
+    }
+    runner.flush_flows();
+    if runner.config.detach_on_exit {
+        runner.datapath.detach_all()?;
+        tracing::info!("detached");
+    }
+    Ok(())
+}
