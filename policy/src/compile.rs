@@ -40,21 +40,25 @@ impl Default for CompileOptions {
     fn default() -> Self {
         use Direction::{Egress, Ingress};
         use Protocol::{Tcp, Udp};
-        let port = |protocol, port, direction| FailsafePort { protocol, port, direction };
+        let port = |protocol, port, direction| FailsafePort {
+            protocol,
+            port,
+            direction,
+        };
         Self {
             default_mode: EnforcementMode::Visibility,
             failsafe_ports: vec![
-                port(Tcp, 22, Ingress),     // SSH
-                port(Tcp, 6443, Ingress),   // the API server
-                port(Tcp, 6443, Egress),    // kubelet and agent to the API server
-                port(Tcp, 10250, Ingress),  // kubelet
-                port(Tcp, 2379, Ingress),   // etcd clients
-                port(Tcp, 2380, Ingress),   // etcd peers
-                port(Tcp, 2380, Egress),    // etcd peers
-                port(Udp, 53, Egress),      // DNS
-                port(Tcp, 53, Egress),      // DNS
-                port(Udp, 67, Egress),      // DHCP client to server
-                port(Udp, 68, Ingress),     // DHCP server to client
+                port(Tcp, 22, Ingress),    // SSH
+                port(Tcp, 6443, Ingress),  // the API server
+                port(Tcp, 6443, Egress),   // kubelet and agent to the API server
+                port(Tcp, 10250, Ingress), // kubelet
+                port(Tcp, 2379, Ingress),  // etcd clients
+                port(Tcp, 2380, Ingress),  // etcd peers
+                port(Tcp, 2380, Egress),   // etcd peers
+                port(Udp, 53, Egress),     // DNS
+                port(Tcp, 53, Egress),     // DNS
+                port(Udp, 67, Egress),     // DHCP client to server
+                port(Udp, 68, Ingress),    // DHCP server to client
             ],
             identity_shards: 16,
         }
@@ -62,7 +66,11 @@ impl Default for CompileOptions {
 }
 
 /// Compiles a whole snapshot.
-pub fn compile(snapshot: &Snapshot, options: &CompileOptions, previous: &IdentityAllocation) -> Output {
+pub fn compile(
+    snapshot: &Snapshot,
+    options: &CompileOptions,
+    previous: &IdentityAllocation,
+) -> Output {
     let mut compiler = Compiler::new(options.clone(), previous.clone());
     compiler.load(snapshot.clone());
     compiler.out
@@ -86,6 +94,8 @@ pub struct Compiler {
     managed_uses: BTreeMap<u32, usize>,
     /// identity → node → local endpoints with it.
     identity_nodes: BTreeMap<u32, BTreeMap<String, usize>>,
+    /// identity → managed endpoints with it.
+    identity_endpoints: BTreeMap<u32, BTreeSet<EndpointRef>>,
     /// node → pods enforced there.
     node_pods: BTreeMap<String, BTreeSet<EndpointRef>>,
     /// identity → policies whose scope holds it.
@@ -114,7 +124,10 @@ struct Dirty {
 impl Compiler {
     /// An empty compiler that will keep `previous`'s numbers for label sets still in use.
     pub fn new(options: CompileOptions, previous: IdentityAllocation) -> Self {
-        let options = CompileOptions { identity_shards: options.identity_shards.max(1), ..options };
+        let options = CompileOptions {
+            identity_shards: options.identity_shards.max(1),
+            ..options
+        };
         Self {
             options,
             snapshot: Snapshot::default(),
@@ -128,6 +141,7 @@ impl Compiler {
             uses: BTreeMap::new(),
             managed_uses: BTreeMap::new(),
             identity_nodes: BTreeMap::new(),
+            identity_endpoints: BTreeMap::new(),
             node_pods: BTreeMap::new(),
             scope_index: BTreeMap::new(),
             modes: BTreeMap::new(),
@@ -135,7 +149,10 @@ impl Compiler {
             prefixes: BTreeMap::new(),
             mapping_labeled: BTreeMap::new(),
             conflicted: BTreeSet::new(),
-            out: Output { allocation: previous, ..Output::default() },
+            out: Output {
+                allocation: previous,
+                ..Output::default()
+            },
         }
     }
 
@@ -156,7 +173,7 @@ impl Compiler {
         self.run(dirty);
         // Label sets of the previous allocation that nothing uses any more.
         let in_use = &self.universe.labels;
-        self.out.allocation.by_labels.retain(|_, id| in_use.contains_key(id));
+        self.out.allocation.retain(|id| in_use.contains_key(&id));
         &self.out
     }
 
@@ -169,12 +186,20 @@ impl Compiler {
             }
             Change::UpsertNamespace(ns, _) | Change::DeleteNamespace(ns) => {
                 let pods = self.snapshot.pods.keys().filter(|k| &k.namespace == ns);
-                dirty.endpoints.extend(pods.map(|k| EndpointRef::Pod(k.clone())));
+                dirty
+                    .endpoints
+                    .extend(pods.map(|k| EndpointRef::Pod(k.clone())));
             }
             Change::UpsertNode(n, _) | Change::DeleteNode(n) => {
                 dirty.endpoints.insert(EndpointRef::Node(n.clone()));
-                let pods = self.snapshot.pods.iter().filter(|(_, p)| p.node.as_ref() == Some(n));
-                dirty.endpoints.extend(pods.map(|(k, _)| EndpointRef::Pod(k.clone())));
+                let pods = self
+                    .snapshot
+                    .pods
+                    .iter()
+                    .filter(|(_, p)| p.node.as_ref() == Some(n));
+                dirty
+                    .endpoints
+                    .extend(pods.map(|(k, _)| EndpointRef::Pod(k.clone())));
             }
             Change::UpsertExternalNode(n, _) | Change::DeleteExternalNode(n) => {
                 dirty.endpoints.insert(EndpointRef::ExternalNode(n.clone()));
@@ -184,7 +209,8 @@ impl Compiler {
                 dirty.policies.insert(name.clone());
             }
         }
-        let mapping_changed = matches!(change, Change::UpsertMapping(..) | Change::DeleteMapping(_));
+        let mapping_changed =
+            matches!(change, Change::UpsertMapping(..) | Change::DeleteMapping(_));
         self.snapshot.apply(change);
         if mapping_changed {
             self.mappings = PreparedMappings::new(&self.snapshot.mappings);
@@ -224,7 +250,8 @@ impl Compiler {
         dirty.policies.insert(name.to_string());
         match self.snapshot.policies.get(name) {
             Some(spec) => {
-                self.policies.insert(name.to_string(), PreparedPolicy::new(spec));
+                self.policies
+                    .insert(name.to_string(), PreparedPolicy::new(spec));
             }
             None => {
                 self.policies.remove(name);
@@ -233,8 +260,11 @@ impl Compiler {
     }
 
     fn refresh_cidrs(&mut self, dirty: &mut Dirty) {
-        let wanted: BTreeSet<IpNet> =
-            self.mappings.cidrs().chain(self.policies.values().flat_map(|p| p.cidrs())).collect();
+        let wanted: BTreeSet<IpNet> = self
+            .mappings
+            .cidrs()
+            .chain(self.policies.values().flat_map(|p| p.cidrs()))
+            .collect();
         for net in wanted.symmetric_difference(&self.cidrs) {
             dirty.endpoints.insert(EndpointRef::Cidr(*net));
         }
@@ -245,7 +275,10 @@ impl Compiler {
         let s = &self.snapshot;
         let pods = s.pods.keys().map(|k| EndpointRef::Pod(k.clone()));
         let nodes = s.nodes.keys().map(|n| EndpointRef::Node(n.clone()));
-        let ext = s.external_nodes.keys().map(|n| EndpointRef::ExternalNode(n.clone()));
+        let ext = s
+            .external_nodes
+            .keys()
+            .map(|n| EndpointRef::ExternalNode(n.clone()));
         let cidrs = self.cidrs.iter().map(|c| EndpointRef::Cidr(*c));
         pods.chain(nodes).chain(ext).chain(cidrs).collect()
     }
@@ -264,15 +297,29 @@ impl Compiler {
                 }
                 let source = Source::Pod {
                     labels: &pod.labels,
-                    namespace: s.namespaces.get(&key.namespace).map_or(&empty, |n| &n.labels),
+                    namespace: s
+                        .namespaces
+                        .get(&key.namespace)
+                        .map_or(&empty, |n| &n.labels),
                     node: s.nodes.get(node).map_or(&empty, |n| &n.labels),
                 };
-                Some((self.mappings.resolve(ep, source), Some(node.clone()), pod.addresses.clone()))
+                Some((
+                    self.mappings.resolve(ep, source),
+                    Some(node.clone()),
+                    pod.addresses.clone(),
+                ))
             }
             EndpointRef::Node(name) => {
                 let node = s.nodes.get(name)?;
-                let source = Source::Node { name, labels: &node.labels };
-                Some((self.mappings.resolve(ep, source), Some(name.clone()), node.addresses.clone()))
+                let source = Source::Node {
+                    name,
+                    labels: &node.labels,
+                };
+                Some((
+                    self.mappings.resolve(ep, source),
+                    Some(name.clone()),
+                    node.addresses.clone(),
+                ))
             }
             EndpointRef::ExternalNode(name) => {
                 let ext = s.external_nodes.get(name)?;
@@ -280,15 +327,27 @@ impl Compiler {
                     return None; // a Node of that name owns the rule map
                 }
                 let hostname = ext.spec.hostname.as_deref().unwrap_or(name);
-                let source = Source::External { hostname, labels: &ext.labels };
-                let addrs = ext.spec.addresses.iter().filter_map(|a| a.parse().ok()).collect();
+                let source = Source::External {
+                    hostname,
+                    labels: &ext.labels,
+                };
+                let addrs = ext
+                    .spec
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.parse().ok())
+                    .collect();
                 Some((self.mappings.resolve(ep, source), Some(name.clone()), addrs))
             }
             EndpointRef::Cidr(net) => {
                 if !self.cidrs.contains(net) {
                     return None;
                 }
-                Some((self.mappings.resolve(ep, Source::Cidr(*net)), None, Vec::new()))
+                Some((
+                    self.mappings.resolve(ep, Source::Cidr(*net)),
+                    None,
+                    Vec::new(),
+                ))
             }
         }
     }
@@ -302,7 +361,7 @@ impl Compiler {
             let state = self.evaluate(&ep);
             if let Some((resolved, _, _)) = &state {
                 if let Some(key) = identity_key(&ep, &resolved.labels) {
-                    if !self.out.allocation.by_labels.contains_key(&key) {
+                    if self.out.allocation.get(&key).is_none() {
                         new_sets.insert(key);
                     }
                 }
@@ -317,7 +376,7 @@ impl Compiler {
             let old = self.out.endpoints.get(&ep).cloned();
             let new = state.as_ref().map(|(resolved, node, addrs)| {
                 let identity = match identity_key(&ep, &resolved.labels) {
-                    Some(key) => self.out.allocation.by_labels[&key],
+                    Some(key) => self.out.allocation.get(&key).unwrap_or(UNLABELED),
                     None if matches!(ep, EndpointRef::Node(_)) => REMOTE_NODE,
                     None => UNLABELED,
                 };
@@ -326,7 +385,11 @@ impl Compiler {
                     identity,
                     node: node.clone(),
                     addresses: addrs.clone(),
-                    mode: self.modes.get(&identity).copied().unwrap_or(self.options.default_mode),
+                    mode: self
+                        .modes
+                        .get(&identity)
+                        .copied()
+                        .unwrap_or(self.options.default_mode),
                 }
             });
             let old_resolved = self.resolved.get(&ep).cloned();
@@ -368,13 +431,22 @@ impl Compiler {
 
     /// (used at all, used by a managed endpoint)
     fn presence(&self, id: u32) -> (bool, bool) {
-        (self.uses.contains_key(&id), self.managed_uses.contains_key(&id))
+        (
+            self.uses.contains_key(&id),
+            self.managed_uses.contains_key(&id),
+        )
     }
 
     fn forget_endpoint(&mut self, ep: &EndpointRef, old: &EndpointFacts, dirty: &mut Dirty) {
         decrement(&mut self.uses, old.identity);
         if is_managed(ep) {
             decrement(&mut self.managed_uses, old.identity);
+            if let Some(set) = self.identity_endpoints.get_mut(&old.identity) {
+                set.remove(ep);
+                if set.is_empty() {
+                    self.identity_endpoints.remove(&old.identity);
+                }
+            }
         }
         if let Some(node) = &old.node {
             dirty.nodes.insert(node.clone());
@@ -407,6 +479,10 @@ impl Compiler {
         *self.uses.entry(facts.identity).or_default() += 1;
         if is_managed(ep) {
             *self.managed_uses.entry(facts.identity).or_default() += 1;
+            self.identity_endpoints
+                .entry(facts.identity)
+                .or_default()
+                .insert(ep.clone());
             if facts.labels.is_empty() {
                 self.out.unlabeled.insert(ep.clone());
             }
@@ -416,7 +492,10 @@ impl Compiler {
             let per_node = self.identity_nodes.entry(facts.identity).or_default();
             *per_node.entry(node.clone()).or_default() += 1;
             if matches!(ep, EndpointRef::Pod(_)) {
-                self.node_pods.entry(node.clone()).or_default().insert(ep.clone());
+                self.node_pods
+                    .entry(node.clone())
+                    .or_default()
+                    .insert(ep.clone());
             }
         }
         self.out.endpoints.insert(ep.clone(), facts.clone());
@@ -468,7 +547,7 @@ impl Compiler {
         } else {
             self.universe.managed.remove(&id);
         }
-        let allocated = self.out.allocation.by_labels.iter().find(|(_, v)| **v == id).map(|(l, _)| l.clone());
+        let allocated = self.out.allocation.labels_of(id).cloned();
         if used {
             if let Some(labels) = allocated {
                 if !self.universe.labels.contains_key(&id) {
@@ -477,9 +556,9 @@ impl Compiler {
                     dirty.shards.insert(shards::shard_of_identity(id, shards));
                 }
             }
-        } else if let Some(labels) = allocated {
+        } else if allocated.is_some() {
             self.universe.remove(id);
-            self.out.allocation.release(&labels);
+            self.out.allocation.release(id);
             dirty.shards.insert(shards::shard_of_identity(id, shards));
         }
     }
@@ -522,7 +601,9 @@ impl Compiler {
             if dirty.policies.contains(name) {
                 continue;
             }
-            let Some(sel) = self.selections.get_mut(name) else { continue };
+            let Some(sel) = self.selections.get_mut(name) else {
+                continue;
+            };
             let mut any = false;
             for id in touched {
                 any |= selection::remove_identity(sel, *id);
@@ -545,7 +626,9 @@ impl Compiler {
             }
         }
         for name in &changed {
-            let Some(sel) = self.selections.get(name) else { continue };
+            let Some(sel) = self.selections.get(name) else {
+                continue;
+            };
             let scope = sel.scope.clone();
             if !dirty.policies.contains(name) {
                 // Touched identities may have left this scope: drop them from the index first.
@@ -569,14 +652,23 @@ impl Compiler {
             }
             if let Some(sel) = self.selections.get(name) {
                 for id in &sel.scope {
-                    dirty.nodes.extend(self.identity_nodes.get(id).into_iter().flat_map(|m| m.keys().cloned()));
+                    dirty.nodes.extend(
+                        self.identity_nodes
+                            .get(id)
+                            .into_iter()
+                            .flat_map(|m| m.keys().cloned()),
+                    );
                 }
             }
         }
         for id in mode_check {
             let mode = mode_of(
                 self.options.default_mode,
-                self.scope_index.get(&id).into_iter().flatten().filter_map(|p| self.policies.get(p)),
+                self.scope_index
+                    .get(&id)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| self.policies.get(p)),
             );
             let old = if self.universe.managed.contains(&id) {
                 self.modes.insert(id, mode)
@@ -584,14 +676,30 @@ impl Compiler {
                 self.modes.remove(&id)
             };
             if old != Some(mode) {
-                dirty.nodes.extend(self.identity_nodes.get(&id).into_iter().flat_map(|m| m.keys().cloned()));
+                dirty.nodes.extend(
+                    self.identity_nodes
+                        .get(&id)
+                        .into_iter()
+                        .flat_map(|m| m.keys().cloned()),
+                );
+                for ep in self.identity_endpoints.get(&id).into_iter().flatten() {
+                    if let Some(f) = self.out.endpoints.get_mut(ep) {
+                        f.mode = mode;
+                    }
+                }
             }
         }
         dirty.facts.extend(changed);
         dirty.policies.clear();
     }
 
-    fn index_scope(&mut self, name: &str, scope: &BTreeSet<u32>, add: bool, modes: &mut BTreeSet<u32>) {
+    fn index_scope(
+        &mut self,
+        name: &str,
+        scope: &BTreeSet<u32>,
+        add: bool,
+        modes: &mut BTreeSet<u32>,
+    ) {
         for id in scope {
             modes.insert(*id);
             let set = self.scope_index.entry(*id).or_default();
@@ -633,7 +741,12 @@ impl Compiler {
                 None => self.out.rule_maps.remove(&node),
             };
             for p in new_policies {
-                self.out.policies.entry(p).or_default().nodes.insert(node.clone());
+                self.out
+                    .policies
+                    .entry(p)
+                    .or_default()
+                    .nodes
+                    .insert(node.clone());
             }
         }
     }
@@ -642,10 +755,18 @@ impl Compiler {
         let (kind, host_ref) = if self.snapshot.nodes.contains_key(node) {
             (NodeKind::Node, EndpointRef::Node(node.to_string()))
         } else {
-            (NodeKind::ExternalNode, EndpointRef::ExternalNode(node.to_string()))
+            (
+                NodeKind::ExternalNode,
+                EndpointRef::ExternalNode(node.to_string()),
+            )
         };
         let host_facts = self.out.endpoints.get(&host_ref)?.clone();
-        let mode_of_id = |id: u32| self.modes.get(&id).copied().unwrap_or(self.options.default_mode);
+        let mode_of_id = |id: u32| {
+            self.modes
+                .get(&id)
+                .copied()
+                .unwrap_or(self.options.default_mode)
+        };
         let host = LocalEndpoint {
             name: node.to_string(),
             addresses: host_facts.addresses.iter().map(IpAddr::to_string).collect(),
@@ -654,30 +775,30 @@ impl Compiler {
         };
         let mut endpoints = Vec::new();
         let mut policies = BTreeSet::new();
-        policies.extend(self.scope_index.get(&host.identity).into_iter().flatten().cloned());
+        policies.extend(
+            self.scope_index
+                .get(&host.identity)
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
         for ep in self.node_pods.get(node).into_iter().flatten() {
-            let Some(facts) = self.out.endpoints.get(ep) else { continue };
-            policies.extend(self.scope_index.get(&facts.identity).into_iter().flatten().cloned());
+            let Some(facts) = self.out.endpoints.get(ep) else {
+                continue;
+            };
+            policies.extend(
+                self.scope_index
+                    .get(&facts.identity)
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
             endpoints.push(LocalEndpoint {
                 name: ep.to_string(),
                 addresses: facts.addresses.iter().map(IpAddr::to_string).collect(),
                 identity: facts.identity,
                 mode: mode_of_id(facts.identity),
             });
-        }
-        // Keep the endpoint facts' modes in step with the map.
-        let modes: Vec<(EndpointRef, EnforcementMode)> = self
-            .node_pods
-            .get(node)
-            .into_iter()
-            .flatten()
-            .chain(std::iter::once(&host_ref))
-            .filter_map(|ep| self.out.endpoints.get(ep).map(|f| (ep.clone(), mode_of_id(f.identity))))
-            .collect();
-        for (ep, mode) in modes {
-            if let Some(f) = self.out.endpoints.get_mut(&ep) {
-                f.mode = mode;
-            }
         }
         let views = policies.iter().filter_map(|name| {
             Some(PolicyView {
@@ -687,19 +808,30 @@ impl Compiler {
                 rule_ids: self.rule_ids.get(name)?,
             })
         });
-        Some(node_map::build(kind, host, endpoints, views, &self.options.failsafe_ports))
+        Some(node_map::build(
+            kind,
+            host,
+            endpoints,
+            views,
+            &self.options.failsafe_ports,
+        ))
     }
 
     fn rebuild_shards(&mut self, dirty: &Dirty) {
         let shards = self.options.identity_shards;
         self.out.identities = self.universe.labels.clone();
         if self.out.identity_maps.len() != shards as usize {
-            self.out.identity_maps =
-                (0..shards).map(|s| shards::build(s, shards, &BTreeMap::new(), None)).collect();
+            self.out.identity_maps = (0..shards)
+                .map(|s| shards::build(s, shards, &BTreeMap::new(), None))
+                .collect();
         }
         for shard in &dirty.shards {
-            self.out.identity_maps[*shard as usize] =
-                shards::build(*shard, shards, &self.universe.labels, self.prefixes.get(shard));
+            self.out.identity_maps[*shard as usize] = shards::build(
+                *shard,
+                shards,
+                &self.universe.labels,
+                self.prefixes.get(shard),
+            );
         }
     }
 
@@ -710,11 +842,17 @@ impl Compiler {
             names.extend(self.scope_index.get(id).into_iter().flatten().cloned());
         }
         for name in names {
-            let (Some(policy), Some(sel)) = (self.policies.get(&name), self.selections.get(&name)) else {
+            let (Some(policy), Some(sel)) = (self.policies.get(&name), self.selections.get(&name))
+            else {
                 self.out.policies.remove(&name);
                 continue;
             };
-            let nodes = self.out.policies.get(&name).map(|f| f.nodes.clone()).unwrap_or_default();
+            let nodes = self
+                .out
+                .policies
+                .get(&name)
+                .map(|f| f.nodes.clone())
+                .unwrap_or_default();
             let facts = PolicyFacts {
                 matched_endpoints: sel
                     .scope
@@ -727,8 +865,12 @@ impl Compiler {
             };
             self.out.policies.insert(name, facts);
         }
-        self.out.conflicts =
-            self.conflicted.iter().filter_map(|ep| self.resolved.get(ep)).flat_map(|r| r.conflicts.clone()).collect();
+        self.out.conflicts = self
+            .conflicted
+            .iter()
+            .filter_map(|ep| self.resolved.get(ep))
+            .flat_map(|r| r.conflicts.clone())
+            .collect();
         self.out.mappings = self
             .snapshot
             .mappings
@@ -743,7 +885,12 @@ impl Compiler {
                         .filter(|c| c.sources.iter().any(|s| &s.0 == name))
                         .cloned()
                         .collect(),
-                    warnings: self.mappings.warnings.get(name).cloned().unwrap_or_default(),
+                    warnings: self
+                        .mappings
+                        .warnings
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_default(),
                 };
                 (name.clone(), facts)
             })
@@ -753,7 +900,11 @@ impl Compiler {
 
 fn policy_warnings(policy: &PreparedPolicy, sel: &Selection) -> Vec<String> {
     if !policy.errors.is_empty() {
-        return policy.errors.iter().map(|e| format!("not compiled: {e}")).collect();
+        return policy
+            .errors
+            .iter()
+            .map(|e| format!("not compiled: {e}"))
+            .collect();
     }
     let mut warnings = Vec::new();
     if sel.scope.is_empty() {

@@ -15,15 +15,18 @@ use bulkhead_api::{IdentityMapSpec, Labels};
 /// Label set ↔ number, and the next number to hand out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdentityAllocation {
-    /// The number of each label set in use.
-    pub by_labels: BTreeMap<Labels, u32>,
-    /// The next number to hand out.
-    pub next: u32,
+    by_labels: BTreeMap<Labels, u32>,
+    by_id: BTreeMap<u32, Labels>,
+    next: u32,
 }
 
 impl Default for IdentityAllocation {
     fn default() -> Self {
-        Self { by_labels: BTreeMap::new(), next: FIRST_ALLOCATED }
+        Self {
+            by_labels: BTreeMap::new(),
+            by_id: BTreeMap::new(),
+            next: FIRST_ALLOCATED,
+        }
     }
 }
 
@@ -37,6 +40,7 @@ impl IdentityAllocation {
                     continue;
                 }
                 alloc.by_labels.insert(entry.labels.clone(), entry.id);
+                alloc.by_id.insert(entry.id, entry.labels.clone());
                 alloc.next = alloc.next.max(entry.id.saturating_add(1));
             }
         }
@@ -51,11 +55,41 @@ impl IdentityAllocation {
         let id = self.next;
         self.next += 1;
         self.by_labels.insert(labels.clone(), id);
+        self.by_id.insert(id, labels.clone());
         id
     }
 
+    /// The number of `labels`, if it has one.
+    pub fn get(&self, labels: &Labels) -> Option<u32> {
+        self.by_labels.get(labels).copied()
+    }
+
+    /// The label set numbered `id`, if any.
+    pub fn labels_of(&self, id: u32) -> Option<&Labels> {
+        self.by_id.get(&id)
+    }
+
+    /// Every label set and its number.
+    pub fn iter(&self) -> impl Iterator<Item = (&Labels, u32)> {
+        self.by_labels.iter().map(|(l, id)| (l, *id))
+    }
+
+    /// The next number that will be handed out.
+    pub fn next_id(&self) -> u32 {
+        self.next
+    }
+
     /// Forgets a label set nobody uses any more. Its number is not reused.
-    pub fn release(&mut self, labels: &Labels) {
-        self.by_labels.remove(labels);
+    pub fn release(&mut self, id: u32) {
+        if let Some(labels) = self.by_id.remove(&id) {
+            self.by_labels.remove(&labels);
+        }
+    }
+
+    /// Forgets every label set whose number `keep` rejects.
+    pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+        self.by_id.retain(|id, _| keep(*id));
+        let by_id = &self.by_id;
+        self.by_labels.retain(|_, id| by_id.contains_key(id));
     }
 }

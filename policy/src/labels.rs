@@ -35,11 +35,18 @@ pub(crate) struct PreparedMappings {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Source<'a> {
     /// A pod with its namespace's and node's labels.
-    Pod { labels: &'a Labels, namespace: &'a Labels, node: &'a Labels },
+    Pod {
+        labels: &'a Labels,
+        namespace: &'a Labels,
+        node: &'a Labels,
+    },
     /// A Kubernetes Node.
     Node { name: &'a str, labels: &'a Labels },
     /// An ExternalNode.
-    External { hostname: &'a str, labels: &'a Labels },
+    External {
+        hostname: &'a str,
+        labels: &'a Labels,
+    },
     /// An address range.
     Cidr(IpNet),
 }
@@ -63,9 +70,15 @@ impl PreparedMappings {
                 for c in rule.match_.cidrs.iter().flatten() {
                     match c.parse::<IpNet>() {
                         Ok(net) => cidrs.push(net.trunc()),
-                        Err(_) => prepared.warnings.entry(mapping.clone()).or_default().push(
-                            format!("{name}: match.cidrs entry {c:?} is not a valid CIDR; ignored"),
-                        ),
+                        Err(_) => {
+                            prepared
+                                .warnings
+                                .entry(mapping.clone())
+                                .or_default()
+                                .push(format!(
+                                    "{name}: match.cidrs entry {c:?} is not a valid CIDR; ignored"
+                                ))
+                        }
                     }
                 }
                 prepared.rules.push(PreparedRule {
@@ -122,7 +135,9 @@ impl PreparedMappings {
             let first = candidates[0].1;
             if candidates.iter().all(|c| c.1 == first) {
                 resolved.labels.insert(key.to_string(), first.to_string());
-                resolved.contributors.extend(candidates.iter().map(|c| c.2.to_string()));
+                resolved
+                    .contributors
+                    .extend(candidates.iter().map(|c| c.2.to_string()));
             } else {
                 let mut sources: Vec<(String, String, String)> = candidates
                     .iter()
@@ -145,9 +160,15 @@ impl PreparedRule {
     fn matches(&self, source: Source<'_>) -> bool {
         let m: &EndpointMatch = &self.rule.match_;
         match source {
-            Source::Pod { labels, namespace, node } => m.pods.as_ref().is_some_and(|p| {
+            Source::Pod {
+                labels,
+                namespace,
+                node,
+            } => m.pods.as_ref().is_some_and(|p| {
                 p.pod_selector.as_ref().is_none_or(|s| s.matches(labels))
-                    && p.namespace_selector.as_ref().is_none_or(|s| s.matches(namespace))
+                    && p.namespace_selector
+                        .as_ref()
+                        .is_none_or(|s| s.matches(namespace))
                     && p.node_selector.as_ref().is_none_or(|s| s.matches(node))
             }),
             Source::Node { name, labels } => {
@@ -156,7 +177,10 @@ impl PreparedRule {
             }
             Source::External { hostname, labels } => {
                 m.external_nodes.as_ref().is_some_and(|s| s.matches(labels))
-                    || m.hostnames.iter().flatten().any(|h| glob_match(h, hostname))
+                    || m.hostnames
+                        .iter()
+                        .flatten()
+                        .any(|h| glob_match(h, hostname))
             }
             Source::Cidr(net) => self.cidrs.contains(&net),
         }

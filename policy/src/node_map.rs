@@ -25,8 +25,9 @@ pub(crate) fn build<'a>(
     policies: impl Iterator<Item = PolicyView<'a>>,
     failsafe_ports: &[FailsafePort],
 ) -> NodeRuleMapSpec {
-    let local: BTreeSet<u32> =
-        std::iter::once(host.identity).chain(endpoints.iter().map(|e| e.identity)).collect();
+    let local: BTreeSet<u32> = std::iter::once(host.identity)
+        .chain(endpoints.iter().map(|e| e.identity))
+        .collect();
     // The node's own addresses are `host` here; a rule naming the node's
     // label identity must name `host` too. Reserved identities never stand
     // for this node (remoteNode means the others).
@@ -41,7 +42,8 @@ pub(crate) fn build<'a>(
             let peers = view.selection.rule_peers.get(r).cloned().flatten();
             let any_peer = peers.is_none();
             let mut peers: Vec<u32> = peers.into_iter().flatten().collect();
-            if host_alias.is_some_and(|h| peers.binary_search(&h).is_ok()) && !peers.contains(&HOST) {
+            if host_alias.is_some_and(|h| peers.binary_search(&h).is_ok()) && !peers.contains(&HOST)
+            {
                 peers.push(HOST);
                 peers.sort_unstable();
             }
@@ -59,5 +61,11 @@ pub(crate) fn build<'a>(
         }
     }
     rules.sort_by_key(|r| r.id);
-    NodeRuleMapSpec { node_kind: kind, host, endpoints, rules, failsafe_ports: failsafe_ports.to_vec() }
+    NodeRuleMapSpec {
+        node_kind: kind,
+        host,
+        endpoints,
+        rules,
+        failsafe_ports: failsafe_ports.to_vec(),
+    }
 }

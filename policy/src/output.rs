@@ -51,7 +51,11 @@ pub struct LabelConflict {
 
 impl fmt::Display for LabelConflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: key {:?} at priority {} is set to", self.endpoint, self.key, self.priority)?;
+        write!(
+            f,
+            "{}: key {:?} at priority {} is set to",
+            self.endpoint, self.key, self.priority
+        )?;
         for (i, (mapping, rule, value)) in self.sources.iter().enumerate() {
             let sep = if i == 0 { " " } else { ", " };
             write!(f, "{sep}{value:?} by {mapping}/{rule}")?;

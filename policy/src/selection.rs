@@ -85,24 +85,35 @@ impl PreparedPolicy {
             }
         };
         let mut rules = Vec::new();
-        let directions = [(Direction::Ingress, &spec.ingress), (Direction::Egress, &spec.egress)];
+        let directions = [
+            (Direction::Ingress, &spec.ingress),
+            (Direction::Egress, &spec.egress),
+        ];
         for (direction, list) in directions {
             for (i, rule) in list.iter().enumerate() {
                 let path = format!("{}[{i}]", direction_name(direction));
                 rules.push(prepare_rule(&path, direction, rule, &mut errors));
             }
         }
-        Self { scope, enforcement: spec.enforcement, rules, errors }
+        Self {
+            scope,
+            enforcement: spec.enforcement,
+            rules,
+            errors,
+        }
     }
 
     /// Every CIDR the policy names, excepts included: each becomes an identity.
     pub(crate) fn cidrs(&self) -> impl Iterator<Item = IpNet> + '_ {
-        self.rules.iter().flat_map(|r| r.peers.iter().flatten()).flat_map(|p| match p {
-            PeerSel::Cidr { net, except } => {
-                std::iter::once(*net).chain(except.iter().copied()).collect::<Vec<_>>()
-            }
-            _ => Vec::new(),
-        })
+        self.rules
+            .iter()
+            .flat_map(|r| r.peers.iter().flatten())
+            .flat_map(|p| match p {
+                PeerSel::Cidr { net, except } => std::iter::once(*net)
+                    .chain(except.iter().copied())
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            })
     }
 
     pub(crate) fn scope_matches(&self, u: &Universe, id: u32) -> bool {
@@ -122,11 +133,17 @@ impl PreparedPolicy {
             None => u.managed.clone(),
             Some(sel) => u.select(sel).filter(|id| u.managed.contains(id)).collect(),
         };
-        let mut selection = Selection { scope, ..Selection::default() };
+        let mut selection = Selection {
+            scope,
+            ..Selection::default()
+        };
         for rule in &self.rules {
             let sets: Vec<BTreeSet<u32>> =
                 rule.peers.iter().flatten().map(|p| p.select(u)).collect();
-            let union = rule.peers.as_ref().map(|_| sets.iter().flatten().copied().collect());
+            let union = rule
+                .peers
+                .as_ref()
+                .map(|_| sets.iter().flatten().copied().collect());
             selection.peer_sets.push(sets);
             selection.rule_peers.push(union);
         }
@@ -188,10 +205,15 @@ impl PeerSel {
     fn select(&self, u: &Universe) -> BTreeSet<u32> {
         match self {
             PeerSel::Selector(sel) => u.select(sel).collect(),
-            PeerSel::Cidr { .. } => u.cidr.keys().copied().filter(|id| self.matches(u, *id)).collect(),
-            PeerSel::Reserved(ReservedPeer::World) => {
-                std::iter::once(WORLD).chain(u.cidr.keys().copied()).collect()
-            }
+            PeerSel::Cidr { .. } => u
+                .cidr
+                .keys()
+                .copied()
+                .filter(|id| self.matches(u, *id))
+                .collect(),
+            PeerSel::Reserved(ReservedPeer::World) => std::iter::once(WORLD)
+                .chain(u.cidr.keys().copied())
+                .collect(),
             PeerSel::Reserved(ReservedPeer::Host) => BTreeSet::from([HOST]),
             PeerSel::Reserved(ReservedPeer::RemoteNode) => BTreeSet::from([REMOTE_NODE]),
             PeerSel::Reserved(ReservedPeer::Unlabeled) => BTreeSet::from([UNLABELED]),
@@ -203,13 +225,18 @@ impl Universe {
     /// The labels of `id` if selectors may match it: an allocated identity
     /// with at least one label besides the CIDR marker.
     pub(crate) fn selectable(&self, id: u32) -> Option<&Labels> {
-        self.labels.get(&id).filter(|l| l.keys().any(|k| k != CIDR_LABEL))
+        self.labels
+            .get(&id)
+            .filter(|l| l.keys().any(|k| k != CIDR_LABEL))
     }
 
     pub(crate) fn insert(&mut self, id: u32, labels: Labels, cidr: Option<IpNet>) {
         if labels.keys().any(|k| k != CIDR_LABEL) {
             for (k, v) in &labels {
-                self.index.entry((k.clone(), v.clone())).or_default().insert(id);
+                self.index
+                    .entry((k.clone(), v.clone()))
+                    .or_default()
+                    .insert(id);
             }
         }
         if let Some(net) = cidr {
@@ -264,7 +291,10 @@ pub(crate) fn mode_of<'a>(
     default: EnforcementMode,
     in_scope: impl Iterator<Item = &'a PreparedPolicy>,
 ) -> EnforcementMode {
-    in_scope.filter_map(|p| p.enforcement).max().unwrap_or(default)
+    in_scope
+        .filter_map(|p| p.enforcement)
+        .max()
+        .unwrap_or(default)
 }
 
 pub(crate) fn direction_name(direction: Direction) -> &'static str {
@@ -274,7 +304,12 @@ pub(crate) fn direction_name(direction: Direction) -> &'static str {
     }
 }
 
-fn prepare_rule(path: &str, direction: Direction, rule: &Rule, errors: &mut Vec<String>) -> PreparedRule {
+fn prepare_rule(
+    path: &str,
+    direction: Direction,
+    rule: &Rule,
+    errors: &mut Vec<String>,
+) -> PreparedRule {
     let peers = if rule.peers.is_empty() {
         None
     } else {
@@ -302,9 +337,15 @@ fn prepare_rule(path: &str, direction: Direction, rule: &Rule, errors: &mut Vec<
 }
 
 fn prepare_peer(path: &str, peer: &Peer, errors: &mut Vec<String>) -> Option<PeerSel> {
-    let set = [peer.selector.is_some(), peer.cidr.is_some(), peer.reserved.is_some()];
+    let set = [
+        peer.selector.is_some(),
+        peer.cidr.is_some(),
+        peer.reserved.is_some(),
+    ];
     if set.iter().filter(|x| **x).count() != 1 {
-        errors.push(format!("{path}: a peer sets exactly one of selector, cidr or reserved"));
+        errors.push(format!(
+            "{path}: a peer sets exactly one of selector, cidr or reserved"
+        ));
         return None;
     }
     if let Some(sel) = &peer.selector {
@@ -334,7 +375,9 @@ fn prepare_port(path: &str, port: &PortSpec, errors: &mut Vec<String>) -> Option
     let protocol = port.protocol;
     if protocol.has_ports() {
         if port.icmp_type.is_some() {
-            errors.push(format!("{path}.icmpType: only ICMP and ICMPv6 have message types"));
+            errors.push(format!(
+                "{path}.icmpType: only ICMP and ICMPv6 have message types"
+            ));
             return None;
         }
         let (first, last) = match (port.port, port.end_port) {
@@ -350,13 +393,25 @@ fn prepare_port(path: &str, port: &PortSpec, errors: &mut Vec<String>) -> Option
                 return None;
             }
         };
-        Some(PortRange { protocol, first, last })
+        Some(PortRange {
+            protocol,
+            first,
+            last,
+        })
     } else {
         if port.port.is_some() || port.end_port.is_some() {
-            errors.push(format!("{path}.port: {protocol:?} has no ports; use icmpType"));
+            errors.push(format!(
+                "{path}.port: {protocol:?} has no ports; use icmpType"
+            ));
             return None;
         }
-        let (first, last) = port.icmp_type.map_or((0, 255), |t| (u16::from(t), u16::from(t)));
-        Some(PortRange { protocol, first, last })
+        let (first, last) = port
+            .icmp_type
+            .map_or((0, 255), |t| (u16::from(t), u16::from(t)));
+        Some(PortRange {
+            protocol,
+            first,
+            last,
+        })
     }
 }

@@ -37,12 +37,18 @@ pub(crate) fn build(
         identities: identities
             .iter()
             .filter(|(id, _)| shard_of_identity(**id, shards) == shard)
-            .map(|(id, labels)| IdentityEntry { id: *id, labels: labels.clone() })
+            .map(|(id, labels)| IdentityEntry {
+                id: *id,
+                labels: labels.clone(),
+            })
             .collect(),
         prefixes: prefixes
             .into_iter()
             .flatten()
-            .map(|(net, id)| PrefixEntry { cidr: net.to_string(), identity: *id })
+            .map(|(net, id)| PrefixEntry {
+                cidr: net.to_string(),
+                identity: *id,
+            })
             .collect(),
     }
 }

@@ -134,17 +134,37 @@ struct Managed<'a> {
 pub fn simulate(out: &Output, query: &FlowQuery) -> Result<FlowVerdict, SimulateError> {
     let from_addrs = addresses_of(out, &query.from)?;
     let to_addrs = addresses_of(out, &query.to)?;
-    let (source, destination) = pick_pair(&from_addrs, &to_addrs).ok_or_else(|| {
-        SimulateError::NoCommonFamily(describe(&query.from), describe(&query.to))
-    })?;
+    let (source, destination) = pick_pair(&from_addrs, &to_addrs)
+        .ok_or_else(|| SimulateError::NoCommonFamily(describe(&query.from), describe(&query.to)))?;
     let egress = managed_at(out, source).map(|src| {
-        judge(out, &src, Direction::Egress, destination, query.protocol, query.port)
+        judge(
+            out,
+            &src,
+            Direction::Egress,
+            destination,
+            query.protocol,
+            query.port,
+        )
     });
-    let ingress = managed_at(out, destination)
-        .map(|dst| judge(out, &dst, Direction::Ingress, source, query.protocol, query.port));
-    let denied = [&egress, &ingress].iter().any(|s| s.as_ref().is_some_and(|s| s.verdict == Verdict::Deny));
+    let ingress = managed_at(out, destination).map(|dst| {
+        judge(
+            out,
+            &dst,
+            Direction::Ingress,
+            source,
+            query.protocol,
+            query.port,
+        )
+    });
+    let denied = [&egress, &ingress]
+        .iter()
+        .any(|s| s.as_ref().is_some_and(|s| s.verdict == Verdict::Deny));
     Ok(FlowVerdict {
-        verdict: if denied { Verdict::Deny } else { Verdict::Allow },
+        verdict: if denied {
+            Verdict::Deny
+        } else {
+            Verdict::Allow
+        },
         source,
         destination,
         egress,
@@ -167,9 +187,20 @@ fn judge(
             .failsafe_ports
             .iter()
             .any(|f| f.direction == direction && f.protocol == protocol && f.port == port);
-    let rule = deciding_rule(&local.map.rules, local.identity, direction, peer_identity, protocol, port);
+    let rule = deciding_rule(
+        &local.map.rules,
+        local.identity,
+        direction,
+        peer_identity,
+        protocol,
+        port,
+    );
     let action = rule.map(|r| r.action);
-    let verdict = if failsafe { Verdict::Allow } else { enforced(local.mode, action) };
+    let verdict = if failsafe {
+        Verdict::Allow
+    } else {
+        enforced(local.mode, action)
+    };
     SideVerdict {
         endpoint: local.name.clone(),
         node: local.node.to_string(),
@@ -182,7 +213,11 @@ fn judge(
             rule: r.rule.clone(),
             action: r.action,
         }),
-        would_be: if failsafe { Verdict::Allow } else { policy_verdict(action) },
+        would_be: if failsafe {
+            Verdict::Allow
+        } else {
+            policy_verdict(action)
+        },
         verdict,
         failsafe,
     }
@@ -191,13 +226,20 @@ fn judge(
 /// The identity a node gives `addr`: its own addresses are `host`, then the
 /// longest matching prefix of the identity maps, else `world`.
 pub fn peer_identity(out: &Output, local: &NodeRuleMapSpec, addr: IpAddr) -> u32 {
-    if local.host.addresses.iter().any(|a| a.parse::<IpAddr>() == Ok(addr)) {
+    if local
+        .host
+        .addresses
+        .iter()
+        .any(|a| a.parse::<IpAddr>() == Ok(addr))
+    {
         return HOST;
     }
     let mut best: Option<(u8, u32)> = None;
     for shard in &out.identity_maps {
         for entry in &shard.prefixes {
-            let Ok(net) = entry.cidr.parse::<IpNet>() else { continue };
+            let Ok(net) = entry.cidr.parse::<IpNet>() else {
+                continue;
+            };
             if net.contains(&addr) && best.is_none_or(|(len, _)| net.prefix_len() > len) {
                 best = Some((net.prefix_len(), entry.identity));
             }
@@ -242,11 +284,14 @@ fn addresses_of(out: &Output, end: &FlowEnd) -> Result<Vec<IpAddr>, SimulateErro
             .filter(|f| f.node.is_some() && !f.addresses.is_empty())
             .map(|f| f.addresses.clone())
             .ok_or_else(|| SimulateError::UnknownPod(key.to_string())),
-        FlowEnd::Host(name) => [EndpointRef::Node(name.clone()), EndpointRef::ExternalNode(name.clone())]
-            .iter()
-            .find_map(|r| out.endpoints.get(r))
-            .map(|f| f.addresses.clone())
-            .ok_or_else(|| SimulateError::UnknownHost(name.clone())),
+        FlowEnd::Host(name) => [
+            EndpointRef::Node(name.clone()),
+            EndpointRef::ExternalNode(name.clone()),
+        ]
+        .iter()
+        .find_map(|r| out.endpoints.get(r))
+        .map(|f| f.addresses.clone())
+        .ok_or_else(|| SimulateError::UnknownHost(name.clone())),
     }
 }
 

@@ -46,14 +46,14 @@ pub fn rule_matches(
 
 /// The rule that decides the packet, if any matches: the highest-precedence
 /// action, and among its rules the lowest id.
-pub fn deciding_rule<'a>(
-    rules: &'a [CompiledRule],
+pub fn deciding_rule(
+    rules: &[CompiledRule],
     subject: u32,
     direction: Direction,
     peer: u32,
     protocol: Protocol,
     port: u16,
-) -> Option<&'a CompiledRule> {
+) -> Option<&CompiledRule> {
     let mut best: Option<&CompiledRule> = None;
     for rule in rules {
         if !rule_matches(rule, subject, direction, peer, protocol, port) {

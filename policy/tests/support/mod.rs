@@ -14,11 +14,17 @@ use bulkhead_policy::{
 };
 
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 pub fn addrs(list: &str) -> Vec<IpAddr> {
-    list.split(',').filter(|s| !s.is_empty()).map(|a| a.trim().parse().expect("test address")).collect()
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|a| a.trim().parse().expect("test address"))
+        .collect()
 }
 
 /// A cluster under construction.
@@ -34,16 +40,31 @@ impl World {
     }
 
     pub fn ns(mut self, name: &str, l: &[(&str, &str)]) -> Self {
-        self.snap.namespaces.insert(name.into(), Namespace { labels: labels(l) });
+        self.snap
+            .namespaces
+            .insert(name.into(), Namespace { labels: labels(l) });
         self
     }
 
     pub fn node(mut self, name: &str, addresses: &str, l: &[(&str, &str)]) -> Self {
-        self.snap.nodes.insert(name.into(), Node { labels: labels(l), addresses: addrs(addresses) });
+        self.snap.nodes.insert(
+            name.into(),
+            Node {
+                labels: labels(l),
+                addresses: addrs(addresses),
+            },
+        );
         self
     }
 
-    pub fn pod(mut self, ns: &str, name: &str, node: &str, addresses: &str, l: &[(&str, &str)]) -> Self {
+    pub fn pod(
+        mut self,
+        ns: &str,
+        name: &str,
+        node: &str,
+        addresses: &str,
+        l: &[(&str, &str)],
+    ) -> Self {
         self.snap.pods.insert(
             PodKey::new(ns, name),
             Pod {
@@ -62,7 +83,13 @@ impl World {
             addresses: addresses.split(',').map(str::to_string).collect(),
             interfaces: vec![],
         };
-        self.snap.external_nodes.insert(name.into(), ExternalNode { labels: labels(l), spec });
+        self.snap.external_nodes.insert(
+            name.into(),
+            ExternalNode {
+                labels: labels(l),
+                spec,
+            },
+        );
         self
     }
 
@@ -110,6 +137,13 @@ pub fn end(s: &str) -> FlowEnd {
 }
 
 pub fn verdict(out: &Output, from: &str, to: &str, protocol: Protocol, port: u16) -> Verdict {
-    let q = FlowQuery { from: end(from), to: end(to), protocol, port };
-    simulate(out, &q).unwrap_or_else(|e| panic!("simulate {from} -> {to}: {e}")).verdict
+    let q = FlowQuery {
+        from: end(from),
+        to: end(to),
+        protocol,
+        port,
+    };
+    simulate(out, &q)
+        .unwrap_or_else(|e| panic!("simulate {from} -> {to}: {e}"))
+        .verdict
 }
