@@ -35,7 +35,9 @@ pub struct IdentityMapSpec {
 }
 
 /// A numeric identity and the segmentation labels it stands for.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct IdentityEntry {
     /// The number carried in BPF maps and flow records.
@@ -45,7 +47,9 @@ pub struct IdentityEntry {
 }
 
 /// An address or range and its identity.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct PrefixEntry {
     /// `10.1.2.3/32`, `fd00::5/128`, `10.0.0.0/8`...

@@ -36,7 +36,8 @@ pub use selector::{LabelSelector, Labels};
 use kube::CustomResourceExt;
 
 /// Every CRD Bulkhead installs, in a stable order.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds(
+) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     vec![
         SegmentationPolicy::crd(),

@@ -71,7 +71,18 @@ fn is_false(b: &bool) -> bool {
 
 /// How an endpoint's verdicts are enforced.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(rename_all = "camelCase")]
 pub enum EnforcementMode {
@@ -107,7 +118,9 @@ pub struct Rule {
 }
 
 /// The action of a rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Action {
     /// Let the traffic through (unless an `overrideDeny` also matches).
@@ -160,7 +173,9 @@ pub struct Peer {
 }
 
 /// Peers that are not described by labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum ReservedPeer {
     /// Every address that belongs to no endpoint, node or host (CIDR ranges included).
@@ -175,7 +190,9 @@ pub enum ReservedPeer {
 
 /// A protocol and, for TCP, UDP and SCTP, a port or port range; for ICMP and
 /// ICMPv6, optionally a message type.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
@@ -213,7 +230,9 @@ pub struct PortSpec {
 }
 
 /// IP protocols a rule can name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum Protocol {
     /// TCP (6).
     #[serde(rename = "TCP")]

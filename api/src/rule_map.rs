@@ -57,7 +57,9 @@ pub enum NodeKind {
 }
 
 /// An endpoint enforced on this node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalEndpoint {
     /// `namespace/pod` for pods, the node's name for the host endpoint.
@@ -72,7 +74,9 @@ pub struct LocalEndpoint {
 }
 
 /// One policy rule, resolved to identities, as it applies on this node.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct CompiledRule {
     /// Stable, cluster-wide number of the rule; flow records carry it. Never 0.
@@ -99,7 +103,9 @@ pub struct CompiledRule {
 }
 
 /// Traffic direction relative to the governed endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Direction {
     /// Traffic arriving at the endpoint.
@@ -110,7 +116,9 @@ pub enum Direction {
 
 /// A protocol and an inclusive range of destination ports (for ICMP and
 /// ICMPv6, of message types). `first: 0, last: 65535` means every port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct PortRange {
     /// The IP protocol.
@@ -129,7 +137,9 @@ impl PortRange {
 }
 
 /// A port the host endpoint keeps open whatever the policy says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct FailsafePort {
     /// The IP protocol.

@@ -16,7 +16,9 @@ pub type Labels = BTreeMap<String, String>;
 /// Selects label sets. Every `matchLabels` pair and every `matchExpressions`
 /// entry must hold (they are ANDed). A selector with neither matches every
 /// label set.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
     /// Labels that must be present with exactly these values.
@@ -28,7 +30,9 @@ pub struct LabelSelector {
 }
 
 /// One set-based requirement on a label key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
@@ -48,7 +52,9 @@ pub struct LabelSelectorRequirement {
 }
 
 /// Operators of a set-based requirement, as in Kubernetes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum SelectorOperator {
     /// The label is present and its value is one of `values`.
     In,
@@ -66,7 +72,10 @@ impl LabelSelector {
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         Self {
-            match_labels: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            match_labels: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
             match_expressions: Vec::new(),
         }
     }
@@ -78,7 +87,9 @@ impl LabelSelector {
 
     /// Whether `labels` satisfies every requirement of the selector.
     pub fn matches(&self, labels: &Labels) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|r| r.matches(labels))
     }
 }
@@ -101,7 +112,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn req(key: &str, operator: SelectorOperator, values: &[&str]) -> LabelSelectorRequirement {
@@ -120,12 +134,24 @@ mod tests {
         let none = labels(&[]);
         let cases: Vec<(LabelSelector, [bool; 3])> = vec![
             (LabelSelector::default(), [true, true, true]),
-            (LabelSelector::from_labels([("app", "web")]), [true, false, false]),
-            (LabelSelector::from_labels([("app", "web"), ("env", "dev")]), [false, false, false]),
-            (sel(vec![req("app", In, &["web", "db"])]), [true, true, false]),
+            (
+                LabelSelector::from_labels([("app", "web")]),
+                [true, false, false],
+            ),
+            (
+                LabelSelector::from_labels([("app", "web"), ("env", "dev")]),
+                [false, false, false],
+            ),
+            (
+                sel(vec![req("app", In, &["web", "db"])]),
+                [true, true, false],
+            ),
             (sel(vec![req("app", NotIn, &["web"])]), [false, true, true]),
             (sel(vec![req("env", Exists, &[])]), [true, false, false]),
-            (sel(vec![req("env", DoesNotExist, &[])]), [false, true, true]),
+            (
+                sel(vec![req("env", DoesNotExist, &[])]),
+                [false, true, true],
+            ),
             (
                 LabelSelector {
                     match_labels: labels(&[("app", "web")]),
@@ -135,12 +161,19 @@ mod tests {
             ),
         ];
         for (selector, expected) in cases {
-            let got = [selector.matches(&web_prod), selector.matches(&db), selector.matches(&none)];
+            let got = [
+                selector.matches(&web_prod),
+                selector.matches(&db),
+                selector.matches(&none),
+            ];
             assert_eq!(got, expected, "selector {selector:?}");
         }
     }
 
     fn sel(match_expressions: Vec<LabelSelectorRequirement>) -> LabelSelector {
-        LabelSelector { match_labels: Labels::new(), match_expressions }
+        LabelSelector {
+            match_labels: Labels::new(),
+            match_expressions,
+        }
     }
 }

@@ -1,0 +1,51 @@
+# Bulkhead: every entry point a person or CI needs.
+#
+#   make demo    set up this machine and run the lab demo (the README's first command)
+#   make test    set up this machine and run every test: lint, unit, CRD drift, datapath
+#
+# Both install what they need first (`make deps`), so they work on a fresh machine.
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: all deps rust-deps build crds lint unit test demo bench clean
+
+all: build
+
+## deps: system packages and Rust components (idempotent; quick when present)
+deps: rust-deps
+	@bash scripts/deps.sh
+
+rust-deps:
+	@rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+## crds: regenerate crds/*.yaml from the Rust types (CI fails when they drift)
+crds:
+	$(CARGO) run -q -p bulkhead-api --bin crdgen -- crds
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## unit: every cargo test in the workspace (includes the CRD drift check)
+unit: deps
+	$(CARGO) test --workspace
+
+## test: the whole suite, as CI runs it
+test: lint unit test-datapath
+
+## demo: the lab demo on the embedded example (examples/lab)
+demo: deps
+	@bash scripts/demo.sh
+
+## bench: compiler benchmarks (criterion) with a same-run baseline
+bench: deps
+	$(CARGO) bench -p bulkhead-policy --bench compile
+
+clean:
+	$(CARGO) clean
+
+-include node-agent/datapath.mk

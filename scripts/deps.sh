@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages Bulkhead builds and tests with, on Debian or
+# Ubuntu, only when something is missing. Safe to run again.
+set -euo pipefail
+
+packages=(clang llvm libbpf-dev bpftool iproute2 python3 jq)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: need root to apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "deps: cargo (rustup) is required" >&2; exit 1; }
