@@ -7,7 +7,8 @@ use std::process::Command;
 const PROGRAMS: &[&str] = &["bpf_endpoint", "bpf_host"];
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let bpf = manifest.join("..").join("bpf");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let clang = std::env::var("BPF_CLANG").unwrap_or_else(|_| "clang".to_string());
@@ -39,14 +40,18 @@ fn main() {
             .arg("-o")
             .arg(&obj)
             .status()
-            .unwrap_or_else(|e| panic!("running {clang} (install it with node-agent/deps.sh): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("running {clang} (install it with node-agent/deps.sh): {e}")
+            });
         assert!(status.success(), "{clang} failed on {}", src.display());
     }
 }
 
 fn rerun_for_tree(dir: &Path) {
     println!("cargo:rerun-if-changed={}", dir.display());
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {

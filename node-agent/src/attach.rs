@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::tc::{qdisc_add_clsact, NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions};
+use aya::programs::tc::{
+    qdisc_add_clsact, NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions,
+};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
 
 use crate::error::{Error, Result};
@@ -74,8 +76,10 @@ pub struct Attacher {
 /// The kernel's index of an interface in this network namespace.
 pub fn ifindex(interface: &str) -> Result<u32> {
     let path = Path::new("/sys/class/net").join(interface).join("ifindex");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Interface { interface: interface.to_string(), message: format!("no such interface ({e})") })?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Interface {
+        interface: interface.to_string(),
+        message: format!("no such interface ({e})"),
+    })?;
     text.trim().parse().map_err(|_| Error::Interface {
         interface: interface.to_string(),
         message: format!("unreadable ifindex {text:?}"),
@@ -91,15 +95,23 @@ fn program<'a>(loaded: &'a mut Loaded, hook: Hook) -> Result<&'a mut SchedClassi
     ebpf.program_mut(name)
         .ok_or(Error::MissingProgram(name))?
         .try_into()
-        .map_err(|source| Error::Program { program: name, source: Box::new(source) })
+        .map_err(|source| Error::Program {
+            program: name,
+            source: Box::new(source),
+        })
 }
 
 impl Attacher {
     pub fn new(pin_dir: &Path) -> Result<Self> {
         let links_dir = pin_dir.join("links");
-        std::fs::create_dir_all(&links_dir)
-            .map_err(|e| Error::Bpffs { path: links_dir.clone(), message: e.to_string() })?;
-        Ok(Attacher { links_dir, attached: BTreeMap::new() })
+        std::fs::create_dir_all(&links_dir).map_err(|e| Error::Bpffs {
+            path: links_dir.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Attacher {
+            links_dir,
+            attached: BTreeMap::new(),
+        })
     }
 
     pub fn is_attached(&self, interface: &str, hook: Hook) -> bool {
@@ -120,10 +132,18 @@ impl Attacher {
             return Ok(());
         }
         let index = ifindex(interface)?;
-        let pin = self.links_dir.join(format!("{interface}.{index}.{}", hook.tag()));
+        let pin = self
+            .links_dir
+            .join(format!("{interface}.{index}.{}", hook.tag()));
         let name = hook.program();
-        let perr = |source| Error::Program { program: name, source: Box::new(source) };
-        let ierr = |message: String| Error::Interface { interface: interface.to_string(), message };
+        let perr = |source| Error::Program {
+            program: name,
+            source: Box::new(source),
+        };
+        let ierr = |message: String| Error::Interface {
+            interface: interface.to_string(),
+            message,
+        };
         let prog = program(loaded, hook)?;
         let attachment = if let Ok(old) = PinnedLink::from_pin(&pin) {
             let link = SchedClassifierLink::try_from(FdLink::from(old))
@@ -136,8 +156,11 @@ impl Attacher {
             match prog.attach_with_options(interface, hook.attach_type(), tcx) {
                 Ok(id) => {
                     let link = prog.take_link(id).map_err(perr)?;
-                    let fd_link = FdLink::try_from(link).map_err(|e| ierr(format!("TCX link: {e}")))?;
-                    fd_link.pin(&pin).map_err(|e| ierr(format!("pinning the TCX link at {}: {e}", pin.display())))?;
+                    let fd_link =
+                        FdLink::try_from(link).map_err(|e| ierr(format!("TCX link: {e}")))?;
+                    fd_link.pin(&pin).map_err(|e| {
+                        ierr(format!("pinning the TCX link at {}: {e}", pin.display()))
+                    })?;
                     Attachment::Pinned(pin)
                 }
                 Err(tcx_error) => {
@@ -146,18 +169,24 @@ impl Attacher {
                         tracing::debug!(interface, error = %e, "clsact qdisc (may already exist)");
                     }
                     let nl = TcAttachOptions::Netlink(NlOptions::default());
-                    Attachment::Netlink(prog.attach_with_options(interface, hook.attach_type(), nl).map_err(perr)?)
+                    Attachment::Netlink(
+                        prog.attach_with_options(interface, hook.attach_type(), nl)
+                            .map_err(perr)?,
+                    )
                 }
             }
         };
         tracing::info!(interface, program = name, "attached");
-        self.attached.insert((interface.to_string(), hook), attachment);
+        self.attached
+            .insert((interface.to_string(), hook), attachment);
         Ok(())
     }
 
     /// Detaches one program from one interface.
     pub fn detach(&mut self, loaded: &mut Loaded, interface: &str, hook: Hook) -> Result<()> {
-        let Some(attachment) = self.attached.remove(&(interface.to_string(), hook)) else { return Ok(()) };
+        let Some(attachment) = self.attached.remove(&(interface.to_string(), hook)) else {
+            return Ok(());
+        };
         match attachment {
             Attachment::Pinned(pin) => {
                 if let Ok(link) = PinnedLink::from_pin(&pin) {
@@ -170,7 +199,10 @@ impl Attacher {
                 let name = hook.program();
                 program(loaded, hook)?
                     .detach(id)
-                    .map_err(|source| Error::Program { program: name, source: Box::new(source) })?;
+                    .map_err(|source| Error::Program {
+                        program: name,
+                        source: Box::new(source),
+                    })?;
             }
         }
         tracing::info!(interface, program = hook.program(), "detached");
@@ -198,8 +230,12 @@ impl Attacher {
     /// Forgets attachments (and pins) of interfaces that no longer exist:
     /// the kernel already detached their programs when they went away.
     pub fn forget_vanished(&mut self) {
-        let gone: Vec<(String, Hook)> =
-            self.attached.keys().filter(|(i, _)| ifindex(i).is_err()).cloned().collect();
+        let gone: Vec<(String, Hook)> = self
+            .attached
+            .keys()
+            .filter(|(i, _)| ifindex(i).is_err())
+            .cloned()
+            .collect();
         for key in gone {
             if let Some(Attachment::Pinned(pin)) = self.attached.remove(&key) {
                 std::fs::remove_file(pin).ok();
@@ -211,7 +247,9 @@ impl Attacher {
 
 /// Interfaces in this network namespace whose name starts with one of `prefixes`.
 pub fn interfaces_with_prefix(prefixes: &[String]) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/sys/class/net") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
     let mut out: Vec<String> = entries
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())

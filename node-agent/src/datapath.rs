@@ -40,7 +40,12 @@ impl Datapath {
         let maps = Maps::take(&mut loaded.endpoint)?;
         let flows = FlowReader::take(&mut loaded.endpoint)?;
         let attacher = Attacher::new(&loaded.pin_dir)?;
-        Ok(Datapath { loaded, maps, attacher, flows })
+        Ok(Datapath {
+            loaded,
+            maps,
+            attacher,
+            flows,
+        })
     }
 
     /// The loaded objects (tests run programs with `BPF_PROG_TEST_RUN`).

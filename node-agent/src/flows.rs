@@ -70,7 +70,11 @@ fn address(family: u8, bytes: [u8; 16]) -> IpAddr {
 }
 
 fn name(table: &[&'static str], index: u8) -> String {
-    table.get(usize::from(index)).copied().unwrap_or("unknown").to_string()
+    table
+        .get(usize::from(index))
+        .copied()
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 const EVENTS: [&str; 5] = ["unknown", "new", "deny", "wouldDeny", "reevalDeny"];
@@ -138,7 +142,9 @@ pub struct FlowReader {
 
 impl std::fmt::Debug for FlowReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowReader").field("malformed", &self.malformed).finish_non_exhaustive()
+        f.debug_struct("FlowReader")
+            .field("malformed", &self.malformed)
+            .finish_non_exhaustive()
     }
 }
 

@@ -10,12 +10,16 @@ use aya::{Ebpf, EbpfLoader};
 use crate::error::{Error, Result};
 use crate::layout::LAYOUT_VERSION;
 
-static ENDPOINT_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_endpoint.o"));
+static ENDPOINT_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_endpoint.o"));
 static HOST_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bpf_host.o"));
 
 /// The compiled objects, for tests that read their BTF.
 pub fn objects() -> [(&'static str, &'static [u8]); 2] {
-    [("bpf_endpoint.o", ENDPOINT_OBJECT), ("bpf_host.o", HOST_OBJECT)]
+    [
+        ("bpf_endpoint.o", ENDPOINT_OBJECT),
+        ("bpf_host.o", HOST_OBJECT),
+    ]
 }
 
 /// Program names in the objects.
@@ -54,7 +58,9 @@ impl Default for LoadOptions {
 impl LoadOptions {
     /// `/sys/fs/bpf/bulkhead/v1`.
     pub fn pin_dir(&self) -> PathBuf {
-        self.bpffs.join(&self.pin_name).join(format!("v{LAYOUT_VERSION}"))
+        self.bpffs
+            .join(&self.pin_name)
+            .join(format!("v{LAYOUT_VERSION}"))
     }
 }
 
@@ -70,8 +76,10 @@ pub struct Loaded {
 pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     ensure_bpffs(&opts.bpffs)?;
     let pin_dir = opts.pin_dir();
-    std::fs::create_dir_all(&pin_dir)
-        .map_err(|e| Error::Bpffs { path: pin_dir.clone(), message: format!("creating the pin directory: {e}") })?;
+    std::fs::create_dir_all(&pin_dir).map_err(|e| Error::Bpffs {
+        path: pin_dir.clone(),
+        message: format!("creating the pin directory: {e}"),
+    })?;
     let mut endpoint = load_object("bpf_endpoint.o", ENDPOINT_OBJECT, opts, &pin_dir)?;
     let mut host = load_object("bpf_host.o", HOST_OBJECT, opts, &pin_dir)?;
     for name in [FROM_ENDPOINT, TO_ENDPOINT] {
@@ -80,10 +88,19 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     for name in [HOST_INGRESS, HOST_EGRESS] {
         load_program(&mut host, name)?;
     }
-    Ok(Loaded { endpoint, host, pin_dir })
+    Ok(Loaded {
+        endpoint,
+        host,
+        pin_dir,
+    })
 }
 
-fn load_object(object: &'static str, bytes: &[u8], opts: &LoadOptions, pin_dir: &Path) -> Result<Ebpf> {
+fn load_object(
+    object: &'static str,
+    bytes: &[u8],
+    opts: &LoadOptions,
+    pin_dir: &Path,
+) -> Result<Ebpf> {
     let timeout = u64::try_from(opts.ct_timeout.as_nanos()).unwrap_or(u64::MAX);
     let emit = u32::from(opts.emit_new_flows);
     EbpfLoader::new()
@@ -92,7 +109,10 @@ fn load_object(object: &'static str, bytes: &[u8], opts: &LoadOptions, pin_dir: 
         .override_global("bh_cfg_ct_timeout_ns", &timeout, true)
         .override_global("bh_cfg_emit_new_flows", &emit, true)
         .load(bytes)
-        .map_err(|source| Error::Load { object, source: Box::new(source) })
+        .map_err(|source| Error::Load {
+            object,
+            source: Box::new(source),
+        })
 }
 
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<()> {
@@ -100,15 +120,24 @@ fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<()> {
         .program_mut(name)
         .ok_or(Error::MissingProgram(name))?
         .try_into()
-        .map_err(|source| Error::Program { program: name, source: Box::new(source) })?;
-    program.load().map_err(|source| Error::Program { program: name, source: Box::new(source) })
+        .map_err(|source| Error::Program {
+            program: name,
+            source: Box::new(source),
+        })?;
+    program.load().map_err(|source| Error::Program {
+        program: name,
+        source: Box::new(source),
+    })
 }
 
 /// Mounts bpffs at `path` unless it is already there (`ip netns exec`
 /// remounts /sys and hides the host's). Uses mount(8), which keeps this
 /// crate's unsafe code to the `Pod` impls.
 pub fn ensure_bpffs(path: &Path) -> Result<()> {
-    let err = |message: String| Error::Bpffs { path: path.to_path_buf(), message };
+    let err = |message: String| Error::Bpffs {
+        path: path.to_path_buf(),
+        message,
+    };
     std::fs::create_dir_all(path).map_err(|e| err(format!("creating it: {e}")))?;
     if is_bpffs(path) {
         return Ok(());
@@ -119,13 +148,18 @@ pub fn ensure_bpffs(path: &Path) -> Result<()> {
         .output()
         .map_err(|e| err(format!("running mount: {e}")))?;
     if !out.status.success() || !is_bpffs(path) {
-        return Err(err(format!("mounting bpffs failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(err(format!(
+            "mounting bpffs failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else { return false };
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return false;
+    };
     let want = path.to_string_lossy();
     mounts.lines().any(|line| {
         let mut fields = line.split_whitespace();

@@ -64,11 +64,19 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {
-        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
     }
     let load = LoadOptions {
         bpffs: args.bpffs.clone(),
@@ -82,19 +90,26 @@ fn main() -> anyhow::Result<()> {
         datapath.detach_all().context("detaching")?;
         return Ok(());
     }
-    let rule_map = args
-        .rule_map
-        .context("pass --rule-map FILE (and --identities FILE): only standalone mode is built in yet")?;
+    let rule_map = args.rule_map.context(
+        "pass --rule-map FILE (and --identities FILE): only standalone mode is built in yet",
+    )?;
     let config = standalone::Config {
         rule_map,
         identities: args.identities,
-        interfaces: InterfaceConfig { endpoint_prefixes: args.endpoint_prefixes, host_interfaces: args.host_interfaces },
+        interfaces: InterfaceConfig {
+            endpoint_prefixes: args.endpoint_prefixes,
+            host_interfaces: args.host_interfaces,
+        },
         poll_interval: Duration::from_millis(args.poll_interval_ms),
         flow_interval: Duration::from_millis(args.flow_interval_ms),
         flow_log: args.flow_log,
         status_file: args.status_file,
         detach_on_exit: args.detach_on_exit,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(standalone::run(config, load)).context("standalone agent")
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(standalone::run(config, load))
+        .context("standalone agent")
 }

@@ -21,7 +21,10 @@ pub fn read_identity_map(path: &Path) -> Result<IdentityMapSpec> {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Parses the whole object when the text has a `kind`, the bare spec
@@ -31,15 +34,20 @@ where
     O: DeserializeOwned,
     S: DeserializeOwned,
 {
-    let value: serde_yaml::Value = serde_yaml::from_str(text)
-        .map_err(|e| Error::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let is_object = value.get("kind").is_some() && value.get("spec").is_some();
     let parsed = if is_object {
         serde_yaml::from_value::<O>(value).map(spec_of)
     } else {
         serde_yaml::from_value::<S>(value)
     };
-    parsed.map_err(|e| Error::Parse { path: path.to_path_buf(), message: e.to_string() })
+    parsed.map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -51,8 +59,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bh-spec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let bare = dir.join("bare.yaml");
-        std::fs::write(&bare, "nodeKind: Node\nhost: {name: n1, identity: 300, mode: full, addresses: [10.0.0.1]}\n")
-            .expect("write");
+        std::fs::write(
+            &bare,
+            "nodeKind: Node\nhost: {name: n1, identity: 300, mode: full, addresses: [10.0.0.1]}\n",
+        )
+        .expect("write");
         let object = dir.join("object.json");
         std::fs::write(
             &object,

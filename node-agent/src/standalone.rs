@@ -52,7 +52,11 @@ pub struct Status {
 /// Reads and validates every input file; touches nothing.
 pub fn read_desired(config: &Config) -> Result<Desired> {
     let rule_map = spec::read_rule_map(&config.rule_map)?;
-    let shards = config.identities.iter().map(|p| spec::read_identity_map(p)).collect::<Result<Vec<_>>>()?;
+    let shards = config
+        .identities
+        .iter()
+        .map(|p| spec::read_identity_map(p))
+        .collect::<Result<Vec<_>>>()?;
     Desired::build(&rule_map, &shards)
 }
 
@@ -73,10 +77,15 @@ struct Runner {
 
 impl Runner {
     fn write_status(&self) {
-        let Some(path) = &self.config.status_file else { return };
+        let Some(path) = &self.config.status_file else {
+            return;
+        };
         let tmp = path.with_extension("tmp");
         let text = serde_json::to_string_pretty(&self.status).unwrap_or_default();
-        if std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
+        if std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .is_err()
+        {
             tracing::warn!(path = %path.display(), "could not write the status file");
         }
     }
@@ -97,8 +106,11 @@ impl Runner {
         if !newly.is_empty() {
             tracing::info!(?newly, "attached to new interfaces");
         }
-        self.status.interfaces = crate::attach::interfaces_with_prefix(&self.config.interfaces.endpoint_prefixes);
-        self.status.interfaces.extend(self.config.interfaces.host_interfaces.iter().cloned());
+        self.status.interfaces =
+            crate::attach::interfaces_with_prefix(&self.config.interfaces.endpoint_prefixes);
+        self.status
+            .interfaces
+            .extend(self.config.interfaces.host_interfaces.iter().cloned());
         Ok(())
     }
 
@@ -108,7 +120,9 @@ impl Runner {
             return;
         }
         let records = self.flows.drain();
-        let Some(path) = &self.config.flow_log else { return };
+        let Some(path) = &self.config.flow_log else {
+            return;
+        };
         let mut text = String::new();
         for r in &records {
             if let Ok(line) = serde_json::to_string(r) {
@@ -119,7 +133,11 @@ impl Runner {
         let written = if path.as_os_str() == "-" {
             std::io::stdout().write_all(text.as_bytes())
         } else {
-            std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| f.write_all(text.as_bytes()))
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
         };
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not write flow records");
@@ -132,7 +150,12 @@ pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
     // Validate before loading anything: bad input never reaches the kernel.
     let desired = read_desired(&config)?;
     let datapath = Datapath::open(&load)?;
-    let mut runner = Runner { config, datapath, status: Status::default(), flows: FlowAggregator::default() };
+    let mut runner = Runner {
+        config,
+        datapath,
+        status: Status::default(),
+        flows: FlowAggregator::default(),
+    };
     let stats = runner.datapath.program(&desired)?;
     runner.status.programmed = 1;
     runner.status.generation = stats.generation;

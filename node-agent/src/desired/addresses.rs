@@ -11,14 +11,18 @@ pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
     if let Ok(net) = text.parse::<IpNet>() {
         return Ok(net.trunc());
     }
-    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| format!("{text:?} is not an IP address or CIDR"))
+    text.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR"))
 }
 
 /// Parses an endpoint address: a bare address or a host prefix (/32, /128).
 pub fn parse_host_address(text: &str) -> Result<IpAddr, String> {
     let net = parse_prefix(text)?;
     if net.prefix_len() != net.max_prefix_len() {
-        return Err(format!("{text:?} is a range; an endpoint address is one address"));
+        return Err(format!(
+            "{text:?} is a range; an endpoint address is one address"
+        ));
     }
     Ok(net.addr())
 }

@@ -22,8 +22,8 @@ use ipnet::IpNet;
 
 use crate::error::{Error, Result};
 use crate::layout::{
-    EndpointInfo, EndpointKey, FailsafeKey, PolicyKey, PolicyValue, EP_F_HOST, MODE_FULL, MODE_SELECTIVE,
-    MODE_VISIBILITY,
+    EndpointInfo, EndpointKey, FailsafeKey, PolicyKey, PolicyValue, EP_F_HOST, MODE_FULL,
+    MODE_SELECTIVE, MODE_VISIBILITY,
 };
 use addresses::{address_bytes, parse_host_address, parse_prefix};
 
@@ -56,13 +56,17 @@ impl Desired {
             let object = format!("IdentityMap shard {}", shard.shard);
             for (i, entry) in shard.prefixes.iter().enumerate() {
                 let field = format!("prefixes[{i}].cidr");
-                let net = parse_prefix(&entry.cidr).map_err(|m| Error::invalid(&object, &field, m))?;
+                let net =
+                    parse_prefix(&entry.cidr).map_err(|m| Error::invalid(&object, &field, m))?;
                 if let Some((other, where_)) = origin.get(&net) {
                     if *other != entry.identity {
                         return Err(Error::invalid(
                             &object,
                             &field,
-                            format!("{net} maps to {} here and to {other} in {where_}", entry.identity),
+                            format!(
+                                "{net} maps to {} here and to {other} in {where_}",
+                                entry.identity
+                            ),
                         ));
                     }
                 }
@@ -85,7 +89,11 @@ impl Desired {
                 }
             }
             if rule.id == 0 {
-                return Err(Error::invalid("NodeRuleMap", format!("rules[{i}].id"), "rule ids start at 1"));
+                return Err(Error::invalid(
+                    "NodeRuleMap",
+                    format!("rules[{i}].id"),
+                    "rule ids start at 1",
+                ));
             }
         }
         desired.policy = policy::flatten(&rule_map.rules);
@@ -102,10 +110,12 @@ impl Desired {
     fn insert_prefix(&mut self, net: IpNet, identity: u32) {
         match net {
             IpNet::V4(n) => {
-                self.ipcache_v4.insert((u32::from(n.prefix_len()), n.addr().octets()), identity);
+                self.ipcache_v4
+                    .insert((u32::from(n.prefix_len()), n.addr().octets()), identity);
             }
             IpNet::V6(n) => {
-                self.ipcache_v6.insert((u32::from(n.prefix_len()), n.addr().octets()), identity);
+                self.ipcache_v6
+                    .insert((u32::from(n.prefix_len()), n.addr().octets()), identity);
             }
         }
     }
@@ -113,9 +123,14 @@ impl Desired {
     fn add_endpoint(&mut self, endpoint: &LocalEndpoint, field: &str, is_host: bool) -> Result<()> {
         for (i, text) in endpoint.addresses.iter().enumerate() {
             let field = format!("{field}.addresses[{i}]");
-            let addr = parse_host_address(text).map_err(|m| Error::invalid("NodeRuleMap", &field, m))?;
+            let addr =
+                parse_host_address(text).map_err(|m| Error::invalid("NodeRuleMap", &field, m))?;
             let (family, bytes) = address_bytes(addr);
-            let key = EndpointKey { family, pad: [0; 3], addr: bytes };
+            let key = EndpointKey {
+                family,
+                pad: [0; 3],
+                addr: bytes,
+            };
             let info = EndpointInfo {
                 identity: endpoint.identity,
                 mode: mode_byte(endpoint.mode),
@@ -126,7 +141,10 @@ impl Desired {
                 return Err(Error::invalid(
                     "NodeRuleMap",
                     &field,
-                    format!("{addr} belongs to more than one endpoint ({})", endpoint.name),
+                    format!(
+                        "{addr} belongs to more than one endpoint ({})",
+                        endpoint.name
+                    ),
                 ));
             }
             if is_host {

@@ -27,8 +27,8 @@ use bulkhead_api::policy::Action;
 use bulkhead_api::rule_map::{CompiledRule, Direction};
 
 use crate::layout::{
-    PolicyKey, PolicyValue, ACTION_ALLOW, ACTION_DENY, ACTION_OVERRIDE_DENY, DIR_EGRESS, DIR_INGRESS,
-    POLICY_FIXED_PREFIX, POLICY_FULL_PREFIX,
+    PolicyKey, PolicyValue, ACTION_ALLOW, ACTION_DENY, ACTION_OVERRIDE_DENY, DIR_EGRESS,
+    DIR_INGRESS, POLICY_FIXED_PREFIX, POLICY_FULL_PREFIX,
 };
 
 /// A block of the (protocol, port) space.
@@ -52,10 +52,18 @@ impl Block {
     fn with_ancestors(self) -> impl Iterator<Item = Block> {
         let (protocol, port, bits) = match self {
             Block::All => (0, 0, None),
-            Block::Ports { protocol, port, bits } => (protocol, port, Some(bits)),
+            Block::Ports {
+                protocol,
+                port,
+                bits,
+            } => (protocol, port, Some(bits)),
         };
         let ports = bits.into_iter().flat_map(move |bits| {
-            (0..=bits).map(move |b| Block::Ports { protocol, port: mask(port, b), bits: b })
+            (0..=bits).map(move |b| Block::Ports {
+                protocol,
+                port: mask(port, b),
+                bits: b,
+            })
         });
         std::iter::once(Block::All).chain(ports)
     }
@@ -74,7 +82,11 @@ pub fn port_blocks(first: u16, last: u16) -> Vec<(u16, u8)> {
     let mut out = Vec::new();
     let (mut start, end) = (u32::from(first), u32::from(last));
     while start <= end {
-        let mut size_log = if start == 0 { 16 } else { start.trailing_zeros().min(16) };
+        let mut size_log = if start == 0 {
+            16
+        } else {
+            start.trailing_zeros().min(16)
+        };
         while start + (1 << size_log) - 1 > end {
             size_log -= 1;
         }
@@ -95,7 +107,11 @@ fn blocks_of(rule: &CompiledRule) -> Vec<Block> {
             let protocol = range.protocol.number();
             port_blocks(range.first, range.last)
                 .into_iter()
-                .map(move |(port, bits)| Block::Ports { protocol, port, bits })
+                .map(move |(port, bits)| Block::Ports {
+                    protocol,
+                    port,
+                    bits,
+                })
         })
         .collect()
 }
@@ -138,7 +154,11 @@ impl Resolution {
         } else {
             (ACTION_DENY, self.deny?)
         };
-        Some(PolicyValue { rule_id, action, pad: [0; 3] })
+        Some(PolicyValue {
+            rule_id,
+            action,
+            pad: [0; 3],
+        })
     }
 }
 
@@ -161,7 +181,9 @@ pub fn flatten(rules: &[CompiledRule]) -> BTreeMap<PolicyKey, PolicyValue> {
     let mut groups: BTreeMap<(u32, u8), Group<'_>> = BTreeMap::new();
     for rule in rules {
         for &subject in &rule.subjects {
-            let group = groups.entry((subject, direction_byte(rule.direction))).or_default();
+            let group = groups
+                .entry((subject, direction_byte(rule.direction)))
+                .or_default();
             if rule.any_peer {
                 group.any_peer.push(rule);
             } else {
@@ -174,7 +196,13 @@ pub fn flatten(rules: &[CompiledRule]) -> BTreeMap<PolicyKey, PolicyValue> {
     let mut out = BTreeMap::new();
     for ((subject, direction), group) in &groups {
         if !group.any_peer.is_empty() {
-            emit(&mut out, *subject, *direction, ANY, group.any_peer.iter().copied());
+            emit(
+                &mut out,
+                *subject,
+                *direction,
+                ANY,
+                group.any_peer.iter().copied(),
+            );
         }
         for (peer, rules) in &group.by_peer {
             let all = rules.iter().chain(group.any_peer.iter()).copied();
@@ -204,12 +232,21 @@ fn emit<'a>(
                 resolved.merge(r);
             }
         }
-        let Some(value) = resolved.value() else { continue };
+        let Some(value) = resolved.value() else {
+            continue;
+        };
         let (protocol, port) = match *block {
             Block::All => (0, 0),
             Block::Ports { protocol, port, .. } => (protocol, port),
         };
-        let key = PolicyKey { prefixlen: block.prefixlen(), subject, peer, direction, protocol, port_be: port.to_be() };
+        let key = PolicyKey {
+            prefixlen: block.prefixlen(),
+            subject,
+            peer,
+            direction,
+            protocol,
+            port_be: port.to_be(),
+        };
         out.insert(key, value);
     }
 }
@@ -227,10 +264,23 @@ pub fn lookup(
     let longest = |peer: u32| {
         (0..=16u8)
             .rev()
-            .map(|bits| (POLICY_FIXED_PREFIX + 8 + u32::from(bits), protocol, mask(port, bits)))
+            .map(|bits| {
+                (
+                    POLICY_FIXED_PREFIX + 8 + u32::from(bits),
+                    protocol,
+                    mask(port, bits),
+                )
+            })
             .chain(std::iter::once((POLICY_FIXED_PREFIX, 0, 0)))
             .find_map(|(prefixlen, protocol, port)| {
-                let key = PolicyKey { prefixlen, subject, peer, direction, protocol, port_be: port.to_be() };
+                let key = PolicyKey {
+                    prefixlen,
+                    subject,
+                    peer,
+                    direction,
+                    protocol,
+                    port_be: port.to_be(),
+                };
                 entries.get(&key).copied()
             })
     };
@@ -244,7 +294,15 @@ mod tests {
 
     #[test]
     fn port_blocks_cover_exactly() {
-        for (first, last) in [(0, 65535), (80, 80), (1, 65535), (1000, 2000), (0, 0), (65535, 65535), (3, 17)] {
+        for (first, last) in [
+            (0, 65535),
+            (80, 80),
+            (1, 65535),
+            (1000, 2000),
+            (0, 0),
+            (65535, 65535),
+            (3, 17),
+        ] {
             let blocks = port_blocks(first, last);
             let mut covered = 0u32;
             let mut next = u32::from(first);

@@ -31,7 +31,10 @@ impl Counters {
     pub fn read(&self) -> Result<BTreeMap<&'static str, u64>> {
         let mut out = BTreeMap::new();
         for (index, name) in COUNTER_NAMES.iter().enumerate() {
-            let values = self.map.get(&(index as u32), 0).map_err(wrap(NAME, "read"))?;
+            let values = self
+                .map
+                .get(&(index as u32), 0)
+                .map_err(wrap(NAME, "read"))?;
             out.insert(*name, values.iter().sum());
         }
         Ok(out)

@@ -31,8 +31,11 @@ impl Endpoints {
     }
 
     pub(crate) fn program(&mut self, desired: &Desired) -> Result<DiffStats> {
-        let current: BTreeMap<EndpointKey, EndpointInfo> =
-            self.map.iter().collect::<Result<_, _>>().map_err(wrap(NAME, "read"))?;
+        let current: BTreeMap<EndpointKey, EndpointInfo> = self
+            .map
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(wrap(NAME, "read"))?;
         let map = &mut self.map;
         apply_diff(NAME, &current, &desired.endpoints, |k, v| match v {
             Some(v) => map.insert(k, v, 0),

@@ -31,10 +31,16 @@ impl Failsafe {
     }
 
     pub(crate) fn program(&mut self, desired: &Desired) -> Result<DiffStats> {
-        let current: BTreeMap<FailsafeKey, FailsafeValue> =
-            self.map.iter().collect::<Result<_, _>>().map_err(wrap(NAME, "read"))?;
-        let want: BTreeMap<FailsafeKey, FailsafeValue> =
-            desired.failsafe.iter().map(|k| (*k, FailsafeValue { present: 1 })).collect();
+        let current: BTreeMap<FailsafeKey, FailsafeValue> = self
+            .map
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(wrap(NAME, "read"))?;
+        let want: BTreeMap<FailsafeKey, FailsafeValue> = desired
+            .failsafe
+            .iter()
+            .map(|k| (*k, FailsafeValue { present: 1 }))
+            .collect();
         let map = &mut self.map;
         apply_diff(NAME, &current, &want, |k, v| match v {
             Some(v) => map.insert(k, v, 0),

@@ -25,11 +25,18 @@ pub struct Ipcache {
 
 impl Ipcache {
     pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
-        let v4: LpmTrie<MapData, [u8; 4], IdentityValue> = LpmTrie::try_from(take(ebpf, V4)?).map_err(wrap(V4, "open"))?;
-        let v6: LpmTrie<MapData, [u8; 16], IdentityValue> = LpmTrie::try_from(take(ebpf, V6)?).map_err(wrap(V6, "open"))?;
+        let v4: LpmTrie<MapData, [u8; 4], IdentityValue> =
+            LpmTrie::try_from(take(ebpf, V4)?).map_err(wrap(V4, "open"))?;
+        let v6: LpmTrie<MapData, [u8; 16], IdentityValue> =
+            LpmTrie::try_from(take(ebpf, V6)?).map_err(wrap(V6, "open"))?;
         let max_v4 = capacity(V4, v4_data(&v4))?;
         let max_v6 = capacity(V6, v6_data(&v6))?;
-        Ok(Ipcache { v4, v6, max_v4, max_v6 })
+        Ok(Ipcache {
+            v4,
+            v6,
+            max_v4,
+            max_v6,
+        })
     }
 
     pub(crate) fn check(&self, desired: &Desired) -> Result<()> {
@@ -41,27 +48,17 @@ impl Ipcache {
         let current = read(&self.v4, V4)?;
         let want = with_values(&desired.ipcache_v4);
         let v4 = &mut self.v4;
-        let s4 = apply_diff(
-            V4,
-            &current,
-            &want,
-            |(len, addr), v| match v {
-                Some(v) => v4.insert(&Key::new(*len, *addr), v, 0),
-                None => v4.remove(&Key::new(*len, *addr)),
-            },
-        )?;
+        let s4 = apply_diff(V4, &current, &want, |(len, addr), v| match v {
+            Some(v) => v4.insert(&Key::new(*len, *addr), v, 0),
+            None => v4.remove(&Key::new(*len, *addr)),
+        })?;
         let current = read(&self.v6, V6)?;
         let want = with_values(&desired.ipcache_v6);
         let v6 = &mut self.v6;
-        let s6 = apply_diff(
-            V6,
-            &current,
-            &want,
-            |(len, addr), v| match v {
-                Some(v) => v6.insert(&Key::new(*len, *addr), v, 0),
-                None => v6.remove(&Key::new(*len, *addr)),
-            },
-        )?;
+        let s6 = apply_diff(V6, &current, &want, |(len, addr), v| match v {
+            Some(v) => v6.insert(&Key::new(*len, *addr), v, 0),
+            None => v6.remove(&Key::new(*len, *addr)),
+        })?;
         Ok((s4, s6))
     }
 }
@@ -77,7 +74,17 @@ fn v6_data(m: &LpmTrie<MapData, [u8; 16], IdentityValue>) -> &MapData {
 }
 
 fn with_values<K: Ord + Copy>(m: &BTreeMap<(u32, K), u32>) -> BTreeMap<(u32, K), IdentityValue> {
-    m.iter().map(|(k, id)| (*k, IdentityValue { identity: *id, pad: 0 })).collect()
+    m.iter()
+        .map(|(k, id)| {
+            (
+                *k,
+                IdentityValue {
+                    identity: *id,
+                    pad: 0,
+                },
+            )
+        })
+        .collect()
 }
 
 fn read<const N: usize>(
@@ -88,6 +95,9 @@ where
     [u8; N]: aya::Pod,
 {
     trie.iter()
-        .map(|item| item.map(|(k, v)| ((k.prefix_len(), k.data()), v)).map_err(wrap(map, "read")))
+        .map(|item| {
+            item.map(|(k, v)| ((k.prefix_len(), k.data()), v))
+                .map_err(wrap(map, "read"))
+        })
         .collect()
 }

@@ -52,17 +52,29 @@ pub(crate) fn apply_diff<K: Ord + Copy, V: PartialEq + Copy>(
         match current.get(key) {
             Some(old) if old == value => stats.unchanged += 1,
             Some(_) => {
-                write(key, Some(value)).map_err(|source| Error::Map { map, operation: "update", source })?;
+                write(key, Some(value)).map_err(|source| Error::Map {
+                    map,
+                    operation: "update",
+                    source,
+                })?;
                 stats.changed += 1;
             }
             None => {
-                write(key, Some(value)).map_err(|source| Error::Map { map, operation: "insert", source })?;
+                write(key, Some(value)).map_err(|source| Error::Map {
+                    map,
+                    operation: "insert",
+                    source,
+                })?;
                 stats.added += 1;
             }
         }
     }
     for key in current.keys().filter(|k| !desired.contains_key(k)) {
-        write(key, None).map_err(|source| Error::Map { map, operation: "delete", source })?;
+        write(key, None).map_err(|source| Error::Map {
+            map,
+            operation: "delete",
+            source,
+        })?;
         stats.removed += 1;
     }
     Ok(stats)
@@ -73,7 +85,13 @@ pub(crate) fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map> {
 }
 
 pub(crate) fn capacity(map: &'static str, data: &MapData) -> Result<u32> {
-    data.info().map(|i| i.max_entries()).map_err(|source| Error::Map { map, operation: "info", source })
+    data.info()
+        .map(|i| i.max_entries())
+        .map_err(|source| Error::Map {
+            map,
+            operation: "info",
+            source,
+        })
 }
 
 pub(crate) fn check_fits(map: &'static str, max: u32, needed: usize) -> Result<()> {
@@ -84,7 +102,11 @@ pub(crate) fn check_fits(map: &'static str, max: u32, needed: usize) -> Result<(
 }
 
 pub(crate) fn wrap(map: &'static str, operation: &'static str) -> impl FnOnce(MapError) -> Error {
-    move |source| Error::Map { map, operation, source }
+    move |source| Error::Map {
+        map,
+        operation,
+        source,
+    }
 }
 
 /// Per-map outcome of a programming pass.
@@ -135,6 +157,13 @@ impl Maps {
         let policy = self.policy.program(desired)?;
         let failsafe = self.failsafe.program(desired)?;
         let generation = self.state.bump()?;
-        Ok(ProgramStats { generation, ipcache_v4, ipcache_v6, endpoints, policy, failsafe })
+        Ok(ProgramStats {
+            generation,
+            ipcache_v4,
+            ipcache_v6,
+            endpoints,
+            policy,
+            failsafe,
+        })
     }
 }

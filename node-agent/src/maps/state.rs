@@ -36,7 +36,16 @@ impl State {
             0 => 1,
             n => n,
         };
-        self.map.set(0, DatapathState { generation: next, pad: 0 }, 0).map_err(wrap(NAME, "write"))?;
+        self.map
+            .set(
+                0,
+                DatapathState {
+                    generation: next,
+                    pad: 0,
+                },
+                0,
+            )
+            .map_err(wrap(NAME, "write"))?;
         Ok(next)
     }
 }

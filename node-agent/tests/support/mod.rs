@@ -1,0 +1,215 @@
+//! Shared by the privileged tests: packets, a reference model of who is who,
+//! and a datapath in a private pin directory.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+
+use bulkhead_agent::loader::LoadOptions;
+use bulkhead_agent::Datapath;
+use bulkhead_api::policy::{EnforcementMode, Protocol};
+use bulkhead_api::rule_map::{Direction, NodeRuleMapSpec};
+use bulkhead_api::IdentityMapSpec;
+use bulkhead_policy::verdict::{deciding_rule, enforced, Verdict};
+use ipnet::IpNet;
+
+/// Fails (never skips) when the test cannot run.
+pub fn require_root() {
+    // SAFETY-free check: /proc/self/status says the effective uid.
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect("Uid line");
+    assert_eq!(
+        euid, "0",
+        "privileged test: run as root (eBPF and netns need CAP_SYS_ADMIN/CAP_NET_ADMIN)"
+    );
+}
+
+/// A datapath with its maps pinned in a directory of its own, removed on drop.
+pub struct TestDatapath {
+    pub dp: Datapath,
+    pub dir: std::path::PathBuf,
+}
+
+impl TestDatapath {
+    pub fn open(name: &str) -> Self {
+        require_root();
+        let opts = LoadOptions {
+            pin_name: format!("bulkhead-test-{}-{name}", std::process::id()),
+            ..LoadOptions::default()
+        };
+        let dir = opts.bpffs.join(&opts.pin_name);
+        let dp = Datapath::open(&opts).unwrap_or_else(|e| panic!("loading the datapath: {e}"));
+        TestDatapath { dp, dir }
+    }
+}
+
+impl Drop for TestDatapath {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+/// The reference: identity of an address as the node sees it.
+pub fn peer_identity(rule_map: &NodeRuleMapSpec, shards: &[IdentityMapSpec], addr: IpAddr) -> u32 {
+    if rule_map
+        .host
+        .addresses
+        .iter()
+        .any(|a| a.parse::<IpAddr>().ok() == Some(addr))
+    {
+        return bulkhead_api::identity::HOST;
+    }
+    shards
+        .iter()
+        .flat_map(|s| s.prefixes.iter())
+        .filter_map(|p| p.cidr.parse::<IpNet>().ok().map(|n| (n, p.identity)))
+        .filter(|(n, _)| n.contains(&addr))
+        .max_by_key(|(n, _)| n.prefix_len())
+        .map_or(bulkhead_api::identity::WORLD, |(_, id)| id)
+}
+
+/// The local endpoint owning `addr`: (identity, mode, is host).
+pub fn local(rule_map: &NodeRuleMapSpec, addr: IpAddr) -> Option<(u32, EnforcementMode, bool)> {
+    let owns = |addrs: &[String]| addrs.iter().any(|a| a.parse::<IpAddr>().ok() == Some(addr));
+    if owns(&rule_map.host.addresses) {
+        return Some((rule_map.host.identity, rule_map.host.mode, true));
+    }
+    rule_map
+        .endpoints
+        .iter()
+        .find(|e| owns(&e.addresses))
+        .map(|e| (e.identity, e.mode, false))
+}
+
+/// One side's enforced verdict per the compiler's verdict function, with failsafe ports.
+pub fn side_verdict(
+    rule_map: &NodeRuleMapSpec,
+    shards: &[IdentityMapSpec],
+    local_addr: IpAddr,
+    peer_addr: IpAddr,
+    direction: Direction,
+    protocol: Protocol,
+    port: u16,
+) -> Verdict {
+    let Some((identity, mode, is_host)) = local(rule_map, local_addr) else {
+        return Verdict::Allow;
+    };
+    if is_host
+        && rule_map
+            .failsafe_ports
+            .iter()
+            .any(|f| f.protocol == protocol && f.port == port && f.direction == direction)
+    {
+        return Verdict::Allow;
+    }
+    let peer = peer_identity(rule_map, shards, peer_addr);
+    let rule = deciding_rule(&rule_map.rules, identity, direction, peer, protocol, port);
+    enforced(mode, rule.map(|r| r.action))
+}
+
+/// The full-mode ("would be") verdict of one side.
+pub fn side_would(
+    rule_map: &NodeRuleMapSpec,
+    shards: &[IdentityMapSpec],
+    local_addr: IpAddr,
+    peer_addr: IpAddr,
+    direction: Direction,
+    protocol: Protocol,
+    port: u16,
+) -> Verdict {
+    let Some((identity, _, _)) = local(rule_map, local_addr) else {
+        return Verdict::Allow;
+    };
+    let peer = peer_identity(rule_map, shards, peer_addr);
+    let rule = deciding_rule(&rule_map.rules, identity, direction, peer, protocol, port);
+    enforced(EnforcementMode::Full, rule.map(|r| r.action))
+}
+
+// ---- packets -------------------------------------------------------------
+
+pub const ETH_IP: u16 = 0x0800;
+pub const ETH_IPV6: u16 = 0x86dd;
+
+pub fn eth(ethertype: u16) -> Vec<u8> {
+    let mut p = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+    p.extend_from_slice(&ethertype.to_be_bytes());
+    p
+}
+
+/// The L4 header of `protocol` with `sport`, `dport` (for ICMP: type in
+/// dport's low byte, identifier = sport).
+pub fn l4(protocol: Protocol, sport: u16, dport: u16) -> Vec<u8> {
+    let mut h = Vec::new();
+    match protocol {
+        Protocol::Tcp => {
+            h.extend_from_slice(&sport.to_be_bytes());
+            h.extend_from_slice(&dport.to_be_bytes());
+            h.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        }
+        Protocol::Udp => {
+            h.extend_from_slice(&sport.to_be_bytes());
+            h.extend_from_slice(&dport.to_be_bytes());
+            h.extend_from_slice(&[0, 8, 0, 0]);
+        }
+        Protocol::Sctp => {
+            h.extend_from_slice(&sport.to_be_bytes());
+            h.extend_from_slice(&dport.to_be_bytes());
+            h.extend_from_slice(&[0; 8]);
+            h.extend_from_slice(&[1, 0, 0, 20]); // INIT chunk header
+            h.extend_from_slice(&[0; 16]);
+        }
+        Protocol::Icmp | Protocol::Icmpv6 => {
+            h.extend_from_slice(&[dport as u8, 0, 0, 0]);
+            h.extend_from_slice(&sport.to_be_bytes());
+            h.extend_from_slice(&[0, 1]);
+        }
+    }
+    h
+}
+
+pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, frag_off: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = eth(ETH_IP);
+    let len = (20 + payload.len()) as u16;
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(&[0, 1]);
+    p.extend_from_slice(&frag_off.to_be_bytes());
+    p.extend_from_slice(&[64, proto, 0, 0]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(payload);
+    p
+}
+
+pub fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = eth(ETH_IPV6);
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    p.extend_from_slice(&[next, 64]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A whole packet between two addresses of the same family.
+pub fn packet(src: IpAddr, dst: IpAddr, protocol: Protocol, sport: u16, dport: u16) -> Vec<u8> {
+    let payload = l4(protocol, sport, dport);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            ipv4(s.octets(), d.octets(), protocol.number(), 0, &payload)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let number = if protocol == Protocol::Icmp {
+                Protocol::Icmpv6.number()
+            } else {
+                protocol.number()
+            };
+            ipv6(s.octets(), d.octets(), number, &payload)
+        }
+        _ => panic!("mixed families"),
+    }
+}
