@@ -1,0 +1,316 @@
+//! Watches turned into compiler changes.
+//!
+//! One task per kind. Objects become [`Change`]s through
+//! `bulkhead_policy::convert`; an object that does not convert is counted
+//! and logged, and whatever the compiler had for it stays. After every
+//! (re)list the task compares what it saw with what it knew and deletes the
+//! objects that vanished while the watch was down.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use bulkhead_api::{ExternalNode, IdentityMap, LabelMapping, NodeRuleMap, SegmentationPolicy};
+use bulkhead_policy::snapshot::PodKey;
+use bulkhead_policy::{convert, Change};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::metrics::{KindLabel, Metrics};
+
+/// The kinds the compiler reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// core/v1 Pod.
+    Pod,
+    /// core/v1 Namespace.
+    Namespace,
+    /// core/v1 Node.
+    Node,
+    /// ExternalNode.
+    ExternalNode,
+    /// LabelMapping.
+    LabelMapping,
+    /// SegmentationPolicy.
+    SegmentationPolicy,
+}
+
+impl Kind {
+    /// Every kind that must have listed before anything is published.
+    pub const ALL: [Kind; 6] = [
+        Kind::Pod,
+        Kind::Namespace,
+        Kind::Node,
+        Kind::ExternalNode,
+        Kind::LabelMapping,
+        Kind::SegmentationPolicy,
+    ];
+
+    /// Lower-case name for logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pod => "pod",
+            Kind::Namespace => "namespace",
+            Kind::Node => "node",
+            Kind::ExternalNode => "externalnode",
+            Kind::LabelMapping => "labelmapping",
+            Kind::SegmentationPolicy => "segmentationpolicy",
+        }
+    }
+}
+
+/// What the watches tell the engine.
+#[derive(Debug)]
+pub enum FeedEvent {
+    /// A change to compile; `generation` is set for policies and mappings.
+    Change {
+        change: Change,
+        generation: Option<(Kind, String, i64)>,
+    },
+    /// A kind has listed completely (after a start or a re-list).
+    Synced(Kind),
+    /// A NodeRuleMap as it is in the cluster now (spec published, status from the agent).
+    RuleMap(Box<NodeRuleMap>),
+    /// A NodeRuleMap was deleted.
+    RuleMapGone(String),
+    /// An IdentityMap as it is in the cluster now.
+    Shard(Box<IdentityMap>),
+    /// An IdentityMap was deleted.
+    ShardGone(String),
+    /// The published objects of a kind (`noderulemap`, `identitymap`) have listed completely.
+    PublishedSynced(&'static str),
+}
+
+type Sender = mpsc::Sender<FeedEvent>;
+
+/// Starts every watch; they run until the receiver is dropped.
+pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>) {
+    spawn_kind(
+        Api::<Pod>::all(client.clone()),
+        Kind::Pod,
+        tx.clone(),
+        metrics.clone(),
+        |p| convert::pod(p).map(|(k, v)| Change::UpsertPod(k, v)),
+        |key| {
+            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+            Change::DeletePod(PodKey::new(ns, name))
+        },
+    );
+    spawn_kind(
+        Api::<Namespace>::all(client.clone()),
+        Kind::Namespace,
+        tx.clone(),
+        metrics.clone(),
+        |n| convert::namespace(n).map(|(k, v)| Change::UpsertNamespace(k, v)),
+        |key| Change::DeleteNamespace(key.to_string()),
+    );
+    spawn_kind(
+        Api::<Node>::all(client.clone()),
+        Kind::Node,
+        tx.clone(),
+        metrics.clone(),
+        |n| convert::node(n).map(|(k, v)| Change::UpsertNode(k, v)),
+        |key| Change::DeleteNode(key.to_string()),
+    );
+    spawn_kind(
+        Api::<ExternalNode>::all(client.clone()),
+        Kind::ExternalNode,
+        tx.clone(),
+        metrics.clone(),
+        |n| convert::external_node(n).map(|(k, v)| Change::UpsertExternalNode(k, v)),
+        |key| Change::DeleteExternalNode(key.to_string()),
+    );
+    spawn_kind(
+        Api::<LabelMapping>::all(client.clone()),
+        Kind::LabelMapping,
+        tx.clone(),
+        metrics.clone(),
+        |m| convert::label_mapping(m).map(|(k, v)| Change::UpsertMapping(k, v)),
+        |key| Change::DeleteMapping(key.to_string()),
+    );
+    spawn_kind(
+        Api::<SegmentationPolicy>::all(client.clone()),
+        Kind::SegmentationPolicy,
+        tx.clone(),
+        metrics.clone(),
+        |p| convert::segmentation_policy(p).map(|(k, v)| Change::UpsertPolicy(k, v)),
+        |key| Change::DeletePolicy(key.to_string()),
+    );
+    spawn_published(
+        Api::<NodeRuleMap>::all(client.clone()),
+        tx.clone(),
+        metrics.clone(),
+        "noderulemap",
+        |o| FeedEvent::RuleMap(Box::new(o)),
+        FeedEvent::RuleMapGone,
+    );
+    spawn_published(
+        Api::<IdentityMap>::all(client),
+        tx,
+        metrics,
+        "identitymap",
+        |o| FeedEvent::Shard(Box::new(o)),
+        FeedEvent::ShardGone,
+    );
+}
+
+fn key_of<K: Resource>(obj: &K) -> String {
+    match obj.meta().namespace.as_deref() {
+        Some(ns) => format!("{ns}/{}", obj.name_any()),
+        None => obj.name_any(),
+    }
+}
+
+fn spawn_kind<K, C, D>(
+    api: Api<K>,
+    kind: Kind,
+    tx: Sender,
+    metrics: Arc<Metrics>,
+    to_change: C,
+    delete: D,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    C: Fn(&K) -> Result<Change, convert::ConvertError> + Send + 'static,
+    D: Fn(&str) -> Change + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut known: BTreeSet<String> = BTreeSet::new();
+        let mut relisting: Option<BTreeSet<String>> = None;
+        let gauge = metrics
+            .objects
+            .get_or_create(&KindLabel {
+                kind: kind.name().into(),
+            })
+            .clone();
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        loop {
+            let event = match stream.try_next().await {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
+                Err(e) => {
+                    metrics.error(kind.name());
+                    tracing::warn!(kind = kind.name(), error = %e, "watch failed; retrying");
+                    continue;
+                }
+            };
+            let mut out = Vec::new();
+            match event {
+                watcher::Event::Init => relisting = Some(BTreeSet::new()),
+                watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                    let key = key_of(&obj);
+                    if let Some(seen) = &mut relisting {
+                        seen.insert(key.clone());
+                    }
+                    match to_change(&obj) {
+                        Ok(change) => {
+                            known.insert(key.clone());
+                            let generation =
+                                matches!(kind, Kind::SegmentationPolicy | Kind::LabelMapping)
+                                    .then(|| obj.meta().generation.map(|g| (kind, key.clone(), g)))
+                                    .flatten();
+                            out.push(FeedEvent::Change { change, generation });
+                        }
+                        Err(e) => {
+                            metrics.error(kind.name());
+                            tracing::warn!(kind = kind.name(), object = %key, error = %e, "ignoring an object that does not convert");
+                        }
+                    }
+                }
+                watcher::Event::Delete(obj) => {
+                    let key = key_of(&obj);
+                    known.remove(&key);
+                    out.push(FeedEvent::Change {
+                        change: delete(&key),
+                        generation: None,
+                    });
+                }
+                watcher::Event::InitDone => {
+                    if let Some(seen) = relisting.take() {
+                        for gone in known.difference(&seen) {
+                            out.push(FeedEvent::Change {
+                                change: delete(gone),
+                                generation: None,
+                            });
+                        }
+                        known.retain(|k| seen.contains(k));
+                    }
+                    out.push(FeedEvent::Synced(kind));
+                }
+            }
+            gauge.set(known.len() as i64);
+            for e in out {
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+fn spawn_published<K, A>(
+    api: Api<K>,
+    tx: Sender,
+    metrics: Arc<Metrics>,
+    kind: &'static str,
+    apply: A,
+    gone: fn(String) -> FeedEvent,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    A: Fn(K) -> FeedEvent + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut known: BTreeSet<String> = BTreeSet::new();
+        let mut relisting: Option<BTreeSet<String>> = None;
+        loop {
+            let event = match stream.try_next().await {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
+                Err(e) => {
+                    metrics.error(kind);
+                    tracing::warn!(kind, error = %e, "watch failed; retrying");
+                    continue;
+                }
+            };
+            let mut out = Vec::new();
+            match event {
+                watcher::Event::Init => relisting = Some(BTreeSet::new()),
+                watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                    let name = obj.name_any();
+                    if let Some(seen) = &mut relisting {
+                        seen.insert(name.clone());
+                    }
+                    known.insert(name);
+                    out.push(apply(obj));
+                }
+                watcher::Event::Delete(obj) => {
+                    let name = obj.name_any();
+                    known.remove(&name);
+                    out.push(gone(name));
+                }
+                watcher::Event::InitDone => {
+                    if let Some(seen) = relisting.take() {
+                        for name in known.difference(&seen) {
+                            out.push(gone(name.clone()));
+                        }
+                        known.retain(|k| seen.contains(k));
+                    }
+                    out.push(FeedEvent::PublishedSynced(kind));
+                }
+            }
+            for e in out {
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,50 @@
+//! `/metrics`, `/healthz` and `/readyz`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+
+/// What the endpoints read.
+#[derive(Debug)]
+pub struct Health {
+    /// The metrics registry.
+    pub registry: Registry,
+    /// Set once every watch has listed and the first compile is done.
+    pub ready: AtomicBool,
+}
+
+/// Serves until the process ends.
+pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
+
+async fn metrics(State(h): State<Arc<Health>>) -> (StatusCode, String) {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &h.registry) {
+        Ok(()) => (StatusCode::OK, body),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn ready(State(h): State<Arc<Health>>) -> (StatusCode, &'static str) {
+    if h.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first full sync",
+        )
+    }
+}

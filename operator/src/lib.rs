@@ -1,0 +1,55 @@
+//! The Bulkhead operator: cluster state in, rule maps out.
+//!
+//! ```text
+//!  watches (feed.rs)                      engine.rs                     publish.rs / status.rs
+//!  Pods ─────────┐                                                       (leader only)
+//!  Namespaces ───┤  Change   ┌───────────────────────────┐  Output   ┌─► NodeRuleMap per node (SSA)
+//!  Nodes ────────┼─────────► │ bulkhead_policy::Compiler │ ────────► ├─► IdentityMap shards (SSA)
+//!  ExternalNodes ┤           │ (incremental after sync)  │           ├─► policy / mapping status
+//!  LabelMappings ┤           └───────────────────────────┘           └─► Events
+//!  SegPolicies ──┘                         ▲
+//!  NodeRuleMaps, IdentityMaps ─────────────┘ what is published, and what agents programmed
+//! ```
+//!
+//! Nothing is published until every watch has listed once: a partial
+//! picture would withdraw rules that are merely not seen yet. Identities
+//! survive restarts: the compiler starts from the allocation found in the
+//! published IdentityMaps. Only the holder of the Lease (leader.rs) writes.
+
+#![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod feed;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod publish;
+pub mod status;
+
+/// The field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "bulkhead-operator";
+
+/// Errors of the operator's parts.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done, naming the object.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An object could not be serialized.
+    #[error("serializing {0}: {1}")]
+    Serialize(String, serde_json::Error),
+}
+
+impl Error {
+    /// Wraps a client error with what was being done.
+    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+}

@@ -1,0 +1,120 @@
+//! `bulkhead-operator`: see the crate docs of `bulkhead_operator`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bulkhead_api::policy::EnforcementMode;
+use bulkhead_operator::engine::Engine;
+use bulkhead_operator::feed;
+use bulkhead_operator::http::{self, Health};
+use bulkhead_operator::leader::{self, LeaseConfig};
+use bulkhead_operator::metrics::Metrics;
+use bulkhead_policy::CompileOptions;
+use clap::Parser;
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Compiles Bulkhead policy into per-node rule maps")]
+struct Args {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9440")]
+    metrics_addr: SocketAddr,
+    /// Mode of endpoints no policy sets one for.
+    #[arg(long, default_value = "visibility", value_parser = parse_mode)]
+    default_mode: EnforcementMode,
+    /// How many IdentityMap shards to write.
+    #[arg(long, default_value_t = 16)]
+    identity_shards: u32,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, default_value = "bulkhead-system", env = "POD_NAMESPACE")]
+    lease_namespace: String,
+    /// This replica's name in the Lease (defaults to the host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn parse_mode(s: &str) -> Result<EnforcementMode, String> {
+    match s {
+        "visibility" => Ok(EnforcementMode::Visibility),
+        "selective" => Ok(EnforcementMode::Selective),
+        "full" => Ok(EnforcementMode::Full),
+        _ => Err(format!(
+            "{s:?} is not a mode: use visibility, selective or full"
+        )),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_json {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the API server (KUBECONFIG or in-cluster config)")?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let health = Arc::new(Health {
+        registry,
+        ready: AtomicBool::new(false),
+    });
+    let identity = args.identity.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let reporter = Reporter {
+        controller: "bulkhead-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+
+    let (leader_tx, leader_rx) = watch::channel(false);
+    let lease = LeaseConfig {
+        namespace: args.lease_namespace,
+        name: "bulkhead-operator".into(),
+        holder: identity,
+        duration: Duration::from_secs(15),
+        renew: Duration::from_secs(2),
+    };
+    tokio::spawn(leader::run(
+        client.clone(),
+        lease,
+        leader_tx,
+        metrics.clone(),
+    ));
+    let addr = args.metrics_addr;
+    let h = health.clone();
+    tokio::spawn(async move {
+        if let Err(e) = http::serve(addr, h).await {
+            tracing::error!(error = %e, %addr, "metrics endpoint failed");
+        }
+    });
+    let (tx, rx) = mpsc::channel(4096);
+    feed::start(client.clone(), tx, metrics.clone());
+    let options = CompileOptions {
+        default_mode: args.default_mode,
+        identity_shards: args.identity_shards,
+        ..CompileOptions::default()
+    };
+    let engine = Engine::new(client, options, metrics, health, recorder);
+    tokio::select! {
+        _ = engine.run(rx, leader_rx) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+    }
+    Ok(())
+}

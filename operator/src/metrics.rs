@@ -1,0 +1,100 @@
+//! Prometheus metrics of the operator, with bounded label sets.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// A label naming an object kind (a fixed, small set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// `pod`, `namespace`, `node`, `externalnode`, `labelmapping`, `segmentationpolicy`,
+    /// `noderulemap`, `identitymap`, `lease`.
+    pub kind: String,
+}
+
+/// A label saying whether a compile was whole or incremental.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CompileLabel {
+    /// `full` or `incremental`.
+    pub mode: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Every metric the operator exports.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Time of one publish pass (diff, apply, status).
+    pub reconcile_duration: Histogram,
+    /// Time of one compile.
+    pub compile_duration: Family<CompileLabel, Histogram>,
+    /// Objects watched, by kind.
+    pub objects: Family<KindLabel, Gauge>,
+    /// Errors, by the kind of object involved.
+    pub errors: Family<KindLabel, Counter>,
+    /// Objects written, by kind.
+    pub writes: Family<KindLabel, Counter>,
+    /// 1 while this replica holds the lease.
+    pub leader: Gauge,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them under `bulkhead_operator_`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            reconcile_duration: duration_histogram(),
+            compile_duration: Family::new_with_constructor(duration_histogram),
+            objects: Family::default(),
+            errors: Family::default(),
+            writes: Family::default(),
+            leader: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("bulkhead_operator");
+        r.register(
+            "reconcile_duration_seconds",
+            "Time of one publish pass: diff, apply, status",
+            m.reconcile_duration.clone(),
+        );
+        r.register(
+            "compile_duration_seconds",
+            "Time of one compile, whole or incremental",
+            m.compile_duration.clone(),
+        );
+        r.register("objects", "Objects watched, by kind", m.objects.clone());
+        r.register(
+            "errors",
+            "Errors, by kind of object involved",
+            m.errors.clone(),
+        );
+        r.register("writes", "Objects written, by kind", m.writes.clone());
+        r.register(
+            "leader",
+            "1 while this replica holds the lease",
+            m.leader.clone(),
+        );
+        m
+    }
+
+    /// Counts one error about `kind`.
+    pub fn error(&self, kind: &str) {
+        self.errors
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one write of `kind`.
+    pub fn write(&self, kind: &str) {
+        self.writes
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+}

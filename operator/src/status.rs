@@ -1,0 +1,318 @@
+//! Policy and mapping status (kstatus conditions with `observedGeneration`)
+//! and the Events that go with their transitions. Written only when the
+//! content changes.
+
+use std::collections::BTreeMap;
+
+use bulkhead_api::condition::{types, Condition, ConditionStatus};
+use bulkhead_api::{
+    LabelMapping, LabelMappingStatus, NodeRuleMap, NodeRuleMapSpec, SegmentationPolicy,
+    SegmentationPolicyStatus,
+};
+use bulkhead_policy::{MappingFacts, PolicyFacts};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource};
+
+use crate::metrics::Metrics;
+use crate::{Error, FIELD_MANAGER};
+
+/// How many of `facts.nodes` have programmed the current content of their map.
+pub fn nodes_programmed(
+    facts: &PolicyFacts,
+    desired: &BTreeMap<String, NodeRuleMapSpec>,
+    current: &BTreeMap<String, NodeRuleMap>,
+) -> u32 {
+    facts
+        .nodes
+        .iter()
+        .filter(|node| {
+            let (Some(obj), Some(spec)) = (current.get(*node), desired.get(*node)) else {
+                return false;
+            };
+            let programmed = obj.status.as_ref().and_then(|s| s.programmed_generation);
+            &obj.spec == spec && programmed.is_some() && programmed == obj.metadata.generation
+        })
+        .count() as u32
+}
+
+fn condition(
+    type_: &str,
+    holds: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if holds {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        },
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time: None,
+    }
+}
+
+/// The status a policy should have.
+pub fn policy_status(
+    facts: &PolicyFacts,
+    generation: Option<i64>,
+    programmed: u32,
+) -> SegmentationPolicyStatus {
+    let total = facts.nodes.len() as u32;
+    let errors: Vec<&String> = facts
+        .warnings
+        .iter()
+        .filter(|w| w.starts_with("not compiled"))
+        .collect();
+    let stalled = !errors.is_empty();
+    let pending = !stalled && programmed < total;
+    let (reason, message) = if stalled {
+        (
+            "CompileFailed",
+            errors
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    } else if pending {
+        (
+            "Programming",
+            format!("programmed on {programmed} of {total} nodes"),
+        )
+    } else {
+        (
+            "Programmed",
+            format!(
+                "programmed on {total} nodes, {} endpoints in scope",
+                facts.matched_endpoints
+            ),
+        )
+    };
+    SegmentationPolicyStatus {
+        observed_generation: generation,
+        conditions: vec![
+            condition(
+                types::READY,
+                !stalled && !pending,
+                reason,
+                message.clone(),
+                generation,
+            ),
+            condition(
+                types::RECONCILING,
+                pending,
+                reason,
+                message.clone(),
+                generation,
+            ),
+            condition(types::STALLED, stalled, reason, message, generation),
+        ],
+        matched_endpoints: facts.matched_endpoints,
+        matched_identities: facts.matched_identities,
+        nodes_total: total,
+        nodes_programmed: programmed,
+        nodes_summary: Some(format!("{programmed}/{total}")),
+        warnings: facts.warnings.clone(),
+    }
+}
+
+/// The status a mapping should have.
+pub fn mapping_status(facts: &MappingFacts, generation: Option<i64>) -> LabelMappingStatus {
+    let conflicts = facts.conflicts.len() as u32;
+    let message = if conflicts > 0 {
+        format!("{conflicts} label conflicts leave keys unset; see conflictSamples")
+    } else if !facts.warnings.is_empty() {
+        facts.warnings.join("; ")
+    } else {
+        format!("labels {} endpoints", facts.endpoints_labeled)
+    };
+    let reason = if conflicts > 0 {
+        "Conflicts"
+    } else {
+        "Applied"
+    };
+    LabelMappingStatus {
+        observed_generation: generation,
+        conditions: vec![condition(types::READY, true, reason, message, generation)],
+        endpoints_labeled: facts.endpoints_labeled,
+        conflicts,
+        conflict_samples: facts
+            .conflicts
+            .iter()
+            .take(20)
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
+/// Keeps the last status written per object, so unchanged statuses are not
+/// written again and transition times survive.
+#[derive(Debug, Default)]
+pub struct StatusWriter {
+    policies: BTreeMap<String, SegmentationPolicyStatus>,
+    mappings: BTreeMap<String, LabelMappingStatus>,
+}
+
+fn stamp(conditions: &mut [Condition], before: Option<&[Condition]>) {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    for c in conditions {
+        let old = before.and_then(|b| b.iter().find(|o| o.type_ == c.type_));
+        c.last_transition_time = match old {
+            Some(o) if o.status == c.status => o.last_transition_time.clone(),
+            _ => Some(now.clone()),
+        };
+    }
+}
+
+fn same_ignoring_time(a: &[Condition], b: &[Condition]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.type_ == y.type_
+                && x.status == y.status
+                && x.reason == y.reason
+                && x.message == y.message
+                && x.observed_generation == y.observed_generation
+        })
+}
+
+impl StatusWriter {
+    /// Writes a policy's status if it changed; publishes an Event on a transition
+    /// into Ready or Stalled.
+    pub async fn policy(
+        &mut self,
+        client: &Client,
+        recorder: &Recorder,
+        name: &str,
+        mut status: SegmentationPolicyStatus,
+        metrics: &Metrics,
+    ) -> Result<(), Error> {
+        let before = self.policies.get(name);
+        if let Some(b) = before {
+            let mut probe = status.clone();
+            probe.conditions = b.conditions.clone();
+            if probe == *b && same_ignoring_time(&status.conditions, &b.conditions) {
+                return Ok(());
+            }
+        }
+        stamp(
+            &mut status.conditions,
+            before.map(|b| b.conditions.as_slice()),
+        );
+        let became = |t: &str| {
+            let now = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == ConditionStatus::True);
+            let was = before.is_some_and(|b| {
+                b.conditions
+                    .iter()
+                    .any(|c| c.type_ == t && c.status == ConditionStatus::True)
+            });
+            now && !was
+        };
+        let event = if became(types::STALLED) {
+            Some((EventType::Warning, "CompileFailed"))
+        } else if became(types::READY) {
+            Some((EventType::Normal, "Programmed"))
+        } else {
+            None
+        };
+        let api: Api<SegmentationPolicy> = Api::all(client.clone());
+        let patch = serde_json::json!({ "status": status });
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::kube(format!(
+            "writing status of SegmentationPolicy {name}"
+        )))?;
+        metrics.write("segmentationpolicy");
+        if let Some((type_, reason)) = event {
+            let note = status.conditions.first().map(|c| c.message.clone());
+            let reference = SegmentationPolicy::object_ref_for(name);
+            let ev = Event {
+                type_,
+                reason: reason.into(),
+                note,
+                action: "Compile".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                metrics.error("event");
+                tracing::warn!(policy = name, error = %e, "could not publish an event");
+            }
+        }
+        self.policies.insert(name.to_string(), status);
+        Ok(())
+    }
+
+    /// Writes a mapping's status if it changed.
+    pub async fn mapping(
+        &mut self,
+        client: &Client,
+        name: &str,
+        mut status: LabelMappingStatus,
+        metrics: &Metrics,
+    ) -> Result<(), Error> {
+        let before = self.mappings.get(name);
+        if let Some(b) = before {
+            let mut probe = status.clone();
+            probe.conditions = b.conditions.clone();
+            if probe == *b && same_ignoring_time(&status.conditions, &b.conditions) {
+                return Ok(());
+            }
+        }
+        stamp(
+            &mut status.conditions,
+            before.map(|b| b.conditions.as_slice()),
+        );
+        let api: Api<LabelMapping> = Api::all(client.clone());
+        let patch = serde_json::json!({ "status": status });
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(Error::kube(format!(
+            "writing status of LabelMapping {name}"
+        )))?;
+        metrics.write("labelmapping");
+        self.mappings.insert(name.to_string(), status);
+        Ok(())
+    }
+
+    /// Forgets objects that are gone.
+    pub fn retain(
+        &mut self,
+        policies: &BTreeMap<String, PolicyFacts>,
+        mappings: &BTreeMap<String, MappingFacts>,
+    ) {
+        self.policies.retain(|n, _| policies.contains_key(n));
+        self.mappings.retain(|n, _| mappings.contains_key(n));
+    }
+}
+
+/// An object reference for a cluster-scoped Bulkhead object, for Events.
+trait ObjectRefFor {
+    fn object_ref_for(name: &str) -> k8s_openapi::api::core::v1::ObjectReference;
+}
+
+impl ObjectRefFor for SegmentationPolicy {
+    fn object_ref_for(name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
+        k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(SegmentationPolicy::api_version(&()).into_owned()),
+            kind: Some(SegmentationPolicy::kind(&()).into_owned()),
+            name: Some(name.to_string()),
+            ..Default::default()
+        }
+    }
+}
