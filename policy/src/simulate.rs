@@ -134,7 +134,7 @@ struct Managed<'a> {
 pub fn simulate(out: &Output, query: &FlowQuery) -> Result<FlowVerdict, SimulateError> {
     let from_addrs = addresses_of(out, &query.from)?;
     let to_addrs = addresses_of(out, &query.to)?;
-    let (source, destination) = pick_pair(&from_addrs, &to_addrs)
+    let (source, destination) = pick_pair(&from_addrs, &to_addrs, query.protocol)
         .ok_or_else(|| SimulateError::NoCommonFamily(describe(&query.from), describe(&query.to)))?;
     let egress = managed_at(out, source).map(|src| {
         judge(
@@ -295,15 +295,19 @@ fn addresses_of(out: &Output, end: &FlowEnd) -> Result<Vec<IpAddr>, SimulateErro
     }
 }
 
-/// IPv4 first when both ends have it, as dual-stack clients usually do.
-fn pick_pair(from: &[IpAddr], to: &[IpAddr]) -> Option<(IpAddr, IpAddr)> {
+/// IPv4 first when both ends have it, as dual-stack clients usually do;
+/// ICMP only travels over IPv4 and ICMPv6 only over IPv6.
+fn pick_pair(from: &[IpAddr], to: &[IpAddr], protocol: Protocol) -> Option<(IpAddr, IpAddr)> {
     let v4 = |a: &&IpAddr| a.is_ipv4();
     let v6 = |a: &&IpAddr| a.is_ipv6();
-    from.iter()
-        .find(v4)
-        .zip(to.iter().find(v4))
-        .or_else(|| from.iter().find(v6).zip(to.iter().find(v6)))
-        .map(|(a, b)| (*a, *b))
+    let pair_v4 = || from.iter().find(v4).zip(to.iter().find(v4));
+    let pair_v6 = || from.iter().find(v6).zip(to.iter().find(v6));
+    let pair = match protocol {
+        Protocol::Icmp => pair_v4(),
+        Protocol::Icmpv6 => pair_v6(),
+        _ => pair_v4().or_else(pair_v6),
+    };
+    pair.map(|(a, b)| (*a, *b))
 }
 
 fn describe(end: &FlowEnd) -> String {
@@ -311,5 +315,24 @@ fn describe(end: &FlowEnd) -> String {
         FlowEnd::Pod(k) => k.to_string(),
         FlowEnd::Host(h) => h.clone(),
         FlowEnd::Address(a) => a.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_family_follows_the_protocol() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("test address");
+        let both = [ip("10.0.0.1"), ip("fd00::1")];
+        let other = [ip("10.0.0.2"), ip("fd00::2")];
+        let v4 = Some((ip("10.0.0.1"), ip("10.0.0.2")));
+        let v6 = Some((ip("fd00::1"), ip("fd00::2")));
+        assert_eq!(pick_pair(&both, &other, Protocol::Tcp), v4);
+        assert_eq!(pick_pair(&both, &other, Protocol::Icmp), v4);
+        assert_eq!(pick_pair(&both, &other, Protocol::Icmpv6), v6);
+        assert_eq!(pick_pair(&both[1..], &other, Protocol::Udp), v6);
+        assert_eq!(pick_pair(&both[..1], &other, Protocol::Icmpv6), None);
     }
 }

@@ -1,0 +1,67 @@
+//! `kubectl-bulkhead`: the offline side of Bulkhead, for people and for CI.
+//!
+//! ```text
+//!  PATH... ──► load/ (files, documents, kinds) ──► validate/ (schema, CEL rules)
+//!                          │
+//!                          ▼ Snapshot
+//!              bulkhead_policy::compile ──► Output (labels, identities, rule maps, shards)
+//!                          │
+//!      ┌───────────────────┼──────────────────────┬───────────────────┐
+//!  simulate.rs          matrix.rs            compile_cmd.rs        labels_cmd.rs
+//!  one flow: verdict,   every pod × pod,     NodeRuleMap and       endpoints, labels,
+//!  rule, modes          a truth table        IdentityMap files     unlabeled, conflicts
+//! ```
+//!
+//! Simulation goes through the very rule maps and verdict function the
+//! agents enforce, so a green CI run means what the datapath will do.
+
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod compile_cmd;
+pub mod endpoint;
+pub mod error;
+pub mod labels_cmd;
+pub mod load;
+pub mod matrix;
+pub mod ports;
+pub mod render;
+pub mod simulate;
+pub mod validate;
+
+use bulkhead_policy::{compile, CompileOptions, IdentityAllocation, Output};
+
+use args::InputArgs;
+use load::Inventory;
+
+/// The loaded input and what the compiler made of it.
+#[derive(Debug)]
+pub struct Compiled {
+    /// The manifests.
+    pub inventory: Inventory,
+    /// The compiler's output.
+    pub output: Output,
+}
+
+/// Loads the manifests and compiles them, as the operator would from a fresh
+/// start (no previous identity allocation).
+pub fn load_and_compile(input: &InputArgs, shards: Option<u32>) -> error::Result<Compiled> {
+    let inventory = load::load(&input.paths)?;
+    let defaults = CompileOptions::default();
+    let options = CompileOptions {
+        default_mode: input.default_mode.into(),
+        identity_shards: shards.unwrap_or(defaults.identity_shards),
+        ..defaults
+    };
+    let output = compile(
+        &inventory.snapshot,
+        &options,
+        &IdentityAllocation::default(),
+    );
+    Ok(Compiled { inventory, output })
+}
+
+/// Serializes to pretty JSON; the types involved always serialize.
+pub fn to_json<T: serde::Serialize>(value: &T) -> error::Result<String> {
+    serde_json::to_string_pretty(value).map_err(|e| error::Error::Serialize(e.to_string()))
+}

@@ -1,0 +1,51 @@
+//! `kubectl-bulkhead`: parse the command line, run the command, print errors.
+//!
+//! Exit codes: 0 when the command ran (whatever a simulated verdict is),
+//! 1 when the input or the arguments are wrong, 2 for usage errors clap finds.
+
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kubectl_bulkhead::args::{Cli, Command};
+use kubectl_bulkhead::{compile_cmd, labels_cmd, load_and_compile, matrix, simulate};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let (input, shards) = match &cli.command {
+        Command::Simulate(a) => (&a.input, None),
+        Command::Compile(a) => (&a.input, a.shards),
+        Command::Labels(a) => (&a.input, None),
+    };
+    let compiled = load_and_compile(input, shards)?;
+    for warning in &compiled.inventory.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let text = match &cli.command {
+        Command::Simulate(a) if a.matrix => matrix::run(a, &compiled)?,
+        Command::Simulate(a) => simulate::run(a, &compiled)?,
+        Command::Compile(a) => compile_cmd::run(a, &compiled)?,
+        Command::Labels(a) => labels_cmd::run(a, &compiled)?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    match written {
+        // `| head` closing the pipe early is not an error of ours.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

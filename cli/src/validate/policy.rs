@@ -1,0 +1,217 @@
+//! The CEL rules of `SegmentationPolicy`, in Rust.
+
+use bulkhead_api::policy::{Peer, PortSpec, Rule, SegmentationPolicySpec};
+use ipnet::IpNet;
+
+use super::{check_selector, is_cidr, Violation};
+
+/// Every rule the SegmentationPolicy CRD would enforce, in field order.
+pub fn segmentation_policy(spec: &SegmentationPolicySpec) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let scope = &spec.scope;
+    let has_selector = scope.selector.as_ref().is_some_and(|s| !s.is_empty());
+    if scope.cluster_wide == has_selector {
+        out.push(Violation::new(
+            "spec.scope",
+            "scope must have a non-empty selector, or set clusterWide: true and no selector; \
+             an empty selector does not silently mean every endpoint",
+        ));
+    }
+    if let Some(selector) = &scope.selector {
+        check_selector(selector, "spec.scope.selector", &mut out);
+    }
+    for (direction, rules) in [("ingress", &spec.ingress), ("egress", &spec.egress)] {
+        for (i, rule) in rules.iter().enumerate() {
+            check_rule(rule, &format!("spec.{direction}[{i}]"), &mut out);
+        }
+    }
+    out
+}
+
+fn check_rule(rule: &Rule, field: &str, out: &mut Vec<Violation>) {
+    for (i, peer) in rule.peers.iter().enumerate() {
+        check_peer(peer, &format!("{field}.peers[{i}]"), out);
+    }
+    for (i, port) in rule.ports.iter().enumerate() {
+        check_port(port, &format!("{field}.ports[{i}]"), out);
+    }
+}
+
+fn check_peer(peer: &Peer, field: &str, out: &mut Vec<Violation>) {
+    let set = [
+        peer.selector.is_some(),
+        peer.cidr.is_some(),
+        peer.reserved.is_some(),
+    ];
+    if set.iter().filter(|x| **x).count() != 1 {
+        out.push(Violation::new(
+            field,
+            "a peer sets exactly one of selector, cidr or reserved",
+        ));
+    }
+    if let Some(selector) = &peer.selector {
+        check_selector(selector, &format!("{field}.selector"), out);
+    }
+    if peer.except.is_some() && peer.cidr.is_none() {
+        out.push(Violation::new(
+            format!("{field}.except"),
+            "except is only allowed together with cidr",
+        ));
+    }
+    let cidr = peer.cidr.as_deref();
+    if let Some(text) = cidr.filter(|c| !is_cidr(c)) {
+        out.push(Violation::new(
+            format!("{field}.cidr"),
+            format!("cidr must be a valid IPv4 or IPv6 CIDR such as 10.0.0.0/8 or fd00::/64 (got {text:?})"),
+        ));
+    }
+    let outer = cidr.and_then(|c| c.parse::<IpNet>().ok());
+    for (i, text) in peer.except.iter().flatten().enumerate() {
+        let at = format!("{field}.except[{i}]");
+        match text.parse::<IpNet>() {
+            Err(_) => out.push(Violation::new(
+                at,
+                format!("every except entry must be a valid CIDR (got {text:?})"),
+            )),
+            Ok(inner) => {
+                let same_family = |o: &IpNet| o.addr().is_ipv4() == inner.addr().is_ipv4();
+                if outer.is_some_and(|o| !(same_family(&o) && o.contains(&inner))) {
+                    out.push(Violation::new(
+                        at,
+                        format!(
+                            "every except entry must lie inside cidr and be of the same address family \
+                             ({text} is not inside {})",
+                            cidr.unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn check_port(port: &PortSpec, field: &str, out: &mut Vec<Violation>) {
+    if port.end_port.is_some() && port.port.is_none() {
+        out.push(Violation::new(
+            format!("{field}.endPort"),
+            "endPort needs port: it ends the range that port starts",
+        ));
+    }
+    if let (Some(first), Some(last)) = (port.port, port.end_port) {
+        if last < first {
+            out.push(Violation::new(
+                format!("{field}.endPort"),
+                format!("endPort must be greater than or equal to port ({last} < {first})"),
+            ));
+        }
+    }
+    if !port.protocol.has_ports() && (port.port.is_some() || port.end_port.is_some()) {
+        out.push(Violation::new(
+            field,
+            "ICMP and ICMPv6 have no ports; use icmpType to match a message type",
+        ));
+    }
+    if port.icmp_type.is_some() && port.protocol.has_ports() {
+        out.push(Violation::new(
+            format!("{field}.icmpType"),
+            "icmpType is only allowed with protocol ICMP or ICMPv6",
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violations(spec_yaml: &str) -> Vec<String> {
+        let spec: SegmentationPolicySpec =
+            serde_yaml::from_str(spec_yaml).expect("test spec parses");
+        segmentation_policy(&spec)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_policy_has_no_violations() {
+        let spec = "\
+scope: {selector: {matchLabels: {app: web}}}
+ingress:
+- action: allow
+  peers: [{selector: {matchExpressions: [{key: env, operator: In, values: [prod]}]}},
+          {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}, {reserved: host}]
+  ports: [{protocol: TCP, port: 80, endPort: 90}, {protocol: ICMP, icmpType: 8}]
+";
+        assert_eq!(violations(spec), Vec::<String>::new());
+        assert_eq!(
+            violations("scope: {clusterWide: true}"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn scope_must_be_explicit() {
+        for spec in [
+            "scope: {}",
+            "scope: {selector: {}}",
+            "scope: {clusterWide: true, selector: {matchLabels: {a: b}}}",
+        ] {
+            let got = violations(spec);
+            assert_eq!(got.len(), 1, "{spec}: {got:?}");
+            assert!(
+                got[0].starts_with("spec.scope: scope must have a non-empty selector"),
+                "{got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_cel_rule_names_its_field() {
+        let cases = [
+            (
+                "ingress: [{action: allow, peers: [{cidr: 10.0.0.0/33}]}]",
+                "spec.ingress[0].peers[0].cidr: cidr must be a valid IPv4 or IPv6 CIDR such as 10.0.0.0/8 or fd00::/64 (got \"10.0.0.0/33\")",
+            ),
+            (
+                "egress: [{action: deny, peers: [{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}]}]",
+                "spec.egress[0].peers[0].except[0]: every except entry must lie inside cidr and be of the same address family (192.168.0.0/16 is not inside 10.0.0.0/8)",
+            ),
+            (
+                "egress: [{action: deny, peers: [{cidr: 10.0.0.0/8, except: [nope]}]}]",
+                "spec.egress[0].peers[0].except[0]: every except entry must be a valid CIDR (got \"nope\")",
+            ),
+            (
+                "egress: [{action: deny, peers: [{reserved: world, except: [10.0.0.0/8]}]}]",
+                "spec.egress[0].peers[0].except: except is only allowed together with cidr",
+            ),
+            (
+                "egress: [{action: deny, peers: [{reserved: world, cidr: 10.0.0.0/8}]}]",
+                "spec.egress[0].peers[0]: a peer sets exactly one of selector, cidr or reserved",
+            ),
+            (
+                "egress: [{action: allow, peers: [{selector: {matchExpressions: [{key: a, operator: Exists, values: [x]}]}}]}]",
+                "spec.egress[0].peers[0].selector.matchExpressions[0]: values must be non-empty for the In and NotIn operators and empty for Exists and DoesNotExist",
+            ),
+            (
+                "ingress: [{action: allow}, {action: allow, ports: [{protocol: TCP, port: 90, endPort: 80}]}]",
+                "spec.ingress[1].ports[0].endPort: endPort must be greater than or equal to port (80 < 90)",
+            ),
+            (
+                "ingress: [{action: allow, ports: [{protocol: UDP, endPort: 80}]}]",
+                "spec.ingress[0].ports[0].endPort: endPort needs port: it ends the range that port starts",
+            ),
+            (
+                "ingress: [{action: allow, ports: [{protocol: ICMP, port: 8}]}]",
+                "spec.ingress[0].ports[0]: ICMP and ICMPv6 have no ports; use icmpType to match a message type",
+            ),
+            (
+                "ingress: [{action: allow, ports: [{protocol: TCP, icmpType: 8}]}]",
+                "spec.ingress[0].ports[0].icmpType: icmpType is only allowed with protocol ICMP or ICMPv6",
+            ),
+        ];
+        for (rules, expected) in cases {
+            let spec = format!("scope: {{clusterWide: true}}\n{rules}\n");
+            assert_eq!(violations(&spec), vec![expected.to_string()], "{rules}");
+        }
+    }
+}
