@@ -1,0 +1,27 @@
+# The lab and the end-to-end tests; included by the root Makefile.
+#
+#   make tools       kube-apiserver and etcd from Go modules, into a versioned
+#                    cache outside the tree (minutes once, instant afterwards)
+#   make e2e         the end-to-end tests against a real control plane
+#   make lab-up      bulkhead-lab up (leaves it running); lab-status, lab-down
+
+CARGO ?= cargo
+E2E_TOOLS := e2e/tools.sh
+LAB := $(CARGO) run -q -p bulkhead-e2e --bin bulkhead-lab --
+
+.PHONY: tools e2e lab-up lab-down lab-status
+
+tools:
+	@bash $(E2E_TOOLS) build
+
+e2e: tools
+	$(CARGO) test -p bulkhead-e2e
+
+lab-up: tools
+	$(LAB) up
+
+lab-down:
+	$(LAB) down
+
+lab-status:
+	$(LAB) status

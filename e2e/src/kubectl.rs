@@ -1,0 +1,92 @@
+//! Running the real kubectl against the lab, as tests and users do.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// kubectl bound to one kubeconfig.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kubectl {
+    pub binary: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+/// What a kubectl run produced, whether it succeeded or not: a test of a
+/// rejection needs the failure's message, not an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub success: bool,
+    /// The exit code; `None` when a signal ended kubectl.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    pub fn new(binary: &Path, kubeconfig: &Path) -> Self {
+        Self {
+            binary: binary.to_owned(),
+            kubeconfig: kubeconfig.to_owned(),
+        }
+    }
+
+    /// Runs `kubectl <args>`, with `stdin` fed to it when given.
+    pub fn output(&self, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let spawn_error = |source| Error::Spawn {
+            program: self.binary.display().to_string(),
+            source,
+        };
+        let mut child = cmd.spawn().map_err(spawn_error)?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // A kubectl that exits early closes the pipe; its stderr says why.
+            let _ = pipe.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().map_err(spawn_error)?;
+        Ok(Output {
+            success: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Runs `kubectl <args>` and returns its stdout; an error if it fails.
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        self.checked(args, None)
+    }
+
+    /// `kubectl apply -f -` of `yaml`; an error if the server refuses it.
+    pub fn apply(&self, yaml: &str) -> Result<String> {
+        self.checked(&["apply", "-f", "-"], Some(yaml))
+    }
+
+    /// `kubectl apply -f -` of `yaml`, returning the outcome either way.
+    pub fn try_apply(&self, yaml: &str) -> Result<Output> {
+        self.output(&["apply", "-f", "-"], Some(yaml))
+    }
+
+    fn checked(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
+        let out = self.output(args, stdin)?;
+        if out.success {
+            Ok(out.stdout)
+        } else {
+            Err(Error::Command {
+                command: format!("kubectl {}", args.join(" ")),
+                status: out
+                    .code
+                    .map_or("killed".to_owned(), |c| format!("exit {c}")),
+                stderr: out.stderr.trim().to_owned(),
+            })
+        }
+    }
+}

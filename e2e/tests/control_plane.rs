@@ -1,0 +1,291 @@
+//! The lab's control plane against a real kube-apiserver and etcd: the CRDs
+//! install and validate what users apply with the messages they will read,
+//! the printer columns make `kubectl get` useful, every kubeconfig
+//! authenticates as its identity under RBAC, and `down` undoes `up`.
+//!
+//! Needs the binaries from `make tools` (e2e/tools.sh); without them every
+//! test here fails with the command to run, it does not skip.
+
+use bulkhead_e2e::lab;
+use bulkhead_e2e::{ControlPlane, Kubectl, StateDir};
+
+fn control_plane() -> ControlPlane {
+    ControlPlane::start_temp().unwrap_or_else(|e| panic!("starting the control plane: {e}"))
+}
+
+fn policy(name: &str, spec: &str) -> String {
+    let spec: String = spec.lines().map(|l| format!("  {l}\n")).collect();
+    format!("apiVersion: bulkhead.dev/v1alpha1\nkind: SegmentationPolicy\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+fn run(kubectl: &Kubectl, args: &[&str]) -> String {
+    kubectl.run(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const WEB: &str = "scope: {selector: {matchLabels: {app: web}}}";
+
+#[test]
+fn api_server_rejects_invalid_policies_with_the_cel_message() {
+    let plane = control_plane();
+    let kubectl = plane.kubectl();
+
+    let valid = [
+        ("web-ingress", format!("{WEB}\ningress:\n- {{action: allow, peers: [{{selector: {{matchLabels: {{app: lb}}}}}}], ports: [{{protocol: TCP, port: 8080, endPort: 8090}}]}}")),
+        ("cluster-wide", "scope: {clusterWide: true}\negress:\n- {action: allow, peers: [{reserved: world}], ports: [{protocol: UDP, port: 53}]}".to_owned()),
+        ("cidr-except", format!("{WEB}\negress:\n- {{action: deny, peers: [{{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}]}}")),
+        ("icmp", format!("{WEB}\ningress:\n- {{action: allow, ports: [{{protocol: ICMP, icmpType: 8}}, {{protocol: ICMPv6, icmpType: 128}}]}}")),
+    ];
+    for (name, spec) in &valid {
+        let out = kubectl
+            .try_apply(&policy(name, spec))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.success,
+            "{name} should be accepted, got: {}",
+            out.stderr
+        );
+    }
+
+    let invalid = [
+        ("empty-scope", "scope: {}".to_owned(), "scope must have a non-empty selector"),
+        ("empty-selector", "scope: {selector: {}}".to_owned(), "scope must have a non-empty selector"),
+        (
+            "end-before-start",
+            format!("{WEB}\negress:\n- {{action: deny, ports: [{{protocol: TCP, port: 90, endPort: 80}}]}}"),
+            "endPort must be greater than or equal to port",
+        ),
+        (
+            "end-without-start",
+            format!("{WEB}\negress:\n- {{action: deny, ports: [{{protocol: TCP, endPort: 80}}]}}"),
+            "endPort needs port",
+        ),
+        (
+            "icmp-port",
+            format!("{WEB}\negress:\n- {{action: deny, ports: [{{protocol: ICMP, port: 8}}]}}"),
+            "ICMP and ICMPv6 have no ports",
+        ),
+        (
+            "two-peer-kinds",
+            format!("{WEB}\ningress:\n- {{action: allow, peers: [{{reserved: world, cidr: 10.0.0.0/8}}]}}"),
+            "a peer sets exactly one of selector, cidr or reserved",
+        ),
+        (
+            "bad-cidr",
+            format!("{WEB}\ningress:\n- {{action: allow, peers: [{{cidr: 10.0.0.0/33}}]}}"),
+            "cidr must be a valid IPv4 or IPv6 CIDR",
+        ),
+        (
+            "except-outside",
+            format!("{WEB}\ningress:\n- {{action: allow, peers: [{{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}}]}}"),
+            "every except entry must lie inside cidr",
+        ),
+    ];
+    for (name, spec, message) in &invalid {
+        let out = kubectl
+            .try_apply(&policy(name, spec))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!out.success, "{name} should be rejected, but was accepted");
+        assert!(
+            out.stderr.contains(message),
+            "{name} should be rejected with {message:?}, got: {}",
+            out.stderr
+        );
+        let get = kubectl
+            .output(&["get", "segpol", name], None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!get.success, "{name} was rejected and must not exist");
+    }
+}
+
+#[test]
+fn kubectl_get_segpol_shows_mode_endpoints_nodes_and_ready() {
+    let plane = control_plane();
+    let kubectl = plane.kubectl();
+    kubectl
+        .apply(&policy("web-full", &format!("{WEB}\nenforcement: full")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The operator writes this status; the admin stands in for it here.
+    let status = r#"{"status": {"matchedEndpoints": 4, "nodesTotal": 3, "nodesProgrammed": 2,
+        "nodesSummary": "2/3", "conditions": [{"type": "Ready", "status": "False",
+        "reason": "Programming", "message": "2 of 3 nodes programmed"}]}}"#;
+    run(
+        &kubectl,
+        &[
+            "patch",
+            "segpol",
+            "web-full",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ],
+    );
+
+    let table = run(&kubectl, &["get", "segpol"]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        ["NAME", "MODE", "ENDPOINTS", "NODES", "READY", "AGE"],
+        "{table}"
+    );
+    assert_eq!(
+        rows[1][..5],
+        ["web-full", "full", "4", "2/3", "False"],
+        "{table}"
+    );
+
+    let by_short_name = run(&kubectl, &["get", "sp", "-o", "name"]);
+    assert_eq!(
+        by_short_name.trim(),
+        "segmentationpolicy.bulkhead.dev/web-full"
+    );
+    let by_category = run(&kubectl, &["get", "bulkhead", "-o", "name"]);
+    assert!(
+        by_category.contains("segmentationpolicy.bulkhead.dev/web-full"),
+        "{by_category}"
+    );
+}
+
+#[test]
+fn each_kubeconfig_authenticates_as_its_identity_and_rbac_is_on() {
+    let mut plane = control_plane();
+    let agent = plane
+        .agent_kubeconfig("node-1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let identities = [
+        (
+            plane.admin_kubeconfig().to_owned(),
+            "bulkhead-admin",
+            "system:masters",
+            "yes",
+        ),
+        (
+            plane.operator_kubeconfig().to_owned(),
+            "bulkhead-operator",
+            "bulkhead:operators",
+            "no",
+        ),
+        (agent, "bulkhead:agent:node-1", "bulkhead:agents", "no"),
+    ];
+    for (kubeconfig, user, group, may_list_policies) in identities {
+        let kubectl = plane.kubectl_as(&kubeconfig);
+        let review: serde_json::Value =
+            serde_json::from_str(&run(&kubectl, &["auth", "whoami", "-o", "json"]))
+                .unwrap_or_else(|e| panic!("whoami as {user}: {e}"));
+        let info = &review["status"]["userInfo"];
+        assert_eq!(info["username"], user);
+        let groups: Vec<&str> = info["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g.as_str())
+            .collect();
+        assert!(
+            groups.contains(&group),
+            "{user} should be in {group}, is in {groups:?}"
+        );
+        // With no bindings yet, only the admin may read policies: RBAC is on.
+        let can_i = kubectl
+            .output(
+                &["auth", "can-i", "list", "segmentationpolicies.bulkhead.dev"],
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            can_i.stdout.trim(),
+            may_list_policies,
+            "{user}: {}",
+            can_i.stderr
+        );
+    }
+}
+
+/// Runs `bulkhead-lab down` for a lab a failed assertion left behind.
+struct DownOnDrop(std::path::PathBuf);
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = lab::down(&StateDir::at(&self.0));
+        }
+    }
+}
+
+fn lab_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bulkhead-lab"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running bulkhead-lab: {e}"))
+}
+
+fn process_gone(pid: i32) -> bool {
+    // Gone, or a zombie waiting for its parent (this test) to reap it.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn lab_up_leaves_the_control_plane_running_and_down_removes_it() {
+    let parent = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = parent.path().join("lab");
+    let _cleanup = DownOnDrop(dir.clone());
+
+    let up = lab_cli(&dir, &["up", "--nodes", "2"]);
+    assert!(
+        up.status.success(),
+        "up failed: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    // `up` has exited; what it started still serves.
+    let state = StateDir::at(&dir);
+    let record = state.read_record().unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&String> = record.kubeconfigs.keys().collect();
+    assert_eq!(names, ["admin", "agent-node-1", "agent-node-2", "operator"]);
+    let admin = Kubectl::new(&record.kubectl, &record.kubeconfigs["admin"]);
+    let crds = run(&admin, &["get", "crd", "-o", "name"]);
+    assert!(crds.contains("segmentationpolicies.bulkhead.dev"), "{crds}");
+
+    let status = lab::status(&state).unwrap_or_else(|e| panic!("{e}"));
+    let running: Vec<(&str, bool)> = status
+        .processes
+        .iter()
+        .map(|p| (p.name.as_str(), p.running))
+        .collect();
+    assert_eq!(running, [("etcd", true), ("kube-apiserver", true)]);
+    let cli_status = lab_cli(&dir, &["status"]);
+    assert!(
+        cli_status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli_status.stderr)
+    );
+
+    let down = lab_cli(&dir, &["down"]);
+    assert!(
+        down.status.success(),
+        "down failed: {}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(!dir.exists(), "down must remove the state directory");
+    for p in &status.processes {
+        assert!(
+            process_gone(p.pid),
+            "{} (pid {}) still runs after down",
+            p.name,
+            p.pid
+        );
+    }
+    assert!(
+        parent.path().exists(),
+        "down must not remove more than the lab's directory"
+    );
+}
