@@ -606,10 +606,12 @@ impl Compiler {
             };
             let mut any = false;
             for id in touched {
-                any |= selection::remove_identity(sel, *id);
-                if self.universe.labels.contains_key(id) || self.universe.managed.contains(id) {
-                    any |= policy.add_identity(&self.universe, sel, *id);
-                }
+                // Re-derive the id's membership from scratch: reserved peers
+                // name their identity whether or not any endpoint has it now.
+                let before = selection::membership(sel, *id);
+                selection::remove_identity(sel, *id);
+                policy.add_identity(&self.universe, sel, *id);
+                any |= selection::membership(sel, *id) != before;
             }
             if any {
                 changed.insert(name.clone());

@@ -51,6 +51,9 @@ pub(crate) enum Source<'a> {
     Cidr(IpNet),
 }
 
+/// One rule's value for one key: ((priority, specificity), value, mapping, rule).
+type Proposal<'a> = ((i32, u8), &'a str, &'a str, &'a str);
+
 /// The labels an endpoint ends up with.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Resolved {
@@ -100,29 +103,23 @@ impl PreparedMappings {
 
     /// The labels of one endpoint.
     pub(crate) fn resolve(&self, endpoint: &EndpointRef, source: Source<'_>) -> Resolved {
-        // key → (priority, value, mapping, rule)
-        let mut proposals: BTreeMap<&str, Vec<(i32, &str, &str, &str)>> = BTreeMap::new();
+        let mut proposals: BTreeMap<&str, Vec<Proposal<'_>>> = BTreeMap::new();
         for prepared in &self.rules {
-            if !prepared.matches(source) {
+            let Some(specificity) = prepared.matches(source) else {
                 continue;
-            }
+            };
+            let rank = (prepared.priority, specificity);
             let rule = &prepared.rule;
             for (k, v) in &rule.labels {
-                proposals.entry(k).or_default().push((
-                    prepared.priority,
-                    v,
-                    &prepared.mapping,
-                    &prepared.name,
-                ));
+                proposals
+                    .entry(k)
+                    .or_default()
+                    .push((rank, v, &prepared.mapping, &prepared.name));
             }
             for copy in &rule.copy_labels {
                 if let Some(v) = copied_value(source, copy.source, &copy.from_label) {
-                    proposals.entry(&copy.key).or_default().push((
-                        prepared.priority,
-                        v,
-                        &prepared.mapping,
-                        &prepared.name,
-                    ));
+                    let entry = proposals.entry(&copy.key).or_default();
+                    entry.push((rank, v, &prepared.mapping, &prepared.name));
                 }
             }
         }
@@ -147,7 +144,7 @@ impl PreparedMappings {
                 resolved.conflicts.push(LabelConflict {
                     endpoint: endpoint.clone(),
                     key: key.to_string(),
-                    priority: top,
+                    priority: top.0,
                     sources,
                 });
             }
@@ -157,9 +154,13 @@ impl PreparedMappings {
 }
 
 impl PreparedRule {
-    fn matches(&self, source: Source<'_>) -> bool {
+    /// `None` when the rule does not apply; else how specific the match is:
+    /// for an address range, the length of the rule's longest range that
+    /// contains it (so a narrower range inside a labeled one inherits its
+    /// labels, and the narrowest labeled range wins); 0 for everything else.
+    fn matches(&self, source: Source<'_>) -> Option<u8> {
         let m: &EndpointMatch = &self.rule.match_;
-        match source {
+        let hit = match source {
             Source::Pod {
                 labels,
                 namespace,
@@ -182,8 +183,16 @@ impl PreparedRule {
                         .flatten()
                         .any(|h| glob_match(h, hostname))
             }
-            Source::Cidr(net) => self.cidrs.contains(&net),
-        }
+            Source::Cidr(net) => {
+                return self
+                    .cidrs
+                    .iter()
+                    .filter(|c| c.contains(&net))
+                    .map(|c| c.prefix_len())
+                    .max();
+            }
+        };
+        hit.then_some(0)
     }
 }
 

@@ -173,6 +173,13 @@ impl PreparedPolicy {
     }
 }
 
+/// Which of a selection's sets hold `id`: the scope, then every peer of every rule.
+pub(crate) fn membership(sel: &Selection, id: u32) -> Vec<bool> {
+    std::iter::once(sel.scope.contains(&id))
+        .chain(sel.peer_sets.iter().flatten().map(|set| set.contains(&id)))
+        .collect()
+}
+
 /// Removes `id` (gone from the universe) from every set. True if any changed.
 pub(crate) fn remove_identity(sel: &mut Selection, id: u32) -> bool {
     let mut changed = sel.scope.remove(&id);
