@@ -133,8 +133,9 @@ impl Attacher {
         }
         let index = ifindex(interface)?;
         let pin = self
+        // bpffs refuses names with dots.
             .links_dir
-            .join(format!("{interface}.{index}.{}", hook.tag()));
+            .join(format!("{interface}_{index}_{}", hook.tag()));
         let name = hook.program();
         let perr = |source| Error::Program {
             program: name,
@@ -159,7 +160,7 @@ impl Attacher {
                     let fd_link =
                         FdLink::try_from(link).map_err(|e| ierr(format!("TCX link: {e}")))?;
                     fd_link.pin(&pin).map_err(|e| {
-                        ierr(format!("pinning the TCX link at {}: {e}", pin.display()))
+                        ierr(format!("pinning the TCX link at {}: {e:?}", pin.display()))
                     })?;
                     Attachment::Pinned(pin)
                 }
