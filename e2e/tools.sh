@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds (once) and locates the control-plane binaries the lab runs:
-# kube-apiserver and etcd from their Go modules, kubectl when the machine has none.
+# kube-apiserver and etcd from their Go modules, and kubectl when the machine has
+# none within one minor version of the API server (the supported skew).
 #
 #   e2e/tools.sh [build]   build what is missing, print KEY=path lines
 #   e2e/tools.sh env       same, as `export KEY=path` lines: eval "$(e2e/tools.sh env)"
@@ -9,6 +10,8 @@
 # Binaries live outside the work tree, keyed by version:
 #   ${BULKHEAD_CACHE:-$XDG_CACHE_HOME/bulkhead}/k8s-<version>/{kube-apiserver,kubectl}
 #   ${BULKHEAD_CACHE:-$XDG_CACHE_HOME/bulkhead}/etcd-<version>/etcd
+# with the Go build cache beside them (go-build/), so a rebuild is quick.
+# KUBECTL=path in the environment chooses kubectl.
 # If KUBEBUILDER_ASSETS names a directory holding kube-apiserver and etcd (an
 # envtest asset directory), those are used and nothing is built.
 set -euo pipefail
@@ -133,38 +136,51 @@ build_etcd() {
 
 # Sets KUBE_APISERVER, ETCD and KUBECTL to what exists; builds the rest if $1 = build.
 resolve() {
-	local mode="$1"
-	KUBE_APISERVER="" ETCD="" KUBECTL=""
-	if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
-		KUBE_APISERVER="$KUBEBUILDER_ASSETS/kube-apiserver"
-		ETCD="$KUBEBUILDER_ASSETS/etcd"
-		[[ -x "$KUBEBUILDER_ASSETS/kubectl" ]] && KUBECTL="$KUBEBUILDER_ASSETS/kubectl"
-	else
-		[[ -n "${KUBEBUILDER_ASSETS:-}" ]] &&
+	local mode="$1" want_k8s=() assets=""
+	KUBE_APISERVER="" ETCD=""
+	if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+		if [[ -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+			assets="$KUBEBUILDER_ASSETS"
+		else
 			log "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS lacks kube-apiserver or etcd; using the cache"
-		local want_k8s=()
-		[[ -x "$K8S_DIR/kube-apiserver" ]] || want_k8s+=(kube-apiserver)
-		if [[ -z "${KUBECTL:-}" ]]; then
-			if command -v kubectl >/dev/null; then
-				KUBECTL=$(command -v kubectl)
-			elif [[ ! -x "$K8S_DIR/kubectl" ]]; then
-				want_k8s+=(kubectl)
-			fi
 		fi
-		if [[ "$mode" == build ]]; then
-			command -v go >/dev/null || die "go is needed to build ${want_k8s[*]} etcd; install Go >= 1.24"
-			((${#want_k8s[@]} == 0)) || build_k8s "${want_k8s[@]}"
-			[[ -x "$ETCD_DIR/etcd" ]] || build_etcd
-		fi
-		[[ -x "$K8S_DIR/kube-apiserver" ]] && KUBE_APISERVER="$K8S_DIR/kube-apiserver"
-		[[ -x "$ETCD_DIR/etcd" ]] && ETCD="$ETCD_DIR/etcd"
 	fi
-	if [[ -z "$KUBECTL" ]]; then
-		if command -v kubectl >/dev/null; then
-			KUBECTL=$(command -v kubectl)
-		elif [[ -x "$K8S_DIR/kubectl" ]]; then
-			KUBECTL="$K8S_DIR/kubectl"
+	# kubectl: $KUBECTL, the assets' own, the one on PATH if its version fits, the cache's.
+	KUBECTL="${KUBECTL:-}"
+	[[ -n "$KUBECTL" || -z "$assets" || ! -x "$assets/kubectl" ]] || KUBECTL="$assets/kubectl"
+	[[ -n "$KUBECTL" ]] || KUBECTL=$(usable_kubectl)
+	[[ -n "$KUBECTL" || -x "$K8S_DIR/kubectl" ]] || want_k8s+=(kubectl)
+	[[ -n "$assets" || -x "$K8S_DIR/kube-apiserver" ]] || want_k8s+=(kube-apiserver)
+	if [[ "$mode" == build ]]; then
+		if ((${#want_k8s[@]} > 0)) || [[ -z "$assets" && ! -x "$ETCD_DIR/etcd" ]]; then
+			command -v go >/dev/null || die "Go (>= 1.26) is needed to build the lab's binaries"
 		fi
+		((${#want_k8s[@]} == 0)) || build_k8s "${want_k8s[@]}"
+		[[ -n "$assets" || -x "$ETCD_DIR/etcd" ]] || build_etcd
+	fi
+	if [[ -n "$assets" ]]; then
+		KUBE_APISERVER="$assets/kube-apiserver"
+		ETCD="$assets/etcd"
+	else
+		[[ ! -x "$K8S_DIR/kube-apiserver" ]] || KUBE_APISERVER="$K8S_DIR/kube-apiserver"
+		[[ ! -x "$ETCD_DIR/etcd" ]] || ETCD="$ETCD_DIR/etcd"
+	fi
+	[[ -n "$KUBECTL" || ! -x "$K8S_DIR/kubectl" ]] || KUBECTL="$K8S_DIR/kubectl"
+}
+
+# The kubectl on PATH if it is within the supported skew of the API server
+# (one minor version either way); otherwise nothing, and the cache's own
+# kubectl of the server's version is used (built if missing).
+usable_kubectl() {
+	local path minor want=${K8S_VERSION#v1.}
+	want=${want%%.*}
+	path=$(command -v kubectl) || return 0
+	minor=$("$path" version --client -o json 2>/dev/null |
+		sed -n 's/^[[:space:]]*"minor": "\([0-9]*\).*/\1/p' | head -n1)
+	if [[ -n "$minor" ]] && ((minor >= want - 1 && minor <= want + 1)); then
+		echo "$path"
+	elif [[ ! -x "$K8S_DIR/kubectl" ]]; then
+		log "not using $path (client minor version '${minor:-unknown}', server 1.$want: outside the supported skew)"
 	fi
 }
 
@@ -184,7 +200,7 @@ main() {
 	build) with_lock; resolve build ;;
 	env) with_lock; resolve build; prefix="export " ;;
 	paths) resolve none ;;
-	-h | --help | help) sed -n '2,14p' "$0"; exit 0 ;;
+	-h | --help | help) sed -n "2,16p" "$0"; exit 0 ;;
 	*) die "unknown command '$cmd' (build, env, paths)" ;;
 	esac
 	local missing=()

@@ -124,14 +124,15 @@ impl ControlPlane {
 
         let etcd = Etcd::start(&config.binaries.etcd, &state, config.lifetime)?;
         let apiserver_config = ApiServerConfig {
-            binary: &config.binaries.kube_apiserver,
-            etcd_url: &etcd.client_url,
+            binary: config.binaries.kube_apiserver.clone(),
+            etcd_url: etcd.client_url.clone(),
             bind_address: config.bind_address,
-            serving: &serving,
-            client_ca: &pki.ca_cert(),
-            service_account: &service_account,
+            serving,
+            client_ca: pki.ca_cert(),
+            service_account,
+            lifetime: config.lifetime,
         };
-        let apiserver = ApiServer::start(&apiserver_config, &state, config.lifetime)?;
+        let apiserver = ApiServer::start(apiserver_config, &state)?;
         let record = LabRecord {
             server: apiserver.url.clone(),
             etcd: etcd.client_url.clone(),
@@ -216,7 +217,9 @@ impl ControlPlane {
     /// (`bulkhead-lab up`); `bulkhead-lab down` stops them by their pid files.
     pub fn detach(mut self) -> LabRecord {
         self.detached = true;
-        self.apiserver.process.keep();
+        if let Some(process) = self.apiserver.process.as_mut() {
+            process.keep();
+        }
         self.etcd.process.keep();
         std::mem::take(&mut self.record)
     }
@@ -226,8 +229,21 @@ impl ControlPlane {
         self.stop_processes()
     }
 
+    /// Stops the API server alone, as an outage would; etcd and every
+    /// object stay. `start_api_server` brings it back on the same URL.
+    pub fn stop_api_server(&mut self) -> Result<()> {
+        self.apiserver.stop()
+    }
+
+    /// Restarts the API server after `stop_api_server` and waits until it serves.
+    pub fn start_api_server(&mut self) -> Result<()> {
+        self.apiserver.restart(&self.state)?;
+        let admin = self.kubectl();
+        self.apiserver.wait_ready(&admin)
+    }
+
     fn stop_processes(&mut self) -> Result<()> {
-        let apiserver = self.apiserver.process.stop();
+        let apiserver = self.apiserver.stop();
         let etcd = self.etcd.process.stop();
         apiserver.and(etcd)
     }

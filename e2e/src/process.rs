@@ -62,7 +62,7 @@ impl Process {
             .spawn()
             .map_err(|source| Error::Spawn { program, source })?;
         let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-        let sequence = fs::read_dir(state.pids()).map(Iterator::count).unwrap_or(0);
+        let sequence = next_sequence(state);
         let pid_file = state.pids().join(format!("{sequence:02}-{name}.pid"));
         let record = Recorded {
             name: name.to_owned(),
@@ -194,7 +194,7 @@ pub fn recorded(state: &StateDir) -> Result<Vec<Recorded>> {
         Err(e) => return Err(Error::io("read", dir)(e)),
     };
     files.retain(|p| p.extension().is_some_and(|e| e == "pid"));
-    files.sort();
+    files.sort_by_key(|p| (sequence_of(p), p.clone()));
     Ok(files
         .into_iter()
         .filter_map(|path| parse_pid_file(&path))
@@ -220,6 +220,29 @@ pub fn free_port(ip: IpAddr) -> Result<u16> {
         .map_err(Error::io("bind a port on", ip.to_string()))?
         .port();
     Ok(port)
+}
+
+/// One more than the highest start number recorded, so a process restarted
+/// later (the API server after an outage) is stopped before older ones.
+fn next_sequence(state: &StateDir) -> u32 {
+    let Ok(entries) = fs::read_dir(state.pids()) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| sequence_of(&e.path()))
+        .max()
+        .map_or(0, |n| n + 1)
+}
+
+fn sequence_of(pid_file: &Path) -> Option<u32> {
+    pid_file
+        .file_name()?
+        .to_str()?
+        .split_once('-')?
+        .0
+        .parse()
+        .ok()
 }
 
 fn parse_pid_file(path: &Path) -> Option<Recorded> {
@@ -284,4 +307,55 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_reads_as_running_and_a_reused_pid_does_not() {
+        let pid = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
+        let start = proc_start(pid);
+        assert!(start.is_some());
+        let me = Recorded {
+            name: "me".into(),
+            pid,
+            start,
+            pid_file: PathBuf::new(),
+        };
+        assert!(me.is_running());
+        let impostor = Recorded {
+            start: start.map(|s| s + 1),
+            ..me
+        };
+        assert!(
+            !impostor.is_running(),
+            "same pid, other start time: not ours"
+        );
+    }
+
+    #[test]
+    fn pid_files_parse_in_start_order() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = StateDir::create(dir.path().join("lab")).unwrap_or_else(|e| panic!("{e}"));
+        for (file, line) in [
+            ("01-kube-apiserver.pid", "200 77\n"),
+            ("00-etcd.pid", "100 66\n"),
+        ] {
+            fs::write(state.pids().join(file), line).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let got: Vec<(String, i32, Option<u64>)> = recorded(&state)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|r| (r.name, r.pid, r.start))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("etcd".into(), 100, Some(66)),
+                ("kube-apiserver".into(), 200, Some(77))
+            ]
+        );
+    }
 }

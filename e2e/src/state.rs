@@ -154,3 +154,56 @@ pub struct LabRecord {
     /// The kubectl the lab uses.
     pub kubectl: PathBuf,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn create_refuses_a_directory_with_anything_in_it() {
+        let parent = temp();
+        fs::write(parent.path().join("notes.txt"), "mine").unwrap_or_else(|e| panic!("{e}"));
+        assert!(StateDir::create(parent.path()).is_err());
+        assert!(parent.path().join("notes.txt").exists());
+    }
+
+    #[test]
+    fn remove_takes_a_lab_directory_and_leaves_any_other_alone() {
+        let parent = temp();
+        let lab = StateDir::create(parent.path().join("lab")).unwrap_or_else(|e| panic!("{e}"));
+        lab.write_record(&LabRecord::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            StateDir::create(lab.root()).is_err(),
+            "a second lab in the same directory"
+        );
+        lab.remove().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!lab.root().exists());
+        assert!(parent.path().exists());
+
+        let other = parent.path().join("someone-elses");
+        fs::create_dir(&other).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(other.join("data"), "keep").unwrap_or_else(|e| panic!("{e}"));
+        assert!(StateDir::at(&other).remove().is_err());
+        assert!(other.join("data").exists());
+    }
+
+    #[test]
+    fn the_record_round_trips() {
+        let parent = temp();
+        let lab = StateDir::create(parent.path().join("lab")).unwrap_or_else(|e| panic!("{e}"));
+        let mut record = LabRecord {
+            server: "https://127.0.0.1:6443".into(),
+            ..LabRecord::default()
+        };
+        record
+            .kubeconfigs
+            .insert("admin".into(), lab.kubeconfigs().join("admin.yaml"));
+        lab.write_record(&record).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(lab.read_record().unwrap_or_else(|e| panic!("{e}")), record);
+    }
+}

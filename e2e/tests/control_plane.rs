@@ -289,3 +289,28 @@ fn lab_up_leaves_the_control_plane_running_and_down_removes_it() {
         "down must not remove more than the lab's directory"
     );
 }
+
+#[test]
+fn api_server_comes_back_on_the_same_url_with_its_objects() {
+    let mut plane = control_plane();
+    let kubectl = plane.kubectl();
+    kubectl
+        .apply(&policy("survivor", WEB))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let server = plane.server().to_owned();
+
+    plane.stop_api_server().unwrap_or_else(|e| panic!("{e}"));
+    let during = kubectl
+        .output(&["get", "segpol", "survivor", "--request-timeout=2s"], None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !during.success,
+        "the API server is stopped, yet kubectl got: {}",
+        during.stdout
+    );
+
+    plane.start_api_server().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plane.server(), server);
+    let names = run(&kubectl, &["get", "segpol", "-o", "name"]);
+    assert_eq!(names.trim(), "segmentationpolicy.bulkhead.dev/survivor");
+}
