@@ -28,13 +28,14 @@ pub struct ExternalNodeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// The host's IP addresses (IPv4 and IPv6).
-    #[schemars(length(min = 1, max = 32))]
+    #[schemars(length(min = 1, max = 32), inner(length(max = 45)))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "self.all(a, isIP(a))", "message": "every address must be a valid IPv4 or IPv6 address"}
     ]))]
     pub addresses: Vec<String>,
     /// The interfaces the agent protects. Empty means every interface that carries one of `addresses`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 15)))]
     pub interfaces: Vec<String>,
 }
 

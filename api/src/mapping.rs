@@ -37,7 +37,7 @@ pub struct LabelMappingSpec {
     #[serde(default)]
     pub priority: i32,
     /// The rules, evaluated independently; order carries no meaning.
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = 128))]
     pub rules: Vec<MappingRule>,
 }
 
@@ -48,10 +48,6 @@ pub struct LabelMappingSpec {
     {
         "rule": "(has(self.labels) && size(self.labels) > 0) || (has(self.copyLabels) && size(self.copyLabels) > 0)",
         "message": "a mapping rule must set labels or copyLabels, or it does nothing"
-    },
-    {
-        "rule": "!has(self.labels) || self.labels.all(k, k.matches('^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",
-        "message": "segmentation label keys must be valid Kubernetes label keys, such as app or corp.example/tier"
     },
     {
         "rule": "!has(self.copyLabels) || !has(self.match.cidrs) || size(self.copyLabels) == 0",
@@ -67,9 +63,11 @@ pub struct MappingRule {
     pub match_: EndpointMatch,
     /// Segmentation labels with fixed values.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
     pub labels: Labels,
     /// Segmentation labels whose values are copied from a label of the source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub copy_labels: Vec<CopyLabel>,
 }
 
@@ -98,11 +96,11 @@ pub struct EndpointMatch {
     pub external_nodes: Option<LabelSelector>,
     /// Address ranges of assets that run no agent (a mainframe, a SaaS range).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = 64), inner(length(max = 64)))]
     pub cidrs: Option<Vec<String>>,
     /// Host names of Nodes and ExternalNodes; `*` matches any run of characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = 64), inner(length(max = 253)))]
     pub hostnames: Option<Vec<String>>,
 }
 

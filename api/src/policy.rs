@@ -38,11 +38,11 @@ pub struct SegmentationPolicySpec {
     pub enforcement: Option<EnforcementMode>,
     /// Rules for traffic arriving at the endpoints in scope.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 64))]
     pub ingress: Vec<Rule>,
     /// Rules for traffic leaving the endpoints in scope.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 64))]
     pub egress: Vec<Rule>,
 }
 
@@ -109,11 +109,11 @@ pub struct Rule {
     /// The other side of the traffic: the sources of an ingress rule, the
     /// destinations of an egress rule. Absent or empty means any peer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub peers: Vec<Peer>,
     /// Protocols and ports the rule matches. Absent or empty means all traffic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub ports: Vec<PortSpec>,
 }
 
@@ -162,10 +162,11 @@ pub struct Peer {
     pub selector: Option<LabelSelector>,
     /// Addresses outside the managed endpoints, in this range.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub cidr: Option<String>,
     /// Ranges inside `cidr` that the peer does not cover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 16), inner(length(max = 64)))]
     pub except: Option<Vec<String>>,
     /// A reserved identity: `world`, `host`, `remoteNode` or `unlabeled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -120,11 +120,6 @@ fn label_mapping_and_external_node_rules() {
         ),
         (
             "LabelMapping",
-            "rules:\n- {match: {pods: {}}, labels: {'bad key!': b}}\n",
-            Some("segmentation label keys must be valid"),
-        ),
-        (
-            "LabelMapping",
             "rules:\n- {match: {cidrs: [10.0.0.0/8]}, copyLabels: [{key: a, fromLabel: b}]}\n",
             Some("copyLabels cannot be used with cidrs"),
         ),
