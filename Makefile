@@ -30,12 +30,12 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## unit: every cargo test in the workspace (includes the CRD drift check)
+## unit: every cargo test that needs no control plane (includes the CRD drift check)
 unit: deps
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --exclude bulkhead-e2e
 
 ## test: the whole suite, as CI runs it
-test: lint unit test-datapath
+test: lint unit test-datapath e2e
 
 ## demo: the lab demo on the embedded example (examples/lab)
 demo: deps
@@ -49,3 +49,4 @@ clean:
 	$(CARGO) clean
 
 -include node-agent/datapath.mk
+include e2e/e2e.mk

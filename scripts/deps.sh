@@ -19,3 +19,9 @@ if ((${#missing[@]})); then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "deps: cargo (rustup) is required" >&2; exit 1; }
+# The lab builds kube-apiserver and etcd from Go modules (e2e/tools.sh);
+# Go 1.22 or later fetches the exact toolchain they ask for by itself.
+if ! command -v go >/dev/null; then
+  echo "deps: go is required to build kube-apiserver and etcd (install Go 1.22+ from go.dev or your image)" >&2
+  exit 1
+fi
