@@ -97,6 +97,7 @@ impl PodSeed {
                 .then(|| format!("n{}", self.node % nodes.max(1))),
             addresses,
             host_network: false,
+            ..Pod::default()
         };
         (
             PodKey::new(format!("ns{}", self.ns), format!("p{slot}")),

@@ -72,6 +72,7 @@ impl World {
                 node: Some(node.into()),
                 addresses: addrs(addresses),
                 host_network: false,
+                ..Pod::default()
             },
         );
         self

@@ -1,0 +1,108 @@
+//! Wall time and peak memory of compiling the benchmark's cluster.
+//!
+//! ```text
+//! cargo run --release -p bulkhead-policy --example compile_size            # 10k pods, 1k policies, 100 nodes
+//! cargo run --release -p bulkhead-policy --example compile_size -- small   # a tenth of that
+//! ```
+//!
+//! Peak RSS is the kernel's high-water mark (`VmHWM` in /proc/self/status),
+//! read after generating the snapshot and again after compiling: the
+//! difference is what compiling adds on top of holding the input. Criterion
+//! measures time more carefully (`cargo bench -p bulkhead-policy --bench
+//! compile`); this reports memory, which criterion does not.
+
+#[path = "../tests/support/gen.rs"]
+mod gen;
+
+use std::time::{Duration, Instant};
+
+use bulkhead_policy::{compile, CompileOptions, Compiler, IdentityAllocation};
+use gen::Size;
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or_else(|| "n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+/// Mean time of one change, alternating a change and its inverse for about
+/// two seconds (at least one pair, at most 200).
+fn per_change(compiler: &mut Compiler, toggle: &gen::Toggle) -> (Duration, u32) {
+    let start = Instant::now();
+    let mut changes = 0;
+    while changes == 0 || (changes < 400 && start.elapsed() < Duration::from_secs(2)) {
+        std::hint::black_box(compiler.apply(toggle.forth.clone()));
+        std::hint::black_box(compiler.apply(toggle.back.clone()));
+        changes += 2;
+    }
+    (start.elapsed() / changes, changes)
+}
+
+fn main() {
+    let size = match std::env::args().nth(1).as_deref() {
+        Some("small") => Size::SMALL,
+        _ => Size::LARGE,
+    };
+    println!("cluster: {size:?}");
+    println!(
+        "peak RSS at start:            {}",
+        mib(status_kib("VmHWM:"))
+    );
+
+    let start = Instant::now();
+    let snapshot = gen::cluster(size);
+    println!(
+        "generated in {:>10.1?}; peak RSS {}",
+        start.elapsed(),
+        mib(status_kib("VmHWM:"))
+    );
+
+    let options = CompileOptions::default();
+    let start = Instant::now();
+    let out = compile(&snapshot, &options, &IdentityAllocation::default());
+    let full = start.elapsed();
+    let rules: usize = out.rule_maps.values().map(|m| m.rules.len()).sum();
+    let prefixes: usize = out.identity_maps.iter().map(|s| s.prefixes.len()).sum();
+    println!(
+        "full compile {full:>10.1?}; peak RSS {}",
+        mib(status_kib("VmHWM:"))
+    );
+    println!(
+        "  {} endpoints, {} identities, {} rule maps with {rules} compiled rules, {prefixes} prefixes",
+        out.endpoints.len(),
+        out.identities.len(),
+        out.rule_maps.len(),
+    );
+    println!("  current RSS {}", mib(status_kib("VmRSS:")));
+
+    let allocation = out.allocation.clone();
+    drop(out);
+    let mut compiler = Compiler::new(options, allocation);
+    compiler.load(snapshot.clone());
+    println!(
+        "incremental compiler loaded; peak RSS {}",
+        mib(status_kib("VmHWM:"))
+    );
+    let cases = [
+        ("pod relabel", gen::pod_relabel(&snapshot)),
+        ("pod new identity", gen::pod_relabel_new_identity(&snapshot)),
+        ("pod add/delete", gen::pod_add_delete(&snapshot, size)),
+        (
+            "policy port change",
+            gen::policy_port_change(&snapshot, 123),
+        ),
+        ("policy add/delete", gen::policy_add_delete(size)),
+    ];
+    for (name, toggle) in &cases {
+        let (t, n) = per_change(&mut compiler, toggle);
+        println!("incremental {name:<20} {t:>10.1?} per change (mean of {n})");
+    }
+    println!(
+        "peak RSS at end:              {}",
+        mib(status_kib("VmHWM:"))
+    );
+}
