@@ -19,6 +19,7 @@ use ipnet::IpNet;
 
 use crate::identities::IdentityAllocation;
 use crate::labels::{PreparedMappings, Resolved, Source};
+use crate::netpol;
 use crate::node_map::{self, PolicyView};
 use crate::output::{EndpointFacts, EndpointRef, MappingFacts, Output, PolicyFacts};
 use crate::selection::{self, mode_of, PreparedPolicy, Selection, Universe};
@@ -34,6 +35,9 @@ pub struct CompileOptions {
     pub failsafe_ports: Vec<FailsafePort>,
     /// How many IdentityMap shards to write.
     pub identity_shards: u32,
+    /// Compile Kubernetes NetworkPolicies too (off by default): pods then
+    /// carry implicit labels in their identities, see [`crate::netpol`].
+    pub network_policies: bool,
 }
 
 impl Default for CompileOptions {
@@ -61,6 +65,7 @@ impl Default for CompileOptions {
                 port(Udp, 68, Ingress),    // DHCP server to client
             ],
             identity_shards: 16,
+            network_policies: false,
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct Compiler {
     prefixes: BTreeMap<u32, BTreeMap<IpNet, u32>>,
     mapping_labeled: BTreeMap<String, u32>,
     conflicted: BTreeSet<EndpointRef>,
+    /// What NetworkPolicies read of pods (empty unless they are compiled).
+    vocabulary: netpol::Vocabulary,
     out: Output,
 }
 
@@ -149,6 +156,7 @@ impl Compiler {
             prefixes: BTreeMap::new(),
             mapping_labeled: BTreeMap::new(),
             conflicted: BTreeSet::new(),
+            vocabulary: netpol::Vocabulary::default(),
             out: Output {
                 allocation: previous,
                 ..Output::default()
@@ -163,7 +171,13 @@ impl Compiler {
         self.snapshot = snapshot;
         self.mappings = PreparedMappings::new(&self.snapshot.mappings);
         let mut dirty = Dirty::default();
-        let names: Vec<String> = self.snapshot.policies.keys().cloned().collect();
+        let mut names: Vec<String> = self.snapshot.policies.keys().cloned().collect();
+        // NetworkPolicy hook: translated policies sit next to the others.
+        if self.options.network_policies {
+            let translated = self.snapshot.network_policies.keys();
+            names.extend(translated.map(netpol::policy_name));
+            self.vocabulary = netpol::Vocabulary::of(&self.snapshot.network_policies);
+        }
         for name in names {
             self.prepare_policy(&name, &mut dirty);
         }
@@ -208,10 +222,25 @@ impl Compiler {
             Change::UpsertPolicy(name, _) | Change::DeletePolicy(name) => {
                 dirty.policies.insert(name.clone());
             }
+            Change::UpsertNetworkPolicy(key, _) | Change::DeleteNetworkPolicy(key) => {
+                if self.options.network_policies {
+                    dirty.policies.insert(netpol::policy_name(key));
+                }
+            }
         }
         let mapping_changed =
             matches!(change, Change::UpsertMapping(..) | Change::DeleteMapping(_));
         self.snapshot.apply(change);
+        // NetworkPolicy hook: what the policies read of pods is part of
+        // every pod's identity; when that changes, every pod is relabeled.
+        if self.options.network_policies {
+            let vocabulary = netpol::Vocabulary::of(&self.snapshot.network_policies);
+            if vocabulary != self.vocabulary {
+                self.vocabulary = vocabulary;
+                let pods = self.snapshot.pods.keys().cloned();
+                dirty.endpoints.extend(pods.map(EndpointRef::Pod));
+            }
+        }
         if mapping_changed {
             self.mappings = PreparedMappings::new(&self.snapshot.mappings);
             dirty.endpoints.extend(self.all_endpoint_refs());
@@ -248,10 +277,19 @@ impl Compiler {
 
     fn prepare_policy(&mut self, name: &str, dirty: &mut Dirty) {
         dirty.policies.insert(name.to_string());
-        match self.snapshot.policies.get(name) {
-            Some(spec) => {
-                self.policies
-                    .insert(name.to_string(), PreparedPolicy::new(spec));
+        let prepared = match netpol::parse_policy_name(name) {
+            // NetworkPolicy hook: `networkpolicy:<ns>/<name>` is a translation.
+            Some(key) => self
+                .snapshot
+                .network_policies
+                .get(&key)
+                .filter(|_| self.options.network_policies)
+                .map(|policy| netpol::prepare(&key, policy)),
+            None => self.snapshot.policies.get(name).map(PreparedPolicy::new),
+        };
+        match prepared {
+            Some(policy) => {
+                self.policies.insert(name.to_string(), policy);
             }
             None => {
                 self.policies.remove(name);
@@ -295,19 +333,22 @@ impl Compiler {
                 if pod.host_network || pod.addresses.is_empty() {
                     return None;
                 }
+                let namespace = s
+                    .namespaces
+                    .get(&key.namespace)
+                    .map_or(&empty, |n| &n.labels);
                 let source = Source::Pod {
                     labels: &pod.labels,
-                    namespace: s
-                        .namespaces
-                        .get(&key.namespace)
-                        .map_or(&empty, |n| &n.labels),
+                    namespace,
                     node: s.nodes.get(node).map_or(&empty, |n| &n.labels),
                 };
-                Some((
-                    self.mappings.resolve(ep, source),
-                    Some(node.clone()),
-                    pod.addresses.clone(),
-                ))
+                let mut resolved = self.mappings.resolve(ep, source);
+                // NetworkPolicy hook: implicit labels join the identity.
+                if self.options.network_policies {
+                    resolved.implicit =
+                        netpol::implicit_labels(&self.vocabulary, &key.namespace, pod, namespace);
+                }
+                Some((resolved, Some(node.clone()), pod.addresses.clone()))
             }
             EndpointRef::Node(name) => {
                 let node = s.nodes.get(name)?;
@@ -360,7 +401,7 @@ impl Compiler {
         for ep in std::mem::take(&mut dirty.endpoints) {
             let state = self.evaluate(&ep);
             if let Some((resolved, _, _)) = &state {
-                if let Some(key) = identity_key(&ep, &resolved.labels) {
+                if let Some(key) = identity_key(&ep, resolved) {
                     if self.out.allocation.get(&key).is_none() {
                         new_sets.insert(key);
                     }
@@ -375,7 +416,7 @@ impl Compiler {
         for (ep, state) in fresh {
             let old = self.out.endpoints.get(&ep).cloned();
             let new = state.as_ref().map(|(resolved, node, addrs)| {
-                let identity = match identity_key(&ep, &resolved.labels) {
+                let identity = match identity_key(&ep, resolved) {
                     Some(key) => self.out.allocation.get(&key).unwrap_or(UNLABELED),
                     None if matches!(ep, EndpointRef::Node(_)) => REMOTE_NODE,
                     None => UNLABELED,
@@ -816,6 +857,7 @@ impl Compiler {
             endpoints,
             views,
             &self.options.failsafe_ports,
+            &self.universe.labels,
         ))
     }
 
@@ -922,17 +964,23 @@ fn policy_warnings(policy: &PreparedPolicy, sel: &Selection) -> Vec<String> {
     warnings
 }
 
-/// The label set an endpoint's identity is allocated for, or `None` for a
-/// reserved identity (a managed endpoint with no labels).
-fn identity_key(ep: &EndpointRef, labels: &Labels) -> Option<Labels> {
+/// The label set an endpoint's identity is allocated for (segmentation and
+/// implicit labels), or `None` for a reserved identity (a managed endpoint
+/// with no labels).
+fn identity_key(ep: &EndpointRef, resolved: &Resolved) -> Option<Labels> {
+    let labels = &resolved.labels;
     match ep {
         EndpointRef::Cidr(net) => {
             let mut l = labels.clone();
             l.insert(CIDR_LABEL.to_string(), net.to_string());
             Some(l)
         }
-        _ if labels.is_empty() => None,
-        _ => Some(labels.clone()),
+        _ if labels.is_empty() && resolved.implicit.is_empty() => None,
+        _ => {
+            let mut l = labels.clone();
+            l.extend(resolved.implicit.clone());
+            Some(l)
+        }
     }
 }
 

@@ -7,19 +7,25 @@
 //!  ExternalNode ───────► (name, snapshot::ExternalNode) labels, spec (addresses checked)
 //!  LabelMapping ───────► (name, LabelMappingSpec)
 //!  SegmentationPolicy ─► (name, SegmentationPolicySpec)
+//!  networking/v1 NetworkPolicy ─► (NetworkPolicyKey, netpol::NetworkPolicy)  convert/network_policy.rs
 //! ```
 //!
 //! Pure: the operator feeds these from its watches, the CLI from YAML files.
 //! Every error names the object (`Kind namespace/name`) and the field, so a
 //! person can find the line to fix.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use bulkhead_api::policy::Protocol;
 use bulkhead_api::{ExternalNodeSpec, LabelMappingSpec, Labels, SegmentationPolicySpec};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::snapshot::{self, PodKey};
+use crate::snapshot::{self, NamedPort, PodKey};
+
+mod network_policy;
+pub use network_policy::network_policy;
 
 /// Why an object could not be turned into a snapshot entry.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -43,6 +49,18 @@ pub enum ConvertError {
         field: String,
         /// What it held.
         value: String,
+    },
+    /// A field holds a value the API server would have rejected.
+    #[error("{kind} {object}: {field}: {message}")]
+    Invalid {
+        /// The object's kind.
+        kind: &'static str,
+        /// `namespace/name` or `name`.
+        object: String,
+        /// The field path, such as `spec.ingress[0].from[1].ipBlock.cidr`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
     },
 }
 
@@ -93,8 +111,58 @@ pub fn pod(obj: &core::Pod) -> Result<(PodKey, snapshot::Pod), ConvertError> {
             .filter(|n| !n.is_empty()),
         addresses,
         host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        named_ports: named_ports(spec, &key)?,
     };
     Ok((key, pod))
+}
+
+/// The named ports of the pod's containers (unnamed ones cannot be named by a policy).
+fn named_ports(
+    spec: Option<&core::PodSpec>,
+    key: &PodKey,
+) -> Result<BTreeSet<NamedPort>, ConvertError> {
+    let mut out = BTreeSet::new();
+    let containers = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    for (c, container) in containers.iter().enumerate() {
+        for (p, port) in container.ports.iter().flatten().enumerate() {
+            let Some(name) = port.name.clone().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            let field = format!("spec.containers[{c}].ports[{p}]");
+            let invalid = |field: String, message: String| ConvertError::Invalid {
+                kind: "Pod",
+                object: key.to_string(),
+                field,
+                message,
+            };
+            let protocol = match port.protocol.as_deref() {
+                None | Some("TCP") => Protocol::Tcp,
+                Some("UDP") => Protocol::Udp,
+                Some("SCTP") => Protocol::Sctp,
+                Some(other) => {
+                    return Err(invalid(
+                        format!("{field}.protocol"),
+                        format!("{other:?} is not one of TCP, UDP, SCTP"),
+                    ))
+                }
+            };
+            let number = u16::try_from(port.container_port)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    invalid(
+                        format!("{field}.containerPort"),
+                        format!("{} is not a port between 1 and 65535", port.container_port),
+                    )
+                })?;
+            out.insert(NamedPort {
+                name,
+                protocol,
+                port: number,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A Namespace's name and labels.
@@ -177,7 +245,7 @@ pub fn segmentation_policy(
     Ok((name, obj.spec.clone()))
 }
 
-fn name_of(
+pub(crate) fn name_of(
     kind: &'static str,
     meta: &ObjectMeta,
     namespace: Option<&str>,
@@ -191,7 +259,7 @@ fn name_of(
         })
 }
 
-fn labels_of(meta: &ObjectMeta) -> Labels {
+pub(crate) fn labels_of(meta: &ObjectMeta) -> Labels {
     meta.labels
         .clone()
         .unwrap_or_default()

@@ -61,6 +61,9 @@ pub(crate) struct Resolved {
     pub(crate) conflicts: Vec<LabelConflict>,
     /// Mappings that set at least one label in effect.
     pub(crate) contributors: BTreeSet<String>,
+    /// Implicit NetworkPolicy labels (see `netpol`): part of the identity,
+    /// never segmentation labels. Empty unless NetworkPolicies are compiled.
+    pub(crate) implicit: Labels,
 }
 
 impl PreparedMappings {

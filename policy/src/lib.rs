@@ -29,6 +29,7 @@ mod compile;
 pub mod convert;
 pub mod identities;
 mod labels;
+pub mod netpol;
 mod node_map;
 pub mod output;
 mod selection;

@@ -1,11 +1,12 @@
 //! One node's rule map, built from the policies' selections.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bulkhead_api::identity::{FIRST_ALLOCATED, HOST};
 use bulkhead_api::rule_map::{CompiledRule, FailsafePort, LocalEndpoint, NodeKind};
-use bulkhead_api::NodeRuleMapSpec;
+use bulkhead_api::{Labels, NodeRuleMapSpec};
 
+use crate::netpol::named_ports;
 use crate::selection::{PreparedPolicy, Selection};
 
 /// A policy as a node build sees it.
@@ -17,13 +18,15 @@ pub(crate) struct PolicyView<'a> {
 }
 
 /// Builds the map of one node from its endpoints and the policies whose scope
-/// touches them (in any order; rules come out sorted by id).
+/// touches them (in any order; rules come out sorted by id). `identities`
+/// (every identity's labels) resolves NetworkPolicy named ports.
 pub(crate) fn build<'a>(
     kind: NodeKind,
     host: LocalEndpoint,
     endpoints: Vec<LocalEndpoint>,
     policies: impl Iterator<Item = PolicyView<'a>>,
     failsafe_ports: &[FailsafePort],
+    identities: &BTreeMap<u32, Labels>,
 ) -> NodeRuleMapSpec {
     let local: BTreeSet<u32> = std::iter::once(host.identity)
         .chain(endpoints.iter().map(|e| e.identity))
@@ -47,7 +50,7 @@ pub(crate) fn build<'a>(
                 peers.push(HOST);
                 peers.sort_unstable();
             }
-            rules.push(CompiledRule {
+            let compiled = CompiledRule {
                 id: view.rule_ids[r],
                 policy: view.name.to_string(),
                 rule: rule.name.clone(),
@@ -57,7 +60,12 @@ pub(crate) fn build<'a>(
                 any_peer,
                 peers,
                 ports: rule.ports.clone(),
-            });
+            };
+            if rule.named_ports.is_empty() {
+                rules.push(compiled);
+            } else {
+                rules.extend(named_ports::expand(compiled, &rule.named_ports, identities));
+            }
         }
     }
     rules.sort_by_key(|r| r.id);

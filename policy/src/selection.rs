@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bulkhead_api::identity::{CIDR_LABEL, HOST, REMOTE_NODE, UNLABELED, WORLD};
+use bulkhead_api::policy::Protocol;
 use bulkhead_api::policy::{
     Action, EnforcementMode, Peer, PortSpec, ReservedPeer, Rule, SegmentationPolicySpec,
 };
@@ -11,10 +12,14 @@ use bulkhead_api::rule_map::{Direction, PortRange};
 use bulkhead_api::{LabelSelector, Labels};
 use ipnet::IpNet;
 
+use crate::netpol;
+
 /// A policy with its CIDRs parsed and ports normalized.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct PreparedPolicy {
     pub(crate) scope: Option<LabelSelector>,
+    /// Which labels `scope` reads.
+    pub(crate) scope_kind: ScopeKind,
     pub(crate) enforcement: Option<EnforcementMode>,
     pub(crate) rules: Vec<PreparedRule>,
     /// Problems found while preparing; a policy with any is not compiled.
@@ -30,14 +35,39 @@ pub(crate) struct PreparedRule {
     /// `None` matches any peer.
     pub(crate) peers: Option<Vec<PeerSel>>,
     pub(crate) ports: Vec<PortRange>,
+    /// NetworkPolicy named ports, resolved per identity when node maps are
+    /// built (see `netpol::named_ports`). When set, an empty `ports` means
+    /// "no numeric port", not "every port".
+    pub(crate) named_ports: Vec<(Protocol, String)>,
+}
+
+/// What a policy's scope selector reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScopeKind {
+    /// Segmentation labels (SegmentationPolicies).
+    Segmentation,
+    /// The implicit Kubernetes labels of pods (translated NetworkPolicies).
+    Kubernetes,
 }
 
 /// A peer, parsed.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum PeerSel {
     Selector(LabelSelector),
-    Cidr { net: IpNet, except: Vec<IpNet> },
+    Cidr {
+        net: IpNet,
+        except: Vec<IpNet>,
+    },
     Reserved(ReservedPeer),
+    /// NetworkPolicy `podSelector`/`namespaceSelector`, over implicit labels.
+    Pods(LabelSelector),
+    /// NetworkPolicy `ipBlock`: the range's addresses that belong to no
+    /// endpoint (as `Cidr`), and the pods whose address is in it (by their
+    /// implicit `k8s:cidr/` labels).
+    IpBlock {
+        net: IpNet,
+        except: Vec<IpNet>,
+    },
 }
 
 /// What the identities look like to selectors.
@@ -51,6 +81,12 @@ pub(crate) struct Universe {
     pub(crate) cidr: BTreeMap<u32, IpNet>,
     /// `key=value` → identities with that label (selectable ones only).
     index: BTreeMap<(String, String), BTreeSet<u32>>,
+    /// Segmentation labels of identities that also carry implicit
+    /// NetworkPolicy labels (the others' labels are all segmentation labels).
+    segmentation: BTreeMap<u32, Labels>,
+    /// Identities of pods with implicit labels but no segmentation label:
+    /// what the reserved peer `unlabeled` names besides `UNLABELED`.
+    unlabeled: BTreeSet<u32>,
 }
 
 /// A policy's resolved sets.
@@ -97,6 +133,7 @@ impl PreparedPolicy {
         }
         Self {
             scope,
+            scope_kind: ScopeKind::Segmentation,
             enforcement: spec.enforcement,
             rules,
             errors,
@@ -109,9 +146,11 @@ impl PreparedPolicy {
             .iter()
             .flat_map(|r| r.peers.iter().flatten())
             .flat_map(|p| match p {
-                PeerSel::Cidr { net, except } => std::iter::once(*net)
-                    .chain(except.iter().copied())
-                    .collect::<Vec<_>>(),
+                PeerSel::Cidr { net, except } | PeerSel::IpBlock { net, except } => {
+                    std::iter::once(*net)
+                        .chain(except.iter().copied())
+                        .collect::<Vec<_>>()
+                }
                 _ => Vec::new(),
             })
     }
@@ -120,8 +159,15 @@ impl PreparedPolicy {
         u.managed.contains(&id)
             && match &self.scope {
                 None => self.errors.is_empty(),
-                Some(sel) => u.selectable(id).is_some_and(|l| sel.matches(l)),
+                Some(sel) => self.scope_labels(u, id).is_some_and(|l| sel.matches(l)),
             }
+    }
+
+    fn scope_labels<'u>(&self, u: &'u Universe, id: u32) -> Option<&'u Labels> {
+        match self.scope_kind {
+            ScopeKind::Segmentation => u.selectable(id),
+            ScopeKind::Kubernetes => u.kubernetes(id),
+        }
     }
 
     /// Computes every set from scratch.
@@ -131,7 +177,13 @@ impl PreparedPolicy {
         }
         let scope = match &self.scope {
             None => u.managed.clone(),
-            Some(sel) => u.select(sel).filter(|id| u.managed.contains(id)).collect(),
+            Some(sel) => {
+                let found = match self.scope_kind {
+                    ScopeKind::Segmentation => u.select(sel),
+                    ScopeKind::Kubernetes => u.select_pods(sel),
+                };
+                found.filter(|id| u.managed.contains(id)).collect()
+            }
         };
         let mut selection = Selection {
             scope,
@@ -198,14 +250,19 @@ impl PeerSel {
     fn matches(&self, u: &Universe, id: u32) -> bool {
         match self {
             PeerSel::Selector(sel) => u.selectable(id).is_some_and(|l| sel.matches(l)),
-            PeerSel::Cidr { net, except } => u
-                .cidr
-                .get(&id)
-                .is_some_and(|p| net.contains(p) && !except.iter().any(|e| e.contains(p))),
+            PeerSel::Cidr { net, except } => range_holds(u, id, net, except),
             PeerSel::Reserved(ReservedPeer::World) => id == WORLD || u.cidr.contains_key(&id),
             PeerSel::Reserved(ReservedPeer::Host) => id == HOST,
             PeerSel::Reserved(ReservedPeer::RemoteNode) => id == REMOTE_NODE,
-            PeerSel::Reserved(ReservedPeer::Unlabeled) => id == UNLABELED,
+            PeerSel::Reserved(ReservedPeer::Unlabeled) => {
+                id == UNLABELED || u.unlabeled.contains(&id)
+            }
+            PeerSel::Pods(sel) => u.kubernetes(id).is_some_and(|l| sel.matches(l)),
+            PeerSel::IpBlock { net, except } => {
+                range_holds(u, id, net, except)
+                    || u.kubernetes(id)
+                        .is_some_and(|l| netpol::in_ip_block(l, net, except))
+            }
         }
     }
 
@@ -223,21 +280,57 @@ impl PeerSel {
                 .collect(),
             PeerSel::Reserved(ReservedPeer::Host) => BTreeSet::from([HOST]),
             PeerSel::Reserved(ReservedPeer::RemoteNode) => BTreeSet::from([REMOTE_NODE]),
-            PeerSel::Reserved(ReservedPeer::Unlabeled) => BTreeSet::from([UNLABELED]),
+            PeerSel::Reserved(ReservedPeer::Unlabeled) => std::iter::once(UNLABELED)
+                .chain(u.unlabeled.iter().copied())
+                .collect(),
+            PeerSel::Pods(sel) => u.select_pods(sel).collect(),
+            PeerSel::IpBlock { net, .. } => {
+                let ranges = u.cidr.keys().copied().filter(|id| self.matches(u, *id));
+                let pods = u.select_pods_in(net);
+                let pods = pods.filter(|id| self.matches(u, *id));
+                ranges.chain(pods).collect()
+            }
         }
     }
 }
 
+/// Whether `id` is an address range inside `net` and outside every `except`.
+fn range_holds(u: &Universe, id: u32, net: &IpNet, except: &[IpNet]) -> bool {
+    u.cidr
+        .get(&id)
+        .is_some_and(|p| net.contains(p) && !except.iter().any(|e| e.contains(p)))
+}
+
 impl Universe {
-    /// The labels of `id` if selectors may match it: an allocated identity
-    /// with at least one label besides the CIDR marker.
+    /// The segmentation labels of `id` if selectors may match it: an
+    /// allocated identity with at least one label besides the CIDR marker.
+    /// Implicit NetworkPolicy labels are never visible here.
     pub(crate) fn selectable(&self, id: u32) -> Option<&Labels> {
-        self.labels
+        self.segmentation
             .get(&id)
+            .or_else(|| self.labels.get(&id))
             .filter(|l| l.keys().any(|k| k != CIDR_LABEL))
     }
 
+    /// All labels of `id` if it is a pod with implicit NetworkPolicy labels.
+    pub(crate) fn kubernetes(&self, id: u32) -> Option<&Labels> {
+        self.labels
+            .get(&id)
+            .filter(|l| l.contains_key(netpol::NAMESPACE_LABEL))
+    }
+
     pub(crate) fn insert(&mut self, id: u32, labels: Labels, cidr: Option<IpNet>) {
+        if labels.keys().any(|k| netpol::is_implicit(k)) {
+            let own: Labels = labels
+                .iter()
+                .filter(|(k, _)| !netpol::is_implicit(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if own.is_empty() {
+                self.unlabeled.insert(id);
+            }
+            self.segmentation.insert(id, own);
+        }
         if labels.keys().any(|k| k != CIDR_LABEL) {
             for (k, v) in &labels {
                 self.index
@@ -253,6 +346,8 @@ impl Universe {
     }
 
     pub(crate) fn remove(&mut self, id: u32) {
+        self.segmentation.remove(&id);
+        self.unlabeled.remove(&id);
         if let Some(labels) = self.labels.remove(&id) {
             for (k, v) in labels {
                 let key = (k, v);
@@ -270,6 +365,25 @@ impl Universe {
     /// Identities a selector matches, using the label index to avoid a scan
     /// when the selector has `matchLabels`.
     fn select<'a>(&'a self, sel: &'a LabelSelector) -> Box<dyn Iterator<Item = u32> + 'a> {
+        self.select_by(sel, Self::selectable)
+    }
+
+    /// Pods whose implicit NetworkPolicy labels a selector matches.
+    fn select_pods<'a>(&'a self, sel: &'a LabelSelector) -> Box<dyn Iterator<Item = u32> + 'a> {
+        self.select_by(sel, Self::kubernetes)
+    }
+
+    /// Pods with an address in `net` (by their `k8s:cidr/` label).
+    fn select_pods_in(&self, net: &IpNet) -> impl Iterator<Item = u32> + '_ {
+        let key = (netpol::cidr_label(net), netpol::IN_RANGE.to_string());
+        self.index.get(&key).into_iter().flatten().copied()
+    }
+
+    fn select_by<'a>(
+        &'a self,
+        sel: &'a LabelSelector,
+        view: fn(&Self, u32) -> Option<&Labels>,
+    ) -> Box<dyn Iterator<Item = u32> + 'a> {
         let rarest = sel
             .match_labels
             .iter()
@@ -281,13 +395,13 @@ impl Universe {
                 candidates
                     .iter()
                     .copied()
-                    .filter(move |id| self.selectable(*id).is_some_and(|l| sel.matches(l))),
+                    .filter(move |id| view(self, *id).is_some_and(|l| sel.matches(l))),
             ),
             None => Box::new(
                 self.labels
                     .keys()
                     .copied()
-                    .filter(move |id| self.selectable(*id).is_some_and(|l| sel.matches(l))),
+                    .filter(move |id| view(self, *id).is_some_and(|l| sel.matches(l))),
             ),
         }
     }
@@ -340,6 +454,7 @@ fn prepare_rule(
         action: rule.action,
         peers,
         ports,
+        named_ports: Vec::new(),
     }
 }
 

@@ -3,11 +3,14 @@
 //! The operator and the CLI fill it from Kubernetes objects (see
 //! [`crate::convert`]); tests build it directly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+use bulkhead_api::policy::Protocol;
 use bulkhead_api::{ExternalNodeSpec, LabelMappingSpec, Labels, SegmentationPolicySpec};
+
+use crate::netpol::{NetworkPolicy, NetworkPolicyKey};
 
 /// A pod's `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +49,20 @@ pub struct Pod {
     /// `spec.hostNetwork`: such pods share the node's addresses and are
     /// governed as the host endpoint, not as pods.
     pub host_network: bool,
+    /// The named ports of its containers: what NetworkPolicy named ports
+    /// resolve against (read only when NetworkPolicy support is on).
+    pub named_ports: BTreeSet<NamedPort>,
+}
+
+/// A container port that has a name (`spec.containers[].ports[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NamedPort {
+    /// `name`.
+    pub name: String,
+    /// `protocol` (TCP when absent).
+    pub protocol: Protocol,
+    /// `containerPort`.
+    pub port: u16,
 }
 
 /// What the compiler needs of a Namespace.
@@ -88,6 +105,9 @@ pub struct Snapshot {
     pub mappings: BTreeMap<String, LabelMappingSpec>,
     /// SegmentationPolicies by name.
     pub policies: BTreeMap<String, SegmentationPolicySpec>,
+    /// Kubernetes NetworkPolicies by `namespace/name`; compiled only when
+    /// `CompileOptions::network_policies` is on (see [`crate::netpol`]).
+    pub network_policies: BTreeMap<NetworkPolicyKey, NetworkPolicy>,
 }
 
 /// One change to the snapshot: the incremental form of compiling.
@@ -117,6 +137,10 @@ pub enum Change {
     UpsertPolicy(String, SegmentationPolicySpec),
     /// A policy was deleted.
     DeletePolicy(String),
+    /// A NetworkPolicy was added or changed.
+    UpsertNetworkPolicy(NetworkPolicyKey, NetworkPolicy),
+    /// A NetworkPolicy was deleted.
+    DeleteNetworkPolicy(NetworkPolicyKey),
 }
 
 impl Snapshot {
@@ -158,6 +182,12 @@ impl Snapshot {
             }
             Change::DeletePolicy(k) => {
                 self.policies.remove(&k);
+            }
+            Change::UpsertNetworkPolicy(k, v) => {
+                self.network_policies.insert(k, v);
+            }
+            Change::DeleteNetworkPolicy(k) => {
+                self.network_policies.remove(&k);
             }
         }
     }

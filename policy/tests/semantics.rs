@@ -479,6 +479,7 @@ fn incremental_equals_full() {
         node: Some(node.into()),
         addresses: addrs(addr),
         host_network: false,
+        ..Pod::default()
     };
     let policy = |yaml: &str| serde_yaml::from_str(yaml).expect("policy");
     let mapping = |yaml: &str| serde_yaml::from_str(yaml).expect("mapping");

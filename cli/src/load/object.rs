@@ -277,6 +277,7 @@ fn convert_error(src: &Source<'_>, object: &str, err: ConvertError) -> LoadError
             &field,
             format!("{value:?} is not an IP address"),
         ),
+        ConvertError::Invalid { field, message, .. } => invalid(src, object, &field, message),
     }
 }
 
