@@ -39,9 +39,15 @@ pub enum Command {
 pub struct InputArgs {
     /// Manifest files or directories (searched recursively for *.yaml,
     /// *.yml and *.json): Namespaces, Pods, Nodes, ExternalNodes,
-    /// LabelMappings, SegmentationPolicies. Other kinds are skipped with a warning.
+    /// LabelMappings, SegmentationPolicies, NetworkPolicies. Other kinds are
+    /// skipped with a warning.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Enforce the Kubernetes NetworkPolicies of the input too, as the
+    /// operator does when its NetworkPolicy support is on. `simulate` turns
+    /// this on by itself when the input has NetworkPolicies.
+    #[arg(long)]
+    pub network_policies: bool,
     /// The mode of endpoints that no policy gives one.
     #[arg(long, value_enum, default_value_t = ModeArg::Visibility, value_name = "MODE")]
     pub default_mode: ModeArg,

@@ -5,7 +5,9 @@ use std::fmt::Write;
 use std::fs;
 use std::path::Path;
 
+use bulkhead_api::policy::EnforcementMode;
 use bulkhead_api::{IdentityMap, NodeRuleMap};
+use bulkhead_policy::netpol;
 use bulkhead_policy::output::EndpointRef;
 use bulkhead_policy::Output;
 use serde::Serialize;
@@ -118,12 +120,16 @@ pub fn summary(compiled: &Compiled) -> String {
     if !out.policies.is_empty() {
         let _ = writeln!(s, "policies:");
         for (name, facts) in &out.policies {
-            let mode = compiled
-                .inventory
-                .snapshot
-                .policies
-                .get(name)
-                .and_then(|p| p.enforcement);
+            let mode = match netpol::parse_policy_name(name) {
+                // Translated NetworkPolicies isolate in selective mode.
+                Some(_) => Some(EnforcementMode::Selective),
+                None => compiled
+                    .inventory
+                    .snapshot
+                    .policies
+                    .get(name)
+                    .and_then(|p| p.enforcement),
+            };
             let mode = mode.map(render::mode).unwrap_or("-");
             let _ = writeln!(
                 s,

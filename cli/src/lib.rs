@@ -41,16 +41,40 @@ pub struct Compiled {
     pub inventory: Inventory,
     /// The compiler's output.
     pub output: Output,
+    /// Whether NetworkPolicies were compiled.
+    pub network_policies: bool,
+    /// Things a person should know about how the input was read.
+    pub notes: Vec<String>,
 }
 
 /// Loads the manifests and compiles them, as the operator would from a fresh
-/// start (no previous identity allocation).
-pub fn load_and_compile(input: &InputArgs, shards: Option<u32>) -> error::Result<Compiled> {
+/// start (no previous identity allocation). NetworkPolicies are compiled with
+/// `--network-policies`, or when `auto_network_policies` and the input has any.
+pub fn load_and_compile(
+    input: &InputArgs,
+    shards: Option<u32>,
+    auto_network_policies: bool,
+) -> error::Result<Compiled> {
     let inventory = load::load(&input.paths)?;
+    let found = inventory.snapshot.network_policies.len();
+    let network_policies = input.network_policies || (auto_network_policies && found > 0);
+    let mut notes = Vec::new();
+    let count = match found {
+        1 => "1 NetworkPolicy".to_string(),
+        n => format!("{n} NetworkPolicies"),
+    };
+    if found > 0 && !input.network_policies {
+        notes.push(if network_policies {
+            format!("the input has {count}; enforcing them too, as --network-policies would")
+        } else {
+            format!("the input has {count}, ignored without --network-policies")
+        });
+    }
     let defaults = CompileOptions::default();
     let options = CompileOptions {
         default_mode: input.default_mode.into(),
         identity_shards: shards.unwrap_or(defaults.identity_shards),
+        network_policies,
         ..defaults
     };
     let output = compile(
@@ -58,7 +82,12 @@ pub fn load_and_compile(input: &InputArgs, shards: Option<u32>) -> error::Result
         &options,
         &IdentityAllocation::default(),
     );
-    Ok(Compiled { inventory, output })
+    Ok(Compiled {
+        inventory,
+        output,
+        network_policies,
+        notes,
+    })
 }
 
 /// Serializes to pretty JSON; the types involved always serialize.

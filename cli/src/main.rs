@@ -24,14 +24,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let (input, shards) = match &cli.command {
-        Command::Simulate(a) => (&a.input, None),
-        Command::Compile(a) => (&a.input, a.shards),
-        Command::Labels(a) => (&a.input, None),
+    // simulate answers "what would happen": NetworkPolicies in its input
+    // count. compile writes what agents enforce: only when asked.
+    let (input, shards, auto) = match &cli.command {
+        Command::Simulate(a) => (&a.input, None, true),
+        Command::Compile(a) => (&a.input, a.shards, false),
+        Command::Labels(a) => (&a.input, None, false),
     };
-    let compiled = load_and_compile(input, shards)?;
+    let compiled = load_and_compile(input, shards, auto)?;
     for warning in &compiled.inventory.warnings {
         eprintln!("warning: {warning}");
+    }
+    for note in &compiled.notes {
+        eprintln!("note: {note}");
     }
     let text = match &cli.command {
         Command::Simulate(a) if a.matrix => matrix::run(a, &compiled)?,

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use bulkhead_api::policy::Protocol;
+use bulkhead_policy::netpol::PortRef;
 use bulkhead_policy::Snapshot;
 
 use crate::args::SimulateArgs;
@@ -158,15 +159,17 @@ pub fn for_matrix(args: &SimulateArgs, snapshot: &Snapshot) -> Result<Vec<PortPr
     Ok(set.into_iter().collect())
 }
 
-/// The first port of every port range the policies name, and the ICMP types.
+/// The first port of every port range the policies name, and the ICMP types;
+/// for NetworkPolicies also the numbers their named ports have on the pods.
 pub fn named_by_policies(snapshot: &Snapshot) -> BTreeSet<PortProtocol> {
+    let mut out = named_by_network_policies(snapshot);
     let rules = snapshot
         .policies
         .values()
         .flat_map(|p| p.ingress.iter().chain(&p.egress));
     let specs = rules.flat_map(|r| &r.ports);
-    specs
-        .filter_map(
+    let named =
+        specs.filter_map(
             |spec| match (spec.protocol.has_ports(), spec.port, spec.icmp_type) {
                 (true, Some(port), _) => Some(PortProtocol {
                     protocol: spec.protocol,
@@ -182,8 +185,40 @@ pub fn named_by_policies(snapshot: &Snapshot) -> BTreeSet<PortProtocol> {
                     port: echo_request(spec.protocol),
                 }),
             },
-        )
-        .collect()
+        );
+    out.extend(named);
+    out
+}
+
+fn named_by_network_policies(snapshot: &Snapshot) -> BTreeSet<PortProtocol> {
+    let mut out = BTreeSet::new();
+    let policies = snapshot.network_policies.values();
+    let ports = policies
+        .flat_map(|p| p.ingress.iter().chain(&p.egress))
+        .flat_map(|r| &r.ports);
+    for port in ports {
+        match &port.port {
+            Some(PortRef::Number(n)) => {
+                out.insert(PortProtocol {
+                    protocol: port.protocol,
+                    port: *n,
+                });
+            }
+            Some(PortRef::Name(name)) => {
+                let declared = snapshot.pods.values().flat_map(|p| &p.named_ports);
+                out.extend(
+                    declared
+                        .filter(|d| &d.name == name && d.protocol == port.protocol)
+                        .map(|d| PortProtocol {
+                            protocol: d.protocol,
+                            port: d.port,
+                        }),
+                );
+            }
+            None => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]

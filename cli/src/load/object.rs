@@ -5,6 +5,7 @@ use std::fmt;
 
 use bulkhead_policy::convert::{self, ConvertError};
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as networking;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
@@ -27,6 +28,8 @@ pub enum Kind {
     LabelMapping,
     /// bulkhead.dev/v1alpha1 SegmentationPolicy.
     SegmentationPolicy,
+    /// networking.k8s.io/v1 NetworkPolicy.
+    NetworkPolicy,
 }
 
 const BULKHEAD: &str = "bulkhead.dev/v1alpha1";
@@ -40,6 +43,7 @@ impl Kind {
             "ExternalNode" => Kind::ExternalNode,
             "LabelMapping" => Kind::LabelMapping,
             "SegmentationPolicy" => Kind::SegmentationPolicy,
+            "NetworkPolicy" => Kind::NetworkPolicy,
             _ => return None,
         })
     }
@@ -47,6 +51,7 @@ impl Kind {
     fn api_version(self) -> &'static str {
         match self {
             Kind::Namespace | Kind::Pod | Kind::Node => "v1",
+            Kind::NetworkPolicy => "networking.k8s.io/v1",
             _ => BULKHEAD,
         }
     }
@@ -213,6 +218,13 @@ fn add(
             snapshot.policies.insert(name.clone(), spec);
             name
         }
+        Kind::NetworkPolicy => {
+            checked(validate::network_policy(value))?;
+            let obj: networking::NetworkPolicy = typed(src, object, value).map_err(one)?;
+            let (key, policy) = convert::network_policy(&obj).map_err(converted)?;
+            snapshot.network_policies.insert(key.clone(), policy);
+            key.to_string()
+        }
     };
     let here = src.locate("");
     if let Some(first) = inv.origins.insert((kind, name), here.clone()) {
@@ -281,7 +293,8 @@ fn convert_error(src: &Source<'_>, object: &str, err: ConvertError) -> LoadError
     }
 }
 
-/// `name`, or `namespace/name` for pods, as far as the untyped value tells.
+/// `name`, or `namespace/name` for pods and NetworkPolicies, as far as the
+/// untyped value tells.
 fn display_name(value: &Value) -> String {
     let meta = value.get("metadata");
     let get = |key: &str| {
@@ -290,7 +303,8 @@ fn display_name(value: &Value) -> String {
             .filter(|s| !s.is_empty())
     };
     let name = get("name").unwrap_or("(no name)");
-    if value.get("kind").and_then(Value::as_str) == Some("Pod") {
+    let kind = value.get("kind").and_then(Value::as_str);
+    if matches!(kind, Some("Pod" | "NetworkPolicy")) {
         format!("{}/{name}", get("namespace").unwrap_or("default"))
     } else {
         name.to_string()

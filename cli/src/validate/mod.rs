@@ -4,6 +4,7 @@
 //! ```text
 //!  untyped value ──► schema.rs: unknown fields, bounds (from the CRD's own schema)
 //!  typed spec ─────► policy.rs, mapping.rs: the CRDs' CEL rules, in Rust
+//!  NetworkPolicy ──► network_policy.rs: unknown fields (values: at conversion)
 //! ```
 //!
 //! Each check mirrors a rule the CRD carries, with the rule's own message, so
@@ -11,6 +12,7 @@
 //! field; the loader adds the file, line and object.
 
 mod mapping;
+mod network_policy;
 mod policy;
 mod schema;
 
@@ -20,6 +22,7 @@ use bulkhead_api::selector::{LabelSelector, SelectorOperator};
 use ipnet::IpNet;
 
 pub use mapping::{external_node, label_mapping};
+pub use network_policy::network_policy;
 pub use policy::segmentation_policy;
 pub use schema::unknown_fields_and_bounds;
 
