@@ -28,6 +28,8 @@ pub struct ApiServerConfig {
     /// The address it listens on: loopback by default; an address on the
     /// lab's bridge when agents in node namespaces must reach it.
     pub bind_address: IpAddr,
+    /// The port; `None` for a free one.
+    pub port: Option<u16>,
     pub serving: CertFiles,
     pub client_ca: PathBuf,
     pub service_account: CertFiles,
@@ -48,7 +50,10 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts kube-apiserver on a free port; `wait_ready` waits for it to serve.
     pub fn start(config: ApiServerConfig, state: &StateDir) -> Result<Self> {
-        let port = free_port(config.bind_address)?;
+        let port = match config.port {
+            Some(port) => port,
+            None => free_port(config.bind_address)?,
+        };
         let url = match config.bind_address {
             IpAddr::V4(ip) => format!("https://{ip}:{port}"),
             IpAddr::V6(ip) => format!("https://[{ip}]:{port}"),

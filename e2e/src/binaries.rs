@@ -100,3 +100,88 @@ fn is_executable(path: &Path) -> bool {
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
 }
+
+/// The project's own programs the lab runs: the operator and the node agent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectBinaries {
+    pub operator: PathBuf,
+    pub agent: PathBuf,
+}
+
+/// Environment variables that name prebuilt binaries instead.
+pub const OPERATOR_ENV: &str = "BULKHEAD_OPERATOR";
+pub const AGENT_ENV: &str = "BULKHEAD_AGENT";
+
+impl ProjectBinaries {
+    /// `kubectl-bulkhead`, built beside the operator.
+    pub fn cli(&self) -> PathBuf {
+        self.operator.with_file_name("kubectl-bulkhead")
+    }
+
+    /// `$BULKHEAD_OPERATOR` and `$BULKHEAD_AGENT` when both are set;
+    /// otherwise builds both with cargo (once per process, so a test run
+    /// always drives the code of this checkout) and uses the workspace's.
+    pub fn locate() -> Result<Self> {
+        if let (Some(operator), Some(agent)) =
+            (std::env::var_os(OPERATOR_ENV), std::env::var_os(AGENT_ENV))
+        {
+            return Ok(Self {
+                operator: operator.into(),
+                agent: agent.into(),
+            });
+        }
+        static BUILT: std::sync::OnceLock<std::result::Result<ProjectBinaries, String>> =
+            std::sync::OnceLock::new();
+        BUILT
+            .get_or_init(|| build_project().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(Error::MissingBinaries)
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn build_project() -> Result<ProjectBinaries> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(&cargo)
+        .current_dir(workspace_root())
+        // The whole workspace's binaries, with the features `cargo build
+        // --workspace` unifies: building two packages alone would resolve
+        // other features and relink them on every alternation.
+        .args(["build", "--quiet", "--workspace", "--bins"])
+        .output()
+        .map_err(|source| Error::Spawn {
+            program: cargo.to_string_lossy().into_owned(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(Error::Command {
+            command: "cargo build --workspace --bins".into(),
+            status: output
+                .status
+                .code()
+                .map_or("killed".to_owned(), |c| format!("exit {c}")),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("debug");
+    let binaries = ProjectBinaries {
+        operator: target.join("bulkhead-operator"),
+        agent: target.join("bulkhead-agent"),
+    };
+    for path in [&binaries.operator, &binaries.agent] {
+        if !is_executable(path) {
+            return Err(Error::MissingBinaries(format!(
+                "cargo built, but {} is not there",
+                path.display()
+            )));
+        }
+    }
+    Ok(binaries)
+}

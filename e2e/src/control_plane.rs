@@ -41,6 +41,9 @@ pub struct ControlPlaneConfig {
     /// Where the API server listens (loopback unless agents in other network
     /// namespaces must reach it).
     pub bind_address: IpAddr,
+    /// The API server's port; `None` for a free one. A lab on its own bridge
+    /// address uses 6443, the port agents' failsafe rules keep open.
+    pub port: Option<u16>,
     /// Names and addresses the serving certificate covers besides
     /// `bind_address`, 127.0.0.1 and localhost.
     pub extra_sans: Vec<String>,
@@ -58,6 +61,7 @@ impl ControlPlaneConfig {
             dir: dir.into(),
             binaries: Binaries::locate()?,
             bind_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: None,
             extra_sans: Vec::new(),
             agents: Vec::new(),
             crds: Some(workspace_crds()),
@@ -127,6 +131,7 @@ impl ControlPlane {
             binary: config.binaries.kube_apiserver.clone(),
             etcd_url: etcd.client_url.clone(),
             bind_address: config.bind_address,
+            port: config.port,
             serving,
             client_ca: pki.ca_cert(),
             service_account,

@@ -62,6 +62,18 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The network topology could not be built or changed as asked.
+    #[error("topology: {0}")]
+    Topology(String),
+
+    /// Something the lab waited for did not happen in time.
+    #[error("timed out after {seconds}s waiting for {what}")]
+    Timeout { what: String, seconds: u64 },
+
+    /// An object the API server returned was not what the lab expected.
+    #[error("{what}: {problem}")]
+    Unexpected { what: String, problem: String },
+
     /// A process recorded in a pid file could not be signalled.
     #[error("cannot signal {name} (pid {pid}): {source}")]
     Signal {

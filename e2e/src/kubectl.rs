@@ -75,6 +75,22 @@ impl Kubectl {
         self.output(&["apply", "-f", "-"], Some(yaml))
     }
 
+    /// Runs `kubectl <args>` with `stdin` fed to it; its stdout, or an error if it fails.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Result<String> {
+        self.checked(args, Some(stdin))
+    }
+
+    /// Runs `kubectl <args> -o json` and parses what it prints.
+    pub fn json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.run(&all)?;
+        serde_json::from_str(&out).map_err(|e| Error::Unexpected {
+            what: format!("kubectl {}", all.join(" ")),
+            problem: format!("output is not JSON: {e}"),
+        })
+    }
+
     fn checked(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
         let out = self.output(args, stdin)?;
         if out.success {

@@ -26,6 +26,7 @@
 //! bridge (`ControlPlaneConfig::bind_address`) and gets agent kubeconfigs from
 //! `ControlPlane::agent_kubeconfig`.
 
+pub mod agent;
 pub mod apiserver;
 pub mod binaries;
 pub mod certs;
@@ -34,13 +35,21 @@ pub mod error;
 pub mod etcd;
 pub mod kubeconfig;
 pub mod kubectl;
+pub mod kubelet;
 pub mod lab;
+pub mod netns;
+pub mod observe;
+pub mod operator;
 pub mod process;
 pub mod state;
+pub mod topology;
+pub mod traffic;
 
 pub use binaries::Binaries;
 pub use certs::Identity;
 pub use control_plane::{ControlPlane, ControlPlaneConfig};
 pub use error::{Error, Result};
 pub use kubectl::Kubectl;
+pub use lab::{Agents, Lab, LabPod, LabSpec, Workload};
 pub use state::{LabRecord, StateDir};
+pub use traffic::Proto;

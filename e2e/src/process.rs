@@ -138,6 +138,13 @@ impl Process {
         let _ = self.child.wait();
         remove_pid_file(&self.record.pid_file)
     }
+
+    /// SIGKILL at once, as a crash would; reaps it and removes its pid file.
+    pub fn kill(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        remove_pid_file(&self.record.pid_file)
+    }
 }
 
 impl Drop for Process {

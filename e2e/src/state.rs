@@ -153,6 +153,10 @@ pub struct LabRecord {
     pub kubeconfigs: BTreeMap<String, PathBuf>,
     /// The kubectl the lab uses.
     pub kubectl: PathBuf,
+    /// The topology, pods, operator replicas and agents (absent for a lab
+    /// that is only a control plane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<crate::lab::LabParts>,
 }
 
 #[cfg(test)]

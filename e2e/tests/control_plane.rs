@@ -1,13 +1,13 @@
 //! The lab's control plane against a real kube-apiserver and etcd: the CRDs
 //! install and validate what users apply with the messages they will read,
 //! the printer columns make `kubectl get` useful, every kubeconfig
-//! authenticates as its identity under RBAC, and `down` undoes `up`.
+//! authenticates as its identity under RBAC, and the API server comes back
+//! after an outage. (`up` and `down` of the whole lab: lab_privileged.rs.)
 //!
 //! Needs the binaries from `make tools` (e2e/tools.sh); without them every
 //! test here fails with the command to run, it does not skip.
 
-use bulkhead_e2e::lab;
-use bulkhead_e2e::{ControlPlane, Kubectl, StateDir};
+use bulkhead_e2e::{ControlPlane, Kubectl};
 
 fn control_plane() -> ControlPlane {
     ControlPlane::start_temp().unwrap_or_else(|e| panic!("starting the control plane: {e}"))
@@ -201,93 +201,6 @@ fn each_kubeconfig_authenticates_as_its_identity_and_rbac_is_on() {
             can_i.stderr
         );
     }
-}
-
-/// Runs `bulkhead-lab down` for a lab a failed assertion left behind.
-struct DownOnDrop(std::path::PathBuf);
-
-impl Drop for DownOnDrop {
-    fn drop(&mut self) {
-        if self.0.exists() {
-            let _ = lab::down(&StateDir::at(&self.0));
-        }
-    }
-}
-
-fn lab_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_bulkhead-lab"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running bulkhead-lab: {e}"))
-}
-
-fn process_gone(pid: i32) -> bool {
-    // Gone, or a zombie waiting for its parent (this test) to reap it.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
-
-#[test]
-fn lab_up_leaves_the_control_plane_running_and_down_removes_it() {
-    let parent = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let dir = parent.path().join("lab");
-    let _cleanup = DownOnDrop(dir.clone());
-
-    let up = lab_cli(&dir, &["up", "--nodes", "2"]);
-    assert!(
-        up.status.success(),
-        "up failed: {}",
-        String::from_utf8_lossy(&up.stderr)
-    );
-
-    // `up` has exited; what it started still serves.
-    let state = StateDir::at(&dir);
-    let record = state.read_record().unwrap_or_else(|e| panic!("{e}"));
-    let names: Vec<&String> = record.kubeconfigs.keys().collect();
-    assert_eq!(names, ["admin", "agent-node-1", "agent-node-2", "operator"]);
-    let admin = Kubectl::new(&record.kubectl, &record.kubeconfigs["admin"]);
-    let crds = run(&admin, &["get", "crd", "-o", "name"]);
-    assert!(crds.contains("segmentationpolicies.bulkhead.dev"), "{crds}");
-
-    let status = lab::status(&state).unwrap_or_else(|e| panic!("{e}"));
-    let running: Vec<(&str, bool)> = status
-        .processes
-        .iter()
-        .map(|p| (p.name.as_str(), p.running))
-        .collect();
-    assert_eq!(running, [("etcd", true), ("kube-apiserver", true)]);
-    let cli_status = lab_cli(&dir, &["status"]);
-    assert!(
-        cli_status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli_status.stderr)
-    );
-
-    let down = lab_cli(&dir, &["down"]);
-    assert!(
-        down.status.success(),
-        "down failed: {}",
-        String::from_utf8_lossy(&down.stderr)
-    );
-    assert!(!dir.exists(), "down must remove the state directory");
-    for p in &status.processes {
-        assert!(
-            process_gone(p.pid),
-            "{} (pid {}) still runs after down",
-            p.name,
-            p.pid
-        );
-    }
-    assert!(
-        parent.path().exists(),
-        "down must not remove more than the lab's directory"
-    );
 }
 
 #[test]

@@ -1,17 +1,17 @@
 //! `bulkhead-lab up|down|status`: the lab on this machine.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bulkhead_e2e::lab::{self, LabConfig};
+use bulkhead_e2e::lab::{self, Agents, LabSpec};
 use bulkhead_e2e::StateDir;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "bulkhead-lab",
-    about = "A real kube-apiserver and etcd (and soon nodes, operator and agents) on this machine"
+    about = "A Kubernetes cluster of network namespaces on this machine: a real kube-apiserver \
+             and etcd, nodes and pods as namespaces, the Bulkhead operator and one agent per node"
 )]
 struct Cli {
     /// The lab's state directory [default: $BULKHEAD_LAB_DIR or /tmp/bulkhead-lab]
@@ -21,18 +21,34 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum AgentChoice {
+    /// Agents when the agent binary has cluster mode.
+    Auto,
+    /// Agents in whatever mode the binary has.
+    Always,
+    /// No agents.
+    None,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the lab and leave it running.
+    /// Build the lab and leave it running (needs root).
     Up {
-        /// Number of nodes (node-1 .. node-N); each node's agent gets a kubeconfig.
+        /// Number of nodes (node-1 .. node-N).
         #[arg(long, default_value_t = 3)]
-        nodes: usize,
-        /// The address the API server listens on [default: 127.0.0.1].
+        nodes: u8,
+        /// Pods per node, alternating between namespaces prod and dev.
+        #[arg(long, default_value_t = 4)]
+        pods: u8,
+        /// Whether to start node agents.
+        #[arg(long, value_enum, default_value_t = AgentChoice::Auto)]
+        agents: AgentChoice,
+        /// Do not start the operator.
         #[arg(long)]
-        bind_address: Option<IpAddr>,
+        no_operator: bool,
     },
-    /// Stop everything `up` started and remove the state directory.
+    /// Stop everything `up` started, remove its namespaces, bridge and state directory.
     Down,
     /// Show what runs.
     Status,
@@ -40,34 +56,40 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    let dir = cli.dir.unwrap_or_else(StateDir::default_root);
+    let dir = lab::dir_or_default(cli.dir.as_deref());
     let state = StateDir::at(&dir);
     match cli.command {
         Command::Up {
             nodes,
-            bind_address,
+            pods,
+            agents,
+            no_operator,
         } => {
-            let config = LabConfig {
-                dir: dir.clone(),
-                nodes: (1..=nodes).map(|i| format!("node-{i}")).collect(),
-                bind_address,
+            let mut spec = LabSpec::new(nodes).with_default_workloads(pods);
+            spec.dir = Some(dir.clone());
+            spec.verbose = true;
+            spec.agents = match agents {
+                AgentChoice::Auto => Agents::IfClusterMode,
+                AgentChoice::Always => Agents::Always,
+                AgentChoice::None => Agents::Off,
             };
-            let record = lab::up(&config).with_context(|| {
+            if no_operator {
+                spec.operators.clear();
+            }
+            let record = lab::up(spec).with_context(|| {
                 format!(
                     "bringing the lab up in {} (`bulkhead-lab down` cleans up)",
                     dir.display()
                 )
             })?;
             println!("lab up in {}", dir.display());
-            println!("  API server  {}", record.server);
-            for (name, path) in &record.kubeconfigs {
-                println!("  kubeconfig  {name:<12} {}", path.display());
-            }
+            print_status(&state)?;
             if let Some(admin) = record.kubeconfigs.get("admin") {
                 println!(
-                    "try: {} --kubeconfig {} get segpol",
+                    "\ntry:  export KUBECONFIG={}\n      {} get nodes,pods -A -o wide; {} get nrm,idm,segpol",
+                    admin.display(),
                     record.kubectl.display(),
-                    admin.display()
+                    record.kubectl.display()
                 );
             }
         }
@@ -76,34 +98,80 @@ fn main() -> Result<()> {
                 println!("no lab in {}", dir.display());
                 return Ok(());
             }
-            let stopped =
+            let down =
                 lab::down(&state).with_context(|| format!("tearing down {}", dir.display()))?;
-            println!("stopped {}; removed {}", list(&stopped), dir.display());
+            println!(
+                "stopped {}; removed {} network namespaces and {}",
+                list(&down.stopped),
+                down.namespaces,
+                dir.display()
+            );
         }
         Command::Status => {
-            let status = lab::status(&state)?;
-            match &status.record {
-                Some(record) => {
-                    println!("lab in {}", dir.display());
-                    println!("  API server  {}", record.server);
-                    println!("  etcd        {}", record.etcd);
-                }
-                None if status.processes.is_empty() => {
-                    println!("no lab in {}", dir.display());
-                    return Ok(());
-                }
-                None => println!("lab in {} (incomplete: no lab.json)", dir.display()),
-            }
-            for p in &status.processes {
-                let state = if p.running { "running" } else { "NOT RUNNING" };
-                println!("  {:<16} pid {:<8} {state}", p.name, p.pid);
-            }
-            if status.processes.iter().any(|p| !p.running) {
-                anyhow::bail!("some lab processes are not running");
+            if !print_status(&state)? {
+                anyhow::bail!("some lab processes or namespaces are gone");
             }
         }
     }
     Ok(())
+}
+
+/// Prints the lab; false when something recorded is no longer there.
+fn print_status(state: &StateDir) -> Result<bool> {
+    let status = lab::status(state)?;
+    let dir = state.root().display();
+    match &status.record {
+        Some(record) => {
+            println!("lab in {dir}");
+            println!("  API server  {}", record.server);
+            println!("  etcd        {}", record.etcd);
+            for (name, path) in &record.kubeconfigs {
+                println!("  kubeconfig  {name:<16} {}", path.display());
+            }
+            if let Some(parts) = &record.parts {
+                if let Some(topology) = &parts.topology {
+                    println!(
+                        "  network     lab id {}, bridge {} {}/24",
+                        topology.lab, topology.bridge, topology.gateway
+                    );
+                    for node in &topology.nodes {
+                        println!(
+                            "  node        {:<8} {:<15} netns {:<16} pods {}",
+                            node.name, node.address, node.netns, node.pod_cidr
+                        );
+                    }
+                }
+                for pod in &parts.pods {
+                    println!(
+                        "  pod         {:<20} {:<8} {:<15} netns {}",
+                        pod.key(),
+                        pod.node,
+                        pod.address,
+                        pod.netns
+                    );
+                }
+                for (name, addr) in &parts.operators {
+                    println!("  operator    {name:<16} metrics http://{addr}/metrics");
+                }
+                if let Some(mode) = &parts.agent_mode {
+                    println!("  agents      {mode} mode");
+                }
+            }
+        }
+        None if status.processes.is_empty() => {
+            println!("no lab in {dir}");
+            return Ok(true);
+        }
+        None => println!("lab in {dir} (incomplete: no lab.json)"),
+    }
+    for p in &status.processes {
+        let state = if p.running { "running" } else { "NOT RUNNING" };
+        println!("  process     {:<20} pid {:<8} {state}", p.name, p.pid);
+    }
+    for ns in &status.missing_namespaces {
+        println!("  MISSING     netns {ns}");
+    }
+    Ok(status.processes.iter().all(|p| p.running) && status.missing_namespaces.is_empty())
 }
 
 fn list(names: &[String]) -> String {

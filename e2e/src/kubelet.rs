@@ -1,0 +1,174 @@
+//! What a kubelet and a CNI plugin would tell the API server, written by
+//! the lab instead: Nodes with their addresses, Pods bound to a node,
+//! Running, with the address the topology gave them.
+//!
+//! There is no kubelet to finish a graceful deletion, so pods are deleted
+//! with `--force --grace-period=0`; and no namespace controller, so a
+//! deleted namespace would stay `Terminating` forever (the lab never
+//! deletes one).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use crate::error::Result;
+use crate::kubectl::Kubectl;
+
+/// The field manager of everything the lab writes as a kubelet would.
+pub const FIELD_MANAGER: &str = "bulkhead-lab";
+/// The image the lab's pods name; nothing pulls it.
+pub const POD_IMAGE: &str = "registry.k8s.io/pause:3.10";
+
+pub type Labels = BTreeMap<String, String>;
+
+/// Labels from `("key", "value")` pairs.
+pub fn labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Labels {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// A Node as the lab registers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRegistration {
+    pub name: String,
+    pub labels: Labels,
+    pub address: IpAddr,
+    pub pod_cidr: String,
+}
+
+/// A Pod as the lab registers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodRegistration {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub labels: Labels,
+    pub address: IpAddr,
+}
+
+/// Creates (or updates) a Node, then reports it Ready with its InternalIP
+/// and host name through the status subresource, as its kubelet would.
+pub fn register_node(kubectl: &Kubectl, node: &NodeRegistration) -> Result<()> {
+    let mut labels = node.labels.clone();
+    labels
+        .entry("kubernetes.io/hostname".into())
+        .or_insert_with(|| node.name.clone());
+    labels
+        .entry("kubernetes.io/os".into())
+        .or_insert_with(|| "linux".into());
+    let object = json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node.name, "labels": labels},
+        "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
+    });
+    apply(kubectl, &object)?;
+    let status = json!({"status": {
+        "addresses": [
+            {"type": "InternalIP", "address": node.address.to_string()},
+            {"type": "Hostname", "address": node.name},
+        ],
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "the bulkhead lab stands in for the kubelet",
+        }],
+    }});
+    patch_status(kubectl, &["node", &node.name], &status)
+}
+
+/// Creates a Namespace, or brings an existing one's labels to `labels`.
+pub fn ensure_namespace(kubectl: &Kubectl, name: &str, labels: &Labels) -> Result<()> {
+    let object = json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": labels},
+    });
+    apply(kubectl, &object)
+}
+
+/// Creates a Pod bound to its node, then reports it Running with its
+/// address, as the kubelet and the CNI plugin would.
+pub fn create_pod(kubectl: &Kubectl, pod: &PodRegistration) -> Result<()> {
+    let object = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": pod.labels},
+        "spec": {
+            "nodeName": pod.node,
+            "containers": [{"name": "app", "image": POD_IMAGE}],
+            "terminationGracePeriodSeconds": 0,
+        },
+    });
+    apply(kubectl, &object)?;
+    let ip = pod.address.to_string();
+    let status = json!({"status": {
+        "phase": "Running",
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [{
+            "name": "app", "image": POD_IMAGE, "imageID": "", "ready": true,
+            "started": true, "restartCount": 0, "state": {"running": {}},
+        }],
+    }});
+    patch_status(kubectl, &["pod", "-n", &pod.namespace, &pod.name], &status)
+}
+
+/// Deletes a Pod at once (no kubelet will confirm a graceful deletion).
+pub fn delete_pod(kubectl: &Kubectl, namespace: &str, name: &str) -> Result<()> {
+    kubectl
+        .run(&[
+            "delete",
+            "pod",
+            "-n",
+            namespace,
+            name,
+            "--force",
+            "--grace-period=0",
+            "--ignore-not-found",
+        ])
+        .map(drop)
+}
+
+/// Sets (`Some`) or removes (`None`) labels of an object, e.g.
+/// `relabel(k, &["pod", "-n", "prod", "web-1"], &[("app", Some("api"))])`.
+pub fn relabel(kubectl: &Kubectl, object: &[&str], changes: &[(&str, Option<&str>)]) -> Result<()> {
+    let changes: Vec<String> = changes
+        .iter()
+        .map(|(key, value)| match value {
+            Some(v) => format!("{key}={v}"),
+            None => format!("{key}-"),
+        })
+        .collect();
+    let mut args = vec!["label", "--overwrite"];
+    args.extend_from_slice(object);
+    args.extend(changes.iter().map(String::as_str));
+    kubectl.run(&args).map(drop)
+}
+
+fn apply(kubectl: &Kubectl, object: &serde_json::Value) -> Result<()> {
+    kubectl
+        .run_with_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                &format!("--field-manager={FIELD_MANAGER}"),
+                "-f",
+                "-",
+            ],
+            &object.to_string(),
+        )
+        .map(drop)
+}
+
+fn patch_status(kubectl: &Kubectl, object: &[&str], status: &serde_json::Value) -> Result<()> {
+    let patch = status.to_string();
+    let mut args = vec!["patch"];
+    args.extend_from_slice(object);
+    args.extend(["--subresource=status", "--type=merge", "-p", &patch]);
+    kubectl.run(&args).map(drop)
+}

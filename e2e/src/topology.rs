@@ -1,0 +1,375 @@
+//! Nodes and pods as network namespaces, wired as a small cluster network.
+//!
+//! ```text
+//!  root namespace                          lab id L (1..=250), node i (1..), pod j (0..)
+//!  ┌──────────────────────────────────────────────────────────────────────────────┐
+//!  │ bridge bh<L>br 172.31.L.1/24  ◄── the API server binds here                  │
+//!  │   ├── bh<L>n1 ─veth─┐        ├── bh<L>n2 ─veth─┐                             │
+//!  └─────────────────────┼────────────────────────-─┼─────────────────────────────┘
+//!   netns bh-L-node-1    │ eth0 172.31.L.11/24      │ eth0 172.31.L.12/24   (bh-L-node-2)
+//!     route 10.L.2.0/24 via 172.31.L.12  ...        route 10.L.1.0/24 via 172.31.L.11
+//!     veth0 ─┐  route 10.L.1.10/32 dev veth0, permanent neighbour
+//!   netns bh-L-pod-1-0
+//!     eth0 10.L.1.10/32, default via 169.254.1.1 (the node's veth0, a permanent neighbour)
+//! ```
+//!
+//! Pods reach their node through a link-local next hop, as Calico wires
+//! them, so the node side of a pod veth needs no address and the agent finds
+//! endpoints by the `veth` prefix. Nodes route each other's pod CIDRs over
+//! the bridge. Nothing leaves the namespaces the lab creates: the root
+//! namespace only holds the bridge, its address and the node uplinks.
+//!
+//! The lab id is claimed by creating the bridge (creation is atomic), so
+//! parallel labs never share names or addresses. Everything made is recorded
+//! in a [`TopologyRecord`], which is all [`teardown`] needs.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::netns::{self, ip, ip_in, sysctl_in};
+
+/// The highest lab id; addresses are 172.31.<id>.0/24 and 10.<id>.<node>.0/24.
+pub const MAX_LAB_ID: u8 = 250;
+/// Pod j's address is .<j + POD_HOST_OFFSET>; node i's is .<i + NODE_HOST_OFFSET>.
+pub const POD_HOST_OFFSET: u8 = 10;
+pub const NODE_HOST_OFFSET: u8 = 10;
+/// The pods' next hop: a link-local address their node answers for.
+pub const POD_GATEWAY: &str = "169.254.1.1";
+/// Names of the interfaces inside the namespaces.
+pub const NODE_UPLINK: &str = "eth0";
+pub const POD_INTERFACE: &str = "eth0";
+/// The prefix of the node-side ends of pod veths (the agent's endpoint prefix).
+pub const POD_VETH_PREFIX: &str = "veth";
+
+/// How big a network to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopologySpec {
+    pub nodes: u8,
+    pub pods_per_node: u8,
+}
+
+/// Everything the topology made; `teardown` removes exactly this.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologyRecord {
+    /// The lab id, part of every name and address.
+    pub lab: u8,
+    /// The bridge in the root namespace.
+    pub bridge: String,
+    /// The bridge's address: the root namespace as the nodes see it.
+    pub gateway: Ipv4Addr,
+    pub nodes: Vec<NodeNet>,
+}
+
+/// One node: a namespace with an uplink into the bridge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeNet {
+    /// Its Kubernetes name, `node-<index>`.
+    pub name: String,
+    pub index: u8,
+    pub netns: String,
+    pub address: Ipv4Addr,
+    /// The root-namespace end of its uplink, enslaved to the bridge.
+    pub uplink: String,
+    /// `10.<lab>.<index>.0/24`.
+    pub pod_cidr: String,
+    pub pods: Vec<PodNet>,
+}
+
+/// One pod's network: a namespace with a veth into its node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodNet {
+    pub index: u8,
+    pub netns: String,
+    pub address: Ipv4Addr,
+    /// The node-side end of its veth (inside the node's namespace).
+    pub veth: String,
+}
+
+impl TopologyRecord {
+    pub fn node(&self, name: &str) -> Option<&NodeNet> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The node and the pod network that own `address`.
+    pub fn pod_by_address(&self, address: Ipv4Addr) -> Option<(&NodeNet, &PodNet)> {
+        self.nodes
+            .iter()
+            .find_map(|n| n.pods.iter().find(|p| p.address == address).map(|p| (n, p)))
+    }
+}
+
+/// A built topology. Dropping it tears it down, unless it was kept.
+#[derive(Debug)]
+pub struct Topology {
+    record: TopologyRecord,
+    keep: bool,
+}
+
+impl Topology {
+    /// Claims a lab id and builds `spec.nodes` nodes with `spec.pods_per_node`
+    /// pod networks each. On error, what was built is removed.
+    pub fn build(spec: TopologySpec) -> Result<Self> {
+        let lab = claim_lab_id()?;
+        let mut topology = Self {
+            record: TopologyRecord {
+                lab,
+                bridge: bridge_name(lab),
+                gateway: Ipv4Addr::new(172, 31, lab, 1),
+                nodes: Vec::new(),
+            },
+            keep: false,
+        };
+        ip(&format!(
+            "addr add {}/24 dev {}",
+            topology.record.gateway, topology.record.bridge
+        ))?;
+        ip(&format!("link set {} up", topology.record.bridge))?;
+        for index in 1..=spec.nodes {
+            topology.add_node(index)?;
+        }
+        topology.route_between_nodes()?;
+        for index in 1..=spec.nodes {
+            for _ in 0..spec.pods_per_node {
+                topology.add_pod(&node_name(index))?;
+            }
+        }
+        Ok(topology)
+    }
+
+    pub fn record(&self) -> &TopologyRecord {
+        &self.record
+    }
+
+    /// Leaves everything in place when this value is dropped (`bulkhead-lab up`).
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    /// A new pod network on `node`, with the next free index.
+    pub fn add_pod(&mut self, node: &str) -> Result<PodNet> {
+        let lab = self.record.lab;
+        let node = self
+            .record
+            .nodes
+            .iter_mut()
+            .find(|n| n.name == node)
+            .ok_or_else(|| Error::Topology(format!("no node {node} in lab {lab}")))?;
+        let index = (0..=u8::MAX - POD_HOST_OFFSET)
+            .find(|j| !node.pods.iter().any(|p| p.index == *j))
+            .ok_or_else(|| Error::Topology(format!("{} has no free pod address", node.name)))?;
+        let pod = PodNet {
+            index,
+            netns: format!("bh-{lab}-pod-{}-{index}", node.index),
+            address: Ipv4Addr::new(10, lab, node.index, index + POD_HOST_OFFSET),
+            veth: format!("{POD_VETH_PREFIX}{index}"),
+        };
+        // Recorded before it is built, so a half-built pod is torn down too.
+        node.pods.push(pod.clone());
+        wire_pod(&node.netns, &pod)?;
+        Ok(pod)
+    }
+
+    /// Removes a pod network (its namespace, and with it the veth pair).
+    pub fn remove_pod(&mut self, address: Ipv4Addr) -> Result<()> {
+        for node in &mut self.record.nodes {
+            if let Some(at) = node.pods.iter().position(|p| p.address == address) {
+                let pod = node.pods.remove(at);
+                // Deleting the veth destroys both ends at once; a namespace
+                // some process still holds would keep its end (and the
+                // name in the node) alive. Its route and neighbour go with it.
+                if let Err(e) = ip_in(&node.netns, &format!("link del {}", pod.veth)) {
+                    if ip_in(&node.netns, &format!("link show {}", pod.veth)).is_ok() {
+                        return Err(e);
+                    }
+                }
+                netns::delete_netns(&pod.netns)?;
+                return Ok(());
+            }
+        }
+        Err(Error::Topology(format!(
+            "no pod network has address {address}"
+        )))
+    }
+
+    fn add_node(&mut self, index: u8) -> Result<()> {
+        let lab = self.record.lab;
+        let node = NodeNet {
+            name: node_name(index),
+            index,
+            netns: format!("bh-{lab}-node-{index}"),
+            address: Ipv4Addr::new(172, 31, lab, index + NODE_HOST_OFFSET),
+            uplink: format!("bh{lab}n{index}"),
+            pod_cidr: format!("10.{lab}.{index}.0/24"),
+            pods: Vec::new(),
+        };
+        self.record.nodes.push(node.clone());
+        let ns = &node.netns;
+        netns::run("ip", &["netns", "add", ns])?;
+        ip_in(ns, "link set lo up")?;
+        for (key, value) in [
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+        ] {
+            sysctl_in(ns, key, value)?;
+        }
+        ip(&format!(
+            "link add {} type veth peer name {NODE_UPLINK} netns {ns}",
+            node.uplink
+        ))?;
+        ip(&format!(
+            "link set {} master {}",
+            node.uplink, self.record.bridge
+        ))?;
+        ip(&format!("link set {} up", node.uplink))?;
+        ip_in(
+            ns,
+            &format!("addr add {}/24 dev {NODE_UPLINK}", node.address),
+        )?;
+        ip_in(ns, &format!("link set {NODE_UPLINK} up"))?;
+        Ok(())
+    }
+
+    fn route_between_nodes(&self) -> Result<()> {
+        for node in &self.record.nodes {
+            for other in self.record.nodes.iter().filter(|o| o.name != node.name) {
+                ip_in(
+                    &node.netns,
+                    &format!("route add {} via {}", other.pod_cidr, other.address),
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Err(e) = teardown(&self.record) {
+                eprintln!("bulkhead-lab: tearing down lab {}: {e}", self.record.lab);
+            }
+        }
+    }
+}
+
+fn wire_pod(node_ns: &str, pod: &PodNet) -> Result<()> {
+    let ns = &pod.netns;
+    netns::run("ip", &["netns", "add", ns])?;
+    ip_in(
+        node_ns,
+        &format!(
+            "link add {} type veth peer name {POD_INTERFACE} netns {ns}",
+            pod.veth
+        ),
+    )?;
+    ip_in(node_ns, &format!("link set {} up", pod.veth))?;
+    ip_in(ns, "link set lo up")?;
+    ip_in(
+        ns,
+        &format!("addr add {}/32 dev {POD_INTERFACE}", pod.address),
+    )?;
+    ip_in(ns, &format!("link set {POD_INTERFACE} up"))?;
+    let node_mac = netns::mac_in(node_ns, &pod.veth)?;
+    let pod_mac = netns::mac_in(ns, POD_INTERFACE)?;
+    ip_in(
+        ns,
+        &format!("route add {POD_GATEWAY} dev {POD_INTERFACE} scope link"),
+    )?;
+    ip_in(
+        ns,
+        &format!("route add default via {POD_GATEWAY} dev {POD_INTERFACE}"),
+    )?;
+    ip_in(
+        ns,
+        &format!("neigh add {POD_GATEWAY} lladdr {node_mac} dev {POD_INTERFACE} nud permanent"),
+    )?;
+    ip_in(
+        node_ns,
+        &format!("route add {}/32 dev {}", pod.address, pod.veth),
+    )?;
+    ip_in(
+        node_ns,
+        &format!(
+            "neigh add {} lladdr {pod_mac} dev {} nud permanent",
+            pod.address, pod.veth
+        ),
+    )?;
+    Ok(())
+}
+
+/// Removes everything `record` lists: pod namespaces, node namespaces (and
+/// with them both ends of every veth), then the bridge. Tries every step and
+/// reports the first failure.
+pub fn teardown(record: &TopologyRecord) -> Result<()> {
+    let mut first_error = None;
+    let mut attempt = |r: Result<()>| {
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    };
+    for node in &record.nodes {
+        for pod in &node.pods {
+            attempt(netns::delete_netns(&pod.netns));
+        }
+    }
+    for node in &record.nodes {
+        attempt(netns::delete_netns(&node.netns));
+        attempt(netns::delete_link(&node.uplink));
+    }
+    if !record.bridge.is_empty() {
+        attempt(netns::delete_link(&record.bridge));
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+pub fn node_name(index: u8) -> String {
+    format!("node-{index}")
+}
+
+fn bridge_name(lab: u8) -> String {
+    format!("bh{lab}br")
+}
+
+/// Finds an id whose names and addresses are all free and claims it by
+/// creating its bridge.
+fn claim_lab_id() -> Result<u8> {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let salt = std::process::id().wrapping_mul(7) + CALLS.fetch_add(1, Ordering::Relaxed) * 13;
+    let ids = u32::from(MAX_LAB_ID);
+    for step in 0..ids {
+        let lab = u8::try_from((salt + step) % ids + 1).unwrap_or(1);
+        if !id_looks_free(lab) {
+            continue;
+        }
+        if netns::run("ip", &["link", "add", &bridge_name(lab), "type", "bridge"]).is_ok() {
+            return Ok(lab);
+        }
+    }
+    Err(Error::Topology(format!(
+        "no free lab id in 1..={MAX_LAB_ID}: every bh<id>br bridge exists or 172.31.<id>.0/24 is in use \
+         (`bulkhead-lab prune` removes what crashed labs left)"
+    )))
+}
+
+fn id_looks_free(lab: u8) -> bool {
+    if netns::link_exists(&bridge_name(lab)) || netns::netns_exists(&format!("bh-{lab}-node-1")) {
+        return false;
+    }
+    let subnet = format!("172.31.{lab}.0/24");
+    let used = |args: &[&str]| {
+        netns::run("ip", args)
+            .map(|out| !out.trim().is_empty())
+            .unwrap_or(true)
+    };
+    // Addresses in the subnet, or routes to any part of it (`root`: prefixes
+    // inside it; a default route covering it is no conflict).
+    !used(&["-4", "addr", "show", "to", &subnet])
+        && !used(&["-4", "route", "show", "root", &subnet, "table", "all"])
+}
