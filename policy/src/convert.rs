@@ -327,6 +327,33 @@ mod tests {
     }
 
     #[test]
+    fn pod_keeps_its_named_container_ports() {
+        let obj: core::Pod = yaml(
+            "metadata: {name: db, namespace: shop}\n\
+             spec:\n  containers:\n\
+             \x20 - {name: db, ports: [{name: sql, containerPort: 5432}, {containerPort: 9000}]}\n\
+             \x20 - {name: dns, ports: [{name: dns, containerPort: 53, protocol: UDP}]}\n",
+        );
+        let (_, db) = pod(&obj).expect("converts");
+        let ports: Vec<(&str, Protocol, u16)> = db
+            .named_ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.protocol, p.port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![("dns", Protocol::Udp, 53), ("sql", Protocol::Tcp, 5432)]
+        );
+        let obj: core::Pod = yaml(
+            "metadata: {name: db}\nspec: {containers: [{name: c, ports: [{name: x, containerPort: 70000}]}]}\n",
+        );
+        assert_eq!(
+            pod(&obj).expect_err("bad port").to_string(),
+            "Pod default/db: spec.containers[0].ports[0].containerPort: 70000 is not a port between 1 and 65535"
+        );
+    }
+
+    #[test]
     fn finished_pods_are_no_endpoints() {
         for phase in ["Succeeded", "Failed"] {
             let obj: core::Pod = yaml(&format!(

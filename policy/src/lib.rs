@@ -10,8 +10,9 @@
 //!                                   │
 //!                     identities.rs: one number per label set (stable)
 //!                                   │
-//!   SegmentationPolicies ─► selection.rs: scope and peers as identity sets,
-//!                                   │      CIDR prefixes as identities, modes
+//!   SegmentationPolicies ─┬► selection.rs: scope and peers as identity sets,
+//!   NetworkPolicies ──────┘         │      CIDR prefixes as identities, modes
+//!   (opt-in: netpol.rs translates them, and puts k8s: labels in pod identities)
 //!                                   ▼
 //!        node_map.rs: one NodeRuleMap per node   shards.rs: IdentityMap shards
 //!                                   │

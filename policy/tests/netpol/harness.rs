@@ -167,9 +167,9 @@ fn protocol_name(protocol: Protocol) -> &'static str {
     }
 }
 
-/// The changes one action makes to `snap` (which it updates).
-fn changes(action: &Action, snap: &mut Snapshot, family: Family) -> Vec<Change> {
-    let out = match action {
+/// The changes one action makes to `snap`.
+fn changes(action: &Action, snap: &Snapshot, family: Family) -> Vec<Change> {
+    match action {
         Action::Apply(manifest) => {
             let mut manifest = manifest.clone();
             case::substitute(&mut manifest, &|pod| address(family, pod));
@@ -214,11 +214,7 @@ fn changes(action: &Action, snap: &mut Snapshot, family: Family) -> Vec<Change> 
             value.labels.extend(labels.clone());
             vec![Change::UpsertPod(key, value)]
         }
-    };
-    for change in &out {
-        snap.apply(change.clone());
     }
-    out
 }
 
 /// Counts of what a run checked.
@@ -242,8 +238,19 @@ pub fn run(name: &str, case: &Case, variant: Variant) -> Result<Checked, String>
     let mut checked = Checked::default();
     for (i, step) in case.steps.iter().enumerate() {
         for action in &step.actions {
-            for change in changes(action, &mut snap, variant.family) {
-                compiler.apply(change);
+            for change in changes(action, &snap, variant.family) {
+                // Incremental == whole, after every change: the compiler's
+                // own invariant, checked on every fixture for free.
+                let before = compiler.output().allocation.clone();
+                snap.apply(change.clone());
+                compiler.apply(change.clone());
+                if compiler.output() != &compile(&snap, &options, &before) {
+                    let _ = writeln!(
+                        report,
+                        "\n=== {name} [{variant:?}] step {i}: after {change:?} the \
+                         incremental output differs from a whole compile ==="
+                    );
+                }
             }
         }
         let full = compile(&snap, &options, &IdentityAllocation::default());
