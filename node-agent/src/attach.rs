@@ -133,7 +133,7 @@ impl Attacher {
         }
         let index = ifindex(interface)?;
         let pin = self
-        // bpffs refuses names with dots.
+            // bpffs refuses names with dots.
             .links_dir
             .join(format!("{interface}_{index}_{}", hook.tag()));
         let name = hook.program();

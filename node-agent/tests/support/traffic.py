@@ -49,13 +49,33 @@ def echo_conn(c):
         c.close()
 
 
-def serve_udp(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.bind(("::", port))
+IP_PKTINFO = 8
+IPV6_RECVPKTINFO = 49
+IPV6_PKTINFO = 50
+
+
+def serve_udp(port, fam):
+    # Answer from the address the datagram was sent to (a host with several
+    # addresses would otherwise pick a source by route, and conntrack would
+    # rightly not see a reply).
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    if fam == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+        s.bind(("::", port))
+    else:
+        s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        s.bind(("0.0.0.0", port))
     while True:
-        data, addr = s.recvfrom(4096)
-        s.sendto(data, addr)
+        data, anc, _, addr = s.recvmsg(4096, socket.CMSG_SPACE(64))
+        reply_anc = []
+        for level, kind, cdata in anc:
+            if fam == socket.AF_INET and level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                local = cdata[8:12]
+                reply_anc = [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=i4s4s", 0, local, bytes(4)))]
+            if fam == socket.AF_INET6 and level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO:
+                reply_anc = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, cdata[:16] + struct.pack("=i", 0))]
+        s.sendmsg([data], reply_anc, 0, addr)
 
 
 def sctp_packet(sport, dport, chunk_type):
@@ -79,7 +99,8 @@ def serve():
     for p in TCP_PORTS:
         threading.Thread(target=serve_tcp, args=(p,), daemon=True).start()
     for p in UDP_PORTS:
-        threading.Thread(target=serve_udp, args=(p,), daemon=True).start()
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            threading.Thread(target=serve_udp, args=(p, fam), daemon=True).start()
     for fam in (socket.AF_INET, socket.AF_INET6):
         threading.Thread(target=serve_sctp, args=(fam,), daemon=True).start()
     print("serving", flush=True)
@@ -167,19 +188,21 @@ def main():
         dst, port = args[1], int(args[2])
         s = socket.create_connection((dst, port), timeout=2)
         s.settimeout(1.0)
-        for line in ["start"] + list(sys.stdin):
+        line = "start"
+        while line:
             try:
                 s.sendall(b"x")
                 ok = s.recv(16) == b"x"
             except OSError:
                 ok = False
             print("ok" if ok else "fail", flush=True)
+            line = sys.stdin.readline()
         return 0
     proto, dst, port = args[1], args[2], int(args[3])
     opts = dict(zip(args[4::2], args[5::2]))
     src = opts.get("--src")
     count = int(opts.get("--count", "1"))
-    timeout = float(opts.get("--timeout", "2.5"))
+    timeout = float(opts.get("--timeout", "1.0"))
     sport = int(opts.get("--sport", str(20000 + os.getpid() % 20000)))
     ok = True
     for _ in range(count):

@@ -1,0 +1,265 @@
+//! Cluster mode: this node's NodeRuleMap and the IdentityMap shards come
+//! from the API server; the agent programs them and reports, in the rule
+//! map's status, the generation its maps hold.
+//!
+//! The watch on the rule map uses a field selector on `metadata.name`, which
+//! is all the agent's RBAC lets it read. When the API server goes away the
+//! watches retry with backoff and the BPF maps keep the last good content;
+//! when it returns the watches re-list and the agent catches up.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bulkhead_api::condition::{types, Condition, ConditionStatus};
+use bulkhead_api::{IdentityMap, IdentityMapSpec, NodeRuleMap};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc;
+
+use crate::datapath::{Datapath, InterfaceConfig};
+use crate::desired::Desired;
+use crate::error::{Error, Result};
+use crate::flows::FlowAggregator;
+use crate::loader::LoadOptions;
+use crate::maps::ProgramStats;
+
+/// The field manager of the agent's status writes.
+pub const FIELD_MANAGER: &str = "bulkhead-agent";
+
+/// What cluster mode needs besides the client.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node's name: the NodeRuleMap to enforce.
+    pub node: String,
+    pub interfaces: InterfaceConfig,
+    pub poll_interval: Duration,
+    pub flow_interval: Duration,
+    /// JSON lines of flow records; `-` for stdout.
+    pub flow_log: Option<PathBuf>,
+    pub detach_on_exit: bool,
+}
+
+enum Update {
+    RuleMap(Box<NodeRuleMap>),
+    RuleMapGone,
+    RuleMapListed,
+    Shard(String, IdentityMapSpec),
+    ShardGone(String),
+    ShardsListed,
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()> {
+    let mut datapath = Datapath::open(&load)?;
+    let (tx, mut rx) = mpsc::channel(256);
+    watch_rule_map(client.clone(), config.node.clone(), tx.clone());
+    watch_shards(client.clone(), tx);
+
+    let mut rule_map: Option<NodeRuleMap> = None;
+    let mut shards: BTreeMap<String, IdentityMapSpec> = BTreeMap::new();
+    let (mut rule_map_listed, mut shards_listed) = (false, false);
+    let mut programmed: Option<(i64, NodeRuleMap, Vec<IdentityMapSpec>)> = None;
+    let mut flows = FlowAggregator::default();
+    let mut tick = tokio::time::interval(config.poll_interval);
+    let mut last_flush = Instant::now();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::invalid("agent", "signals", e.to_string()))?;
+    let mut status_due: Option<Status> = None;
+    loop {
+        tokio::select! {
+            update = rx.recv() => match update {
+                Some(u) => apply(u, &mut rule_map, &mut shards, &mut rule_map_listed, &mut shards_listed),
+                None => break,
+            },
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+        while let Ok(u) = rx.try_recv() {
+            apply(u, &mut rule_map, &mut shards, &mut rule_map_listed, &mut shards_listed);
+        }
+        // Program only from a complete picture: a partial shard list would
+        // turn known peers into `world`.
+        if let (true, true, Some(map)) = (rule_map_listed, shards_listed, &rule_map) {
+            let generation = map.metadata.generation.unwrap_or(0);
+            let shard_specs: Vec<IdentityMapSpec> = shards.values().cloned().collect();
+            let unchanged = programmed
+                .as_ref()
+                .is_some_and(|(g, m, s)| *g == generation && m.spec == map.spec && *s == shard_specs);
+            if !unchanged {
+                let result = Desired::build(&map.spec, &shard_specs).and_then(|d| datapath.program(&d));
+                status_due = Some(match result {
+                    Ok(stats) => {
+                        tracing::info!(generation, kernel_generation = stats.generation, "programmed");
+                        programmed = Some((generation, map.clone(), shard_specs));
+                        Status::programmed(generation, map, &stats)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "programming failed; the previous maps stay in force");
+                        // Remember the attempt, so the same content is not retried in a loop.
+                        programmed = Some((generation, map.clone(), shard_specs));
+                        Status::failed(generation, &e)
+                    }
+                });
+            }
+        }
+        if let Some(status) = &status_due {
+            match status.write(&client, &config.node).await {
+                Ok(()) => status_due = None,
+                Err(e) => tracing::warn!(error = %e, "status not written; will retry"),
+            }
+        }
+        if let Err(e) = datapath.sync_interfaces(&config.interfaces) {
+            tracing::warn!(error = %e, "interfaces");
+        }
+        datapath.read_flows(&mut flows);
+        if last_flush.elapsed() >= config.flow_interval {
+            crate::standalone::write_flows(&mut flows, config.flow_log.as_deref());
+            last_flush = Instant::now();
+        }
+    }
+    crate::standalone::write_flows(&mut flows, config.flow_log.as_deref());
+    if config.detach_on_exit {
+        datapath.detach_all()?;
+    }
+    Ok(())
+}
+
+fn apply(
+    u: Update,
+    rule_map: &mut Option<NodeRuleMap>,
+    shards: &mut BTreeMap<String, IdentityMapSpec>,
+    rule_map_listed: &mut bool,
+    shards_listed: &mut bool,
+) {
+    match u {
+        Update::RuleMap(m) => *rule_map = Some(*m),
+        // The node's map is gone (the node is being removed): keep enforcing
+        // what we have; an empty map would open everything.
+        Update::RuleMapGone => tracing::warn!("this node's NodeRuleMap was deleted; keeping the last one in force"),
+        Update::RuleMapListed => *rule_map_listed = true,
+        Update::Shard(name, spec) => {
+            shards.insert(name, spec);
+        }
+        Update::ShardGone(name) => {
+            shards.remove(&name);
+        }
+        Update::ShardsListed => *shards_listed = true,
+    }
+}
+
+fn watch_rule_map(client: Client, node: String, tx: mpsc::Sender<Update>) {
+    tokio::spawn(async move {
+        let api: Api<NodeRuleMap> = Api::all(client);
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={node}"));
+        let mut stream = watcher(api, cfg).default_backoff().boxed();
+        loop {
+            let update = match stream.try_next().await {
+                Ok(Some(watcher::Event::Apply(m) | watcher::Event::InitApply(m))) => Update::RuleMap(Box::new(m)),
+                Ok(Some(watcher::Event::Delete(_))) => Update::RuleMapGone,
+                Ok(Some(watcher::Event::InitDone)) => Update::RuleMapListed,
+                Ok(Some(watcher::Event::Init)) => continue,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "NodeRuleMap watch failed; retrying, the maps stay as they are");
+                    continue;
+                }
+            };
+            if tx.send(update).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+fn watch_shards(client: Client, tx: mpsc::Sender<Update>) {
+    tokio::spawn(async move {
+        let api: Api<IdentityMap> = Api::all(client);
+        let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut listing: Option<Vec<String>> = None;
+        let mut known: Vec<String> = Vec::new();
+        loop {
+            let mut updates = Vec::new();
+            match stream.try_next().await {
+                Ok(Some(watcher::Event::Init)) => listing = Some(Vec::new()),
+                Ok(Some(watcher::Event::InitApply(m) | watcher::Event::Apply(m))) => {
+                    let name = m.name_any();
+                    if let Some(l) = &mut listing {
+                        l.push(name.clone());
+                    }
+                    if !known.contains(&name) {
+                        known.push(name.clone());
+                    }
+                    updates.push(Update::Shard(name, m.spec));
+                }
+                Ok(Some(watcher::Event::Delete(m))) => {
+                    let name = m.name_any();
+                    known.retain(|k| k != &name);
+                    updates.push(Update::ShardGone(name));
+                }
+                Ok(Some(watcher::Event::InitDone)) => {
+                    if let Some(seen) = listing.take() {
+                        for gone in known.iter().filter(|k| !seen.contains(k)) {
+                            updates.push(Update::ShardGone(gone.clone()));
+                        }
+                        known = seen;
+                    }
+                    updates.push(Update::ShardsListed);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "IdentityMap watch failed; retrying, the maps stay as they are");
+                    continue;
+                }
+            }
+            for u in updates {
+                if tx.send(u).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// The status the agent writes to its rule map.
+#[derive(Debug, Clone)]
+struct Status(serde_json::Value);
+
+impl Status {
+    fn programmed(generation: i64, map: &NodeRuleMap, stats: &ProgramStats) -> Self {
+        let endpoints = map.spec.endpoints.len() + 1;
+        let policy_entries = stats.policy.added + stats.policy.changed + stats.policy.unchanged;
+        let ready = condition(true, "Programmed", format!("generation {generation} is in the BPF maps"), generation);
+        Status(serde_json::json!({"status": {
+            "programmedGeneration": generation,
+            "endpoints": endpoints,
+            "policyEntries": policy_entries,
+            "conditions": [ready],
+        }}))
+    }
+
+    fn failed(generation: i64, error: &Error) -> Self {
+        let stalled = condition(false, "ProgrammingFailed", format!("generation {generation} was not programmed: {error}; the previous maps stay in force"), generation);
+        Status(serde_json::json!({"status": {"conditions": [stalled]}}))
+    }
+
+    async fn write(&self, client: &Client, node: &str) -> std::result::Result<(), kube::Error> {
+        let api: Api<NodeRuleMap> = Api::all(client.clone());
+        api.patch_status(node, &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&self.0)).await?;
+        Ok(())
+    }
+}
+
+fn condition(ok: bool, reason: &str, message: String, generation: i64) -> Condition {
+    Condition {
+        type_: types::READY.into(),
+        status: if ok { ConditionStatus::True } else { ConditionStatus::False },
+        reason: reason.into(),
+        message,
+        observed_generation: Some(generation),
+        last_transition_time: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
+    }
+}
