@@ -14,13 +14,13 @@ use std::net::IpAddr;
 use bulkhead_api::identity::{CIDR_LABEL, REMOTE_NODE, UNLABELED};
 use bulkhead_api::policy::{EnforcementMode, Protocol};
 use bulkhead_api::rule_map::{Direction, FailsafePort, LocalEndpoint, NodeKind};
-use bulkhead_api::Labels;
+use bulkhead_api::{Labels, NodeRuleMapSpec, PrefixEntry};
 use ipnet::IpNet;
 
 use crate::identities::IdentityAllocation;
 use crate::labels::{PreparedMappings, Resolved, Source};
 use crate::netpol;
-use crate::node_map::{self, PolicyView};
+use crate::node_map::{self, NodeContext, PolicyView};
 use crate::output::{EndpointFacts, EndpointRef, MappingFacts, Output, PolicyFacts};
 use crate::selection::{self, mode_of, PreparedPolicy, Selection, Universe};
 use crate::shards::{self, fnv1a};
@@ -108,7 +108,8 @@ pub struct Compiler {
     modes: BTreeMap<u32, EnforcementMode>,
     /// address → endpoints claiming it (more than one is a clash; the first wins).
     addr_owners: BTreeMap<IpNet, BTreeSet<EndpointRef>>,
-    prefixes: BTreeMap<u32, BTreeMap<IpNet, u32>>,
+    /// shard → address prefix → its entry, formatted once.
+    prefixes: BTreeMap<u32, BTreeMap<IpNet, PrefixEntry>>,
     mapping_labeled: BTreeMap<String, u32>,
     conflicted: BTreeSet<EndpointRef>,
     /// What NetworkPolicies read of pods (empty unless they are compiled).
@@ -121,11 +122,22 @@ pub struct Compiler {
 struct Dirty {
     endpoints: BTreeSet<EndpointRef>,
     policies: BTreeSet<String>,
+    /// Every node is being built whole (a load): skip finer bookkeeping.
+    all_nodes: bool,
+    /// Nodes to rebuild whole (their host endpoint moved, or they are new or gone).
     nodes: BTreeSet<String>,
+    /// Nodes whose endpoint list (addresses, identities, modes) must be rebuilt.
+    node_endpoints: BTreeSet<String>,
+    /// (node, identity) whose presence on the node changed.
+    node_ids: BTreeSet<(String, u32)>,
+    /// Per node, the policies whose rules must be rebuilt there.
+    node_policies: BTreeMap<String, BTreeSet<String>>,
     shards: BTreeSet<u32>,
     facts: BTreeSet<String>,
     /// Identities whose endpoint counts changed.
     counted: BTreeSet<u32>,
+    /// An identity entered or left the universe.
+    identities: bool,
 }
 
 impl Compiler {
@@ -184,6 +196,8 @@ impl Compiler {
         self.refresh_cidrs(&mut dirty);
         dirty.endpoints.extend(self.all_endpoint_refs());
         dirty.shards.extend(0..self.options.identity_shards);
+        dirty.all_nodes = true;
+        dirty.identities = true;
         self.run(dirty);
         // Label sets of the previous allocation that nothing uses any more.
         let in_use = &self.universe.labels;
@@ -490,9 +504,12 @@ impl Compiler {
             }
         }
         if let Some(node) = &old.node {
-            dirty.nodes.insert(node.clone());
+            mark_node(dirty, ep, node);
             if let Some(per_node) = self.identity_nodes.get_mut(&old.identity) {
                 decrement(per_node, node.clone());
+                if !per_node.contains_key(node) {
+                    dirty.node_ids.insert((node.clone(), old.identity));
+                }
                 if per_node.is_empty() {
                     self.identity_nodes.remove(&old.identity);
                 }
@@ -529,9 +546,13 @@ impl Compiler {
             }
         }
         if let Some(node) = &facts.node {
-            dirty.nodes.insert(node.clone());
+            mark_node(dirty, ep, node);
             let per_node = self.identity_nodes.entry(facts.identity).or_default();
-            *per_node.entry(node.clone()).or_default() += 1;
+            let count = per_node.entry(node.clone()).or_default();
+            *count += 1;
+            if *count == 1 {
+                dirty.node_ids.insert((node.clone(), facts.identity));
+            }
             if matches!(ep, EndpointRef::Pod(_)) {
                 self.node_pods
                     .entry(node.clone())
@@ -557,7 +578,17 @@ impl Compiler {
             .map(|f| f.identity);
         let table = self.prefixes.entry(shard).or_default();
         let changed = match identity {
-            Some(id) => table.insert(net, id) != Some(id),
+            Some(id) if table.get(&net).is_some_and(|e| e.identity == id) => false,
+            Some(id) => {
+                table.insert(
+                    net,
+                    PrefixEntry {
+                        cidr: net.to_string(),
+                        identity: id,
+                    },
+                );
+                true
+            }
             None => table.remove(&net).is_some(),
         };
         if changed {
@@ -595,12 +626,14 @@ impl Compiler {
                     let cidr = labels.get(CIDR_LABEL).and_then(|c| c.parse::<IpNet>().ok());
                     self.universe.insert(id, labels, cidr);
                     dirty.shards.insert(shards::shard_of_identity(id, shards));
+                    dirty.identities = true;
                 }
             }
         } else if allocated.is_some() {
             self.universe.remove(id);
             self.out.allocation.release(id);
             dirty.shards.insert(shards::shard_of_identity(id, shards));
+            dirty.identities = true;
         }
     }
 
@@ -688,20 +721,29 @@ impl Compiler {
                 self.scope_index.remove(id);
             }
         }
-        // Nodes that carried or will carry a changed policy.
-        for name in &changed {
+        // Nodes that carried or will carry a changed policy (a load builds
+        // every node whole anyway).
+        for name in changed.iter().filter(|_| !dirty.all_nodes) {
+            let mut nodes: BTreeSet<&String> = BTreeSet::new();
             if let Some(facts) = self.out.policies.get(name) {
-                dirty.nodes.extend(facts.nodes.iter().cloned());
+                nodes.extend(facts.nodes.iter());
             }
             if let Some(sel) = self.selections.get(name) {
                 for id in &sel.scope {
-                    dirty.nodes.extend(
+                    nodes.extend(
                         self.identity_nodes
                             .get(id)
                             .into_iter()
-                            .flat_map(|m| m.keys().cloned()),
+                            .flat_map(|m| m.keys()),
                     );
                 }
+            }
+            for node in nodes {
+                dirty
+                    .node_policies
+                    .entry(node.clone())
+                    .or_default()
+                    .insert(name.clone());
             }
         }
         for id in mode_check {
@@ -718,13 +760,15 @@ impl Compiler {
             } else {
                 self.modes.remove(&id)
             };
-            if old != Some(mode) {
-                dirty.nodes.extend(
+            if old != Some(mode) && !dirty.all_nodes {
+                dirty.node_endpoints.extend(
                     self.identity_nodes
                         .get(&id)
                         .into_iter()
                         .flat_map(|m| m.keys().cloned()),
                 );
+            }
+            if old != Some(mode) {
                 for ep in self.identity_endpoints.get(&id).into_iter().flatten() {
                     if let Some(f) = self.out.endpoints.get_mut(ep) {
                         f.mode = mode;
@@ -758,43 +802,39 @@ impl Compiler {
     }
 
     fn rebuild_nodes(&mut self, dirty: &mut Dirty) {
+        // An identity arriving on or leaving a node changes the subjects of
+        // the policies scoping it there.
+        for (node, id) in std::mem::take(&mut dirty.node_ids) {
+            if dirty.all_nodes || dirty.nodes.contains(&node) {
+                continue;
+            }
+            let policies = self.scope_index.get(&id).into_iter().flatten().cloned();
+            dirty
+                .node_policies
+                .entry(node)
+                .or_default()
+                .extend(policies);
+        }
         for node in std::mem::take(&mut dirty.nodes) {
-            let old_policies: BTreeSet<String> = self
-                .out
-                .rule_maps
-                .get(&node)
-                .map(|m| m.rules.iter().map(|r| r.policy.clone()).collect())
-                .unwrap_or_default();
-            let new_map = self.build_node(&node);
-            let new_policies: BTreeSet<String> = new_map
-                .iter()
-                .flat_map(|m| m.rules.iter().map(|r| r.policy.clone()))
-                .collect();
-            for p in old_policies.difference(&new_policies) {
-                if let Some(f) = self.out.policies.get_mut(p) {
-                    f.nodes.remove(&node);
-                }
-                dirty.facts.insert(p.clone());
+            dirty.node_endpoints.remove(&node);
+            dirty.node_policies.remove(&node);
+            self.build_node_whole(&node, dirty);
+        }
+        for node in std::mem::take(&mut dirty.node_endpoints) {
+            if !self.refresh_node_endpoints(&node) {
+                dirty.node_policies.remove(&node);
+                self.build_node_whole(&node, dirty);
             }
-            for p in new_policies.difference(&old_policies) {
-                dirty.facts.insert(p.clone());
-            }
-            match new_map {
-                Some(map) => self.out.rule_maps.insert(node.clone(), map),
-                None => self.out.rule_maps.remove(&node),
-            };
-            for p in new_policies {
-                self.out
-                    .policies
-                    .entry(p)
-                    .or_default()
-                    .nodes
-                    .insert(node.clone());
+        }
+        for (node, policies) in std::mem::take(&mut dirty.node_policies) {
+            if !self.patch_node_policies(&node, &policies, dirty) {
+                self.build_node_whole(&node, dirty);
             }
         }
     }
 
-    fn build_node(&mut self, node: &str) -> Option<bulkhead_api::NodeRuleMapSpec> {
+    /// The node's host endpoint and pods, or `None` when it has no host endpoint.
+    fn local_endpoints(&self, node: &str) -> Option<(NodeKind, LocalEndpoint, Vec<LocalEndpoint>)> {
         let (kind, host_ref) = if self.snapshot.nodes.contains_key(node) {
             (NodeKind::Node, EndpointRef::Node(node.to_string()))
         } else {
@@ -803,7 +843,7 @@ impl Compiler {
                 EndpointRef::ExternalNode(node.to_string()),
             )
         };
-        let host_facts = self.out.endpoints.get(&host_ref)?.clone();
+        let host_facts = self.out.endpoints.get(&host_ref)?;
         let mode_of_id = |id: u32| {
             self.modes
                 .get(&id)
@@ -816,54 +856,170 @@ impl Compiler {
             identity: host_facts.identity,
             mode: mode_of_id(host_facts.identity),
         };
-        let mut endpoints = Vec::new();
-        let mut policies = BTreeSet::new();
-        policies.extend(
-            self.scope_index
-                .get(&host.identity)
-                .into_iter()
-                .flatten()
-                .cloned(),
-        );
-        for ep in self.node_pods.get(node).into_iter().flatten() {
-            let Some(facts) = self.out.endpoints.get(ep) else {
-                continue;
-            };
-            policies.extend(
-                self.scope_index
-                    .get(&facts.identity)
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-            );
-            endpoints.push(LocalEndpoint {
-                name: ep.to_string(),
-                addresses: facts.addresses.iter().map(IpAddr::to_string).collect(),
-                identity: facts.identity,
-                mode: mode_of_id(facts.identity),
-            });
-        }
-        let views = policies.iter().filter_map(|name| {
-            Some(PolicyView {
-                name,
-                policy: self.policies.get(name)?,
-                selection: self.selections.get(name)?,
-                rule_ids: self.rule_ids.get(name)?,
+        let endpoints = self
+            .node_pods
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|ep| {
+                let facts = self.out.endpoints.get(ep)?;
+                Some(LocalEndpoint {
+                    name: ep.to_string(),
+                    addresses: facts.addresses.iter().map(IpAddr::to_string).collect(),
+                    identity: facts.identity,
+                    mode: mode_of_id(facts.identity),
+                })
             })
+            .collect();
+        Some((kind, host, endpoints))
+    }
+
+    fn view<'a>(&'a self, name: &'a str) -> Option<PolicyView<'a>> {
+        Some(PolicyView {
+            name,
+            policy: self.policies.get(name)?,
+            selection: self.selections.get(name)?,
+            rule_ids: self.rule_ids.get(name)?,
+        })
+    }
+
+    /// Builds a node's map from scratch and records which policies it carries.
+    fn build_node_whole(&mut self, node: &str, dirty: &mut Dirty) {
+        let old: BTreeSet<String> = self
+            .out
+            .rule_maps
+            .get(node)
+            .map(|m| m.rules.iter().map(|r| r.policy.clone()).collect())
+            .unwrap_or_default();
+        let new_map = self.local_endpoints(node).map(|(kind, host, endpoints)| {
+            let ctx = NodeContext::new(&host, &endpoints, &self.universe.labels);
+            let mut names: BTreeSet<&str> = BTreeSet::new();
+            for id in ctx.local() {
+                names.extend(
+                    self.scope_index
+                        .get(id)
+                        .into_iter()
+                        .flatten()
+                        .map(String::as_str),
+                );
+            }
+            let mut rules = Vec::new();
+            for view in names.into_iter().filter_map(|name| self.view(name)) {
+                ctx.policy_rules(&view, &mut rules);
+            }
+            node_map::sort_rules(&mut rules);
+            NodeRuleMapSpec {
+                node_kind: kind,
+                host,
+                endpoints,
+                rules,
+                failsafe_ports: self.options.failsafe_ports.clone(),
+            }
         });
-        Some(node_map::build(
-            kind,
-            host,
-            endpoints,
-            views,
-            &self.options.failsafe_ports,
-            &self.universe.labels,
-        ))
+        let new: BTreeSet<String> = new_map
+            .iter()
+            .flat_map(|m| m.rules.iter())
+            .filter(|r| !old.contains(&r.policy))
+            .map(|r| r.policy.clone())
+            .collect();
+        let kept: BTreeSet<&str> = new_map
+            .iter()
+            .flat_map(|m| m.rules.iter().map(|r| r.policy.as_str()))
+            .collect();
+        for p in old.iter().filter(|p| !kept.contains(p.as_str())) {
+            if let Some(f) = self.out.policies.get_mut(p) {
+                f.nodes.remove(node);
+            }
+            dirty.facts.insert(p.clone());
+        }
+        for p in new {
+            self.out
+                .policies
+                .entry(p.clone())
+                .or_default()
+                .nodes
+                .insert(node.to_string());
+            dirty.facts.insert(p);
+        }
+        match new_map {
+            Some(map) => self.out.rule_maps.insert(node.to_string(), map),
+            None => self.out.rule_maps.remove(node),
+        };
+    }
+
+    /// Rebuilds the endpoint list of an existing map; false when the node
+    /// needs a whole build instead.
+    fn refresh_node_endpoints(&mut self, node: &str) -> bool {
+        let Some((kind, host, endpoints)) = self.local_endpoints(node) else {
+            return false;
+        };
+        let Some(map) = self.out.rule_maps.get_mut(node) else {
+            return false;
+        };
+        if map.node_kind != kind || map.host.identity != host.identity {
+            return false;
+        }
+        map.host = host;
+        map.endpoints = endpoints;
+        true
+    }
+
+    /// Replaces the rules of `policies` on an existing map; false when the
+    /// node needs a whole build instead.
+    fn patch_node_policies(
+        &mut self,
+        node: &str,
+        policies: &BTreeSet<String>,
+        dirty: &mut Dirty,
+    ) -> bool {
+        let Some(map) = self.out.rule_maps.get(node) else {
+            return false;
+        };
+        let ctx = NodeContext::new(&map.host, &map.endpoints, &self.universe.labels);
+        let mut fresh = Vec::new();
+        let mut carried = BTreeSet::new();
+        for name in policies {
+            let before = fresh.len();
+            if let Some(view) = self.view(name) {
+                ctx.policy_rules(&view, &mut fresh);
+            }
+            if fresh.len() > before {
+                carried.insert(name.as_str());
+            }
+        }
+        let Some(map) = self.out.rule_maps.get_mut(node) else {
+            return false;
+        };
+        let had: BTreeSet<String> = map
+            .rules
+            .iter()
+            .filter(|r| policies.contains(&r.policy))
+            .map(|r| r.policy.clone())
+            .collect();
+        map.rules.retain(|r| !policies.contains(&r.policy));
+        map.rules.extend(fresh);
+        node_map::sort_rules(&mut map.rules);
+        for name in policies {
+            let (was, is) = (had.contains(name), carried.contains(name.as_str()));
+            if was == is {
+                continue;
+            }
+            let facts = self.out.policies.entry(name.clone()).or_default();
+            if is {
+                facts.nodes.insert(node.to_string());
+            } else {
+                facts.nodes.remove(node);
+            }
+            dirty.facts.insert(name.clone());
+        }
+        true
     }
 
     fn rebuild_shards(&mut self, dirty: &Dirty) {
         let shards = self.options.identity_shards;
-        self.out.identities = self.universe.labels.clone();
+        if dirty.identities {
+            self.out.identities = self.universe.labels.clone();
+        }
         if self.out.identity_maps.len() != shards as usize {
             self.out.identity_maps = (0..shards)
                 .map(|s| shards::build(s, shards, &BTreeMap::new(), None))
@@ -880,12 +1036,21 @@ impl Compiler {
     }
 
     fn refresh_facts(&mut self, dirty: &Dirty) {
-        let mut names = dirty.facts.clone();
-        // Endpoint counts move whenever endpoints of a scoped identity come and go.
+        // Endpoint counts move whenever endpoints of a scoped identity come
+        // and go; nothing else about those policies did.
+        let mut recount: BTreeSet<&String> = BTreeSet::new();
         for id in &dirty.counted {
-            names.extend(self.scope_index.get(id).into_iter().flatten().cloned());
+            recount.extend(self.scope_index.get(id).into_iter().flatten());
         }
-        for name in names {
+        for name in recount.into_iter().filter(|n| !dirty.facts.contains(*n)) {
+            let (Some(sel), Some(facts)) =
+                (self.selections.get(name), self.out.policies.get_mut(name))
+            else {
+                continue;
+            };
+            facts.matched_endpoints = matched_endpoints(sel, &self.managed_uses);
+        }
+        for name in dirty.facts.clone() {
             let (Some(policy), Some(sel)) = (self.policies.get(&name), self.selections.get(&name))
             else {
                 self.out.policies.remove(&name);
@@ -898,11 +1063,7 @@ impl Compiler {
                 .map(|f| f.nodes.clone())
                 .unwrap_or_default();
             let facts = PolicyFacts {
-                matched_endpoints: sel
-                    .scope
-                    .iter()
-                    .map(|id| self.managed_uses.get(id).copied().unwrap_or(0) as u32)
-                    .sum(),
+                matched_endpoints: matched_endpoints(sel, &self.managed_uses),
                 matched_identities: sel.scope.len() as u32,
                 nodes,
                 warnings: policy_warnings(policy, sel),
@@ -940,6 +1101,13 @@ impl Compiler {
             })
             .collect();
     }
+}
+
+fn matched_endpoints(sel: &Selection, managed_uses: &BTreeMap<u32, usize>) -> u32 {
+    sel.scope
+        .iter()
+        .map(|id| managed_uses.get(id).copied().unwrap_or(0) as u32)
+        .sum()
 }
 
 fn policy_warnings(policy: &PreparedPolicy, sel: &Selection) -> Vec<String> {
@@ -992,6 +1160,16 @@ fn endpoint_prefixes(ep: &EndpointRef, facts: &EndpointFacts) -> Vec<IpNet> {
     match ep {
         EndpointRef::Cidr(net) => vec![*net],
         _ => facts.addresses.iter().map(|a| IpNet::from(*a)).collect(),
+    }
+}
+
+/// A pod moving touches its node's endpoint list; a host endpoint moving
+/// (its identity is the node's own) rebuilds the node whole.
+fn mark_node(dirty: &mut Dirty, ep: &EndpointRef, node: &str) {
+    if matches!(ep, EndpointRef::Pod(_)) {
+        dirty.node_endpoints.insert(node.to_string());
+    } else {
+        dirty.nodes.insert(node.to_string());
     }
 }
 

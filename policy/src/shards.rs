@@ -29,7 +29,7 @@ pub(crate) fn build(
     shard: u32,
     shards: u32,
     identities: &BTreeMap<u32, Labels>,
-    prefixes: Option<&BTreeMap<IpNet, u32>>,
+    prefixes: Option<&BTreeMap<IpNet, PrefixEntry>>,
 ) -> IdentityMapSpec {
     IdentityMapSpec {
         shard,
@@ -44,11 +44,8 @@ pub(crate) fn build(
             .collect(),
         prefixes: prefixes
             .into_iter()
-            .flatten()
-            .map(|(net, id)| PrefixEntry {
-                cidr: net.to_string(),
-                identity: *id,
-            })
+            .flat_map(BTreeMap::values)
+            .cloned()
             .collect(),
     }
 }
