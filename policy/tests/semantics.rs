@@ -537,9 +537,25 @@ fn narrower_ranges_inherit_labels_of_the_labeled_range() {
     let assets = "priority: 5\nrules:\n- {match: {cidrs: [198.51.100.0/24]}, labels: {role: mainframe}}\n- {match: {cidrs: [198.51.100.0/26]}, labels: {role: batch}}\n";
     let web = "scope: {selector: {matchLabels: {app: web, env: prod}}}\nenforcement: full\negress:\n- {action: allow, peers: [{selector: {matchLabels: {role: mainframe}}}]}\n";
     let other = "scope: {selector: {matchLabels: {app: db}}}\negress:\n- {action: allow, peers: [{cidr: 198.51.100.128/25}]}\n";
-    let out = base().mapping("assets", assets).policy("web", web).policy("other", other).compile();
-    assert_eq!(verdict(&out, "prod/web", "198.51.100.200", Tcp, 23), Allow, "inside the /25 named by another policy");
+    let out = base()
+        .mapping("assets", assets)
+        .policy("web", web)
+        .policy("other", other)
+        .compile();
+    assert_eq!(
+        verdict(&out, "prod/web", "198.51.100.200", Tcp, 23),
+        Allow,
+        "inside the /25 named by another policy"
+    );
     assert_eq!(verdict(&out, "prod/web", "198.51.100.70", Tcp, 23), Allow);
-    assert_eq!(verdict(&out, "prod/web", "198.51.100.10", Tcp, 23), Deny, "the narrowest labeled range wins: batch");
-    assert!(out.conflicts.is_empty(), "nested ranges are no conflict: {:?}", out.conflicts);
+    assert_eq!(
+        verdict(&out, "prod/web", "198.51.100.10", Tcp, 23),
+        Deny,
+        "the narrowest labeled range wins: batch"
+    );
+    assert!(
+        out.conflicts.is_empty(),
+        "nested ranges are no conflict: {:?}",
+        out.conflicts
+    );
 }
