@@ -30,9 +30,9 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## unit: every cargo test that needs no control plane (includes the CRD drift check)
+## unit: every cargo test that needs neither root nor a control plane (includes the CRD drift check)
 unit: deps
-	$(CARGO) test --workspace --exclude bulkhead-e2e
+	$(CARGO) test --workspace --exclude bulkhead-e2e --exclude bulkhead-agent
 
 ## test: the whole suite, as CI runs it
 test: lint unit test-datapath e2e
@@ -48,5 +48,5 @@ bench: deps
 clean:
 	$(CARGO) clean
 
--include node-agent/datapath.mk
+include node-agent/datapath.mk
 include e2e/e2e.mk
