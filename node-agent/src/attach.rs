@@ -86,7 +86,7 @@ pub fn ifindex(interface: &str) -> Result<u32> {
     })
 }
 
-fn program<'a>(loaded: &'a mut Loaded, hook: Hook) -> Result<&'a mut SchedClassifier> {
+fn program(loaded: &mut Loaded, hook: Hook) -> Result<&mut SchedClassifier> {
     let ebpf = match hook {
         Hook::FromEndpoint | Hook::ToEndpoint => &mut loaded.endpoint,
         Hook::HostIngress | Hook::HostEgress => &mut loaded.host,

@@ -284,7 +284,7 @@ pub fn lookup(
                 entries.get(&key).copied()
             })
     };
-    debug_assert!(POLICY_FIXED_PREFIX + 24 == POLICY_FULL_PREFIX);
+    const { assert!(POLICY_FIXED_PREFIX + 24 == POLICY_FULL_PREFIX) };
     longest(peer).or_else(|| if peer == ANY { None } else { longest(ANY) })
 }
 

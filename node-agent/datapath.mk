@@ -1,0 +1,33 @@
+# Datapath targets; included from the root Makefile (`include node-agent/datapath.mk`).
+# Paths are relative to the repository root.
+
+CARGO ?= cargo
+BPF_CLANG ?= clang
+BPF_OUT ?= target/bpf
+BPF_MULTIARCH := $(firstword $(wildcard /usr/include/$(shell uname -m)-linux-gnu))
+BPF_CFLAGS := -g -O2 -target bpf -Wall -Werror -Ibpf/include -Ibpf/lib $(if $(BPF_MULTIARCH),-I$(BPF_MULTIARCH))
+
+.PHONY: datapath-deps bpf test-datapath bench-datapath
+
+# clang, llvm, libbpf-dev, bpftool, iproute2, python3 (apt; skipped when present).
+datapath-deps:
+	sh node-agent/deps.sh
+
+# The BPF objects, standalone (build.rs compiles the same sources with the
+# same flags into the agent binary).
+bpf: $(BPF_OUT)/bpf_endpoint.o $(BPF_OUT)/bpf_host.o
+
+$(BPF_OUT)/%.o: bpf/%.c $(wildcard bpf/include/*.h bpf/lib/*.h)
+	@mkdir -p $(BPF_OUT)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Every datapath test: pure unit tests, the layout test, the encoding
+# proptest, BPF_PROG_TEST_RUN tests and real packets between network
+# namespaces. Needs root; fails (never skips) when eBPF or netns are missing.
+test-datapath: datapath-deps
+	@sh node-agent/preflight.sh
+	$(CARGO) test -p bulkhead-agent -- --test-threads=2
+
+# Per-packet run time and programming time at 10,000 rules, beside baselines.
+bench-datapath: datapath-deps
+	sh bench/datapath.sh --rules 10000
