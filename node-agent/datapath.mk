@@ -23,9 +23,13 @@ $(BPF_OUT)/%.o: bpf/%.c $(wildcard bpf/include/*.h bpf/lib/*.h)
 
 # Every datapath test: pure unit tests, the layout test, the encoding
 # proptest, BPF_PROG_TEST_RUN tests and real packets between network
-# namespaces. Needs root; fails (never skips) when eBPF or netns are missing.
+# namespaces, whose expected verdicts come from the verdict function and
+# from `kubectl-bulkhead simulate` on tests/fixtures/cluster (compiled with
+# `kubectl-bulkhead compile`). Needs root; fails (never skips) when eBPF or
+# netns are missing.
 test-datapath: datapath-deps
 	@sh node-agent/preflight.sh
+	$(CARGO) build -p kubectl-bulkhead
 	$(CARGO) test -p bulkhead-agent -- --test-threads=2
 
 # Per-packet run time and programming time at 10,000 rules, beside baselines.

@@ -226,19 +226,48 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-fn start() -> (Lab, NodeRuleMapSpec, Vec<IdentityMapSpec>) {
-    require_root();
-    let dir = std::env::temp_dir().join(format!("bht-{}", std::process::id()));
+/// The two tests share namespace names: one lab at a time.
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A fresh temp dir holding copies of the rule map and identity shards.
+fn input_dir(name: &str, rule_map: &Path, identities: &[PathBuf]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bht-{}-{name}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    std::fs::copy(fixtures.join("rule-map.yaml"), dir.join("rule-map.yaml")).expect("copy");
-    std::fs::copy(
-        fixtures.join("identities.yaml"),
-        dir.join("identities.yaml"),
-    )
-    .expect("copy");
+    std::fs::copy(rule_map, dir.join("rule-map.yaml")).expect("copy");
+    for (i, p) in identities.iter().enumerate() {
+        std::fs::copy(p, dir.join(format!("identities-{i}.yaml"))).expect("copy");
+    }
+    dir
+}
+
+fn identity_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("identities-"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn start(dir: &Path) -> (Lab, NodeRuleMapSpec, Vec<IdentityMapSpec>) {
+    require_root();
+    let dir = dir.to_path_buf();
     let rule_map = spec::read_rule_map(&dir.join("rule-map.yaml")).expect("fixture");
-    let shards = vec![spec::read_identity_map(&dir.join("identities.yaml")).expect("fixture")];
+    let shards: Vec<IdentityMapSpec> = identity_files(&dir)
+        .iter()
+        .map(|p| spec::read_identity_map(p).expect("fixture"))
+        .collect();
 
     build_topology();
     let mut lab = Lab {
@@ -262,16 +291,17 @@ fn start() -> (Lab, NodeRuleMapSpec, Vec<IdentityMapSpec>) {
     if std::env::var_os("BHT_NO_AGENT").is_some() {
         return (lab, rule_map, shards);
     }
-    let agent = Command::new("ip")
+    let mut agent = Command::new("ip");
+    agent
         .args(["netns", "exec", NODE, env!("CARGO_BIN_EXE_bulkhead-agent")])
         .args([
             "--rule-map",
             dir.join("rule-map.yaml").to_str().expect("path"),
-        ])
-        .args([
-            "--identities",
-            dir.join("identities.yaml").to_str().expect("path"),
-        ])
+        ]);
+    for p in identity_files(&dir) {
+        agent.args(["--identities", p.to_str().expect("path")]);
+    }
+    let agent = agent
         .args(["--host-interface", "bhtup", "--endpoint-prefix", "bhtv"])
         .args([
             "--pin-name",
@@ -367,75 +397,82 @@ fn flows(dir: &Path) -> Vec<FlowRecord> {
         .collect()
 }
 
-#[test]
-fn real_packets_follow_the_rule_map() {
-    let (lab, rule_map, shards) = start();
-    let ns_of = |addr: &str| -> &str {
-        PODS.iter().find(|p| p.1 == addr || p.2 == addr).map_or(
-            if addr.ends_with(":1") || addr.ends_with(".1") {
-                NODE
-            } else {
-                WORLD
-            },
-            |p| p.0,
-        )
-    };
-    // (src, dst, protocol, port); each case runs over IPv4 and IPv6.
-    let a = ("10.98.0.10", "fd98::10");
-    let b = ("10.98.0.11", "fd98::11");
-    let c = ("10.98.0.12", "fd98::12");
-    let host = ("10.99.0.1", "fd99::1");
-    let world = ("10.99.0.254", "fd99::fe");
-    let cidr = ("10.99.0.200", "fd99::c8");
-    let remote = ("10.99.0.4", "fd99::4");
+type Pair = (&'static str, &'static str);
+type Case = (Pair, Pair, Protocol, u16);
+
+const A: Pair = ("10.98.0.10", "fd98::10");
+const B: Pair = ("10.98.0.11", "fd98::11");
+const C: Pair = ("10.98.0.12", "fd98::12");
+const HOST: Pair = ("10.99.0.1", "fd99::1");
+const WORLD_IP: Pair = ("10.99.0.254", "fd99::fe");
+const CIDR: Pair = ("10.99.0.200", "fd99::c8");
+const REMOTE: Pair = ("10.99.0.4", "fd99::4");
+
+/// (src, dst, protocol, port); each runs over IPv4 and IPv6.
+fn cases() -> Vec<Case> {
     use Protocol::*;
-    let cases = [
-        (a, b, Tcp, 8000),
-        (a, b, Tcp, 8080),
-        (a, b, Udp, 6005),
-        (a, b, Sctp, 3868),
-        (a, b, Sctp, 3869),
-        (b, a, Tcp, 7000),
-        (world, b, Tcp, 7000),
-        (b, world, Udp, 80),
-        (a, cidr, Udp, 5353),
-        (a, world, Udp, 5353),
-        (a, cidr, Tcp, 9000),
-        (a, remote, Tcp, 22),
-        (a, world, Tcp, 22),
-        (world, a, Tcp, 80),
-        (cidr, a, Tcp, 80),
-        (a, host, Tcp, 443),
-        (b, host, Tcp, 443),
-        (a, host, Icmp, 8),
-        (world, host, Tcp, 22),
-        (world, host, Tcp, 23),
-        (host, world, Udp, 5000),
-        (host, world, Udp, 5001),
-        (host, world, Udp, 53),
-        (host, b, Tcp, 7000),
-        (world, c, Udp, 9999),
-        (a, c, Udp, 9999),
-        (world, b, Icmp, 8),
-        (b, world, Icmp, 8),
-        (a, b, Icmp, 8),
-    ];
+    vec![
+        (A, B, Tcp, 8000),
+        (A, B, Tcp, 8080),
+        (A, B, Udp, 6005),
+        (A, B, Sctp, 3868),
+        (A, B, Sctp, 3869),
+        (B, A, Tcp, 7000),
+        (WORLD_IP, B, Tcp, 7000),
+        (B, WORLD_IP, Udp, 80),
+        (A, CIDR, Udp, 5353),
+        (A, WORLD_IP, Udp, 5353),
+        (A, CIDR, Tcp, 9000),
+        (A, REMOTE, Tcp, 22),
+        (A, WORLD_IP, Tcp, 22),
+        (WORLD_IP, A, Tcp, 80),
+        (CIDR, A, Tcp, 80),
+        (A, HOST, Tcp, 443),
+        (B, HOST, Tcp, 443),
+        (A, HOST, Icmp, 8),
+        (WORLD_IP, HOST, Tcp, 22),
+        (WORLD_IP, HOST, Tcp, 23),
+        (HOST, WORLD_IP, Udp, 5000),
+        (HOST, WORLD_IP, Udp, 5001),
+        (HOST, WORLD_IP, Udp, 53),
+        (HOST, B, Tcp, 7000),
+        (WORLD_IP, C, Udp, 9999),
+        (A, C, Udp, 9999),
+        (WORLD_IP, B, Icmp, 8),
+        (B, WORLD_IP, Icmp, 8),
+        (A, B, Icmp, 8),
+    ]
+}
+
+fn ns_of(addr: &str) -> &'static str {
+    if let Some(p) = PODS.iter().find(|p| p.1 == addr || p.2 == addr) {
+        return p.0;
+    }
+    if addr == HOST.0 || addr == HOST.1 {
+        NODE
+    } else {
+        WORLD
+    }
+}
+
+/// Sends every case for real; returns the mismatches with `expect`.
+fn run_cases(expect: impl Fn(IpAddr, IpAddr, Protocol, u16) -> bool) -> Vec<String> {
     let mut failures = Vec::new();
     let (mut allowed, mut denied) = (0, 0);
-    for (src, dst, proto, port) in cases {
+    for (src, dst, proto, port) in cases() {
         for v6 in [false, true] {
             let (s, d) = if v6 { (src.1, dst.1) } else { (src.0, dst.0) };
             let (si, di): (IpAddr, IpAddr) = (s.parse().expect("ip"), d.parse().expect("ip"));
             let (proto, port) = match (proto, v6) {
-                (Icmp, true) => (Icmpv6, 128),
+                (Protocol::Icmp, true) => (Protocol::Icmpv6, 128),
                 other => (other.0, port),
             };
-            let want = expect(&rule_map, &shards, si, di, proto, port);
+            let want = expect(si, di, proto, port);
             let name = match proto {
-                Tcp => "tcp",
-                Udp => "udp",
-                Sctp => "sctp",
-                Icmp | Icmpv6 => "icmp",
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+                Protocol::Sctp => "sctp",
+                Protocol::Icmp | Protocol::Icmpv6 => "icmp",
             };
             let got = probe(ns_of(s), name, Some(si), di, port, &[]);
             if got {
@@ -453,17 +490,136 @@ fn real_packets_follow_the_rule_map() {
         }
     }
     assert!(
+        allowed >= 15 && denied >= 15,
+        "both verdicts exercised: {allowed} allowed, {denied} denied"
+    );
+    failures
+}
+
+#[test]
+fn real_packets_follow_the_rule_map() {
+    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = input_dir(
+        "rulemap",
+        &fixtures().join("rule-map.yaml"),
+        &[fixtures().join("identities.yaml")],
+    );
+    let (lab, rule_map, shards) = start(&dir);
+    let failures = run_cases(|s, d, proto, port| expect(&rule_map, &shards, s, d, proto, port));
+    assert!(
         failures.is_empty(),
         "verdicts differ from the verdict function:\n{}",
         failures.join("\n")
     );
-    assert!(
-        allowed >= 20 && denied >= 20,
-        "{allowed} allowed, {denied} denied"
-    );
     check_flow_records(&lab);
     check_policy_change_stops_established(&lab);
     check_bad_input_keeps_enforcing(&lab);
+}
+
+/// kubectl-bulkhead, built from this workspace (`make test-datapath` builds it).
+fn kubectl_bulkhead() -> PathBuf {
+    if let Some(p) = std::env::var_os("KUBECTL_BULKHEAD") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/kubectl-bulkhead");
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build -p kubectl-bulkhead (or set KUBECTL_BULKHEAD)",
+        bin.display()
+    );
+    bin
+}
+
+/// The endpoint name simulate knows an address by (pods and nodes), or the address.
+fn simulate_name(addr: IpAddr) -> String {
+    let a = addr.to_string();
+    for (name, pair) in [
+        ("default/a", A),
+        ("default/b", B),
+        ("default/c", C),
+        ("bht-node", HOST),
+        ("bht-remote", REMOTE),
+    ] {
+        if a == pair.0 || a == pair.1 {
+            return name.to_string();
+        }
+    }
+    a
+}
+
+#[test]
+fn real_packets_match_kubectl_bulkhead_simulate() {
+    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let cluster = fixtures().join("cluster");
+    let out = std::env::temp_dir().join(format!("bht-{}-compiled", std::process::id()));
+    std::fs::remove_dir_all(&out).ok();
+    let compiled = Command::new(kubectl_bulkhead())
+        .arg("compile")
+        .arg(&cluster)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("kubectl-bulkhead compile");
+    assert!(
+        compiled.status.success(),
+        "compile: {}",
+        String::from_utf8_lossy(&compiled.stderr)
+    );
+    let shards: Vec<PathBuf> = std::fs::read_dir(&out)
+        .expect("out")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("identitymap-"))
+        })
+        .collect();
+    let dir = input_dir("simulate", &out.join("noderulemap-bht-node.yaml"), &shards);
+    let (_lab, _, _) = start(&dir);
+    let simulate = |s: IpAddr, d: IpAddr, proto: Protocol, port: u16| -> bool {
+        let proto_name = match proto {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+            Protocol::Icmp => "ICMP",
+            Protocol::Icmpv6 => "ICMPv6",
+        };
+        let out = Command::new(kubectl_bulkhead())
+            .arg("simulate")
+            .arg(&cluster)
+            .args(["--from", &simulate_name(s), "--to", &simulate_name(d)])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--protocol",
+                proto_name,
+                "-o",
+                "json",
+            ])
+            .output()
+            .expect("kubectl-bulkhead simulate");
+        assert!(
+            out.status.success(),
+            "simulate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("simulate json");
+        match v["verdict"].as_str() {
+            Some("allow") => true,
+            Some("deny") => false,
+            other => panic!("simulate verdict {other:?}"),
+        }
+    };
+    let failures = run_cases(simulate);
+    assert!(
+        failures.is_empty(),
+        "verdicts differ from kubectl-bulkhead simulate:\n{}",
+        failures.join("\n")
+    );
 }
 
 fn ok(b: bool) -> &'static str {
