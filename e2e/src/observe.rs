@@ -160,8 +160,14 @@ impl Directory {
 /// The sum of every sample of a metric family in Prometheus text,
 /// e.g. `bulkhead_operator_writes_total` over all kinds.
 pub fn metric_sum(text: &str, name: &str) -> f64 {
+    metric_sum_where(text, name, "")
+}
+
+/// The sum of the samples of a metric family whose labels contain `label`,
+/// e.g. `kind="noderulemap"`.
+pub fn metric_sum_where(text: &str, name: &str, label: &str) -> f64 {
     text.lines()
-        .filter(|l| !l.starts_with('#'))
+        .filter(|l| !l.starts_with('#') && l.contains(label))
         .filter_map(|l| {
             let (key, value) = l.rsplit_once(' ')?;
             let family = key.split('{').next()?;
@@ -182,5 +188,10 @@ mod tests {
         assert_eq!(metric_sum(text, "bulkhead_operator_writes_total"), 19.0);
         assert_eq!(metric_sum(text, "bulkhead_operator_leader"), 1.0);
         assert_eq!(metric_sum(text, "absent"), 0.0);
+        let kind = "kind=\"identitymap\"";
+        assert_eq!(
+            metric_sum_where(text, "bulkhead_operator_writes_total", kind),
+            16.0
+        );
     }
 }

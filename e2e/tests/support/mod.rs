@@ -38,3 +38,153 @@ pub fn ok<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
 pub fn eventually<T>(what: &str, check: impl FnMut() -> bulkhead_e2e::Result<Option<T>>) -> T {
     ok(wait_until(what, SETTLE, check), "waiting")
 }
+
+use std::collections::BTreeMap;
+
+use bulkhead_api::{IdentityMap, NodeRuleMap, NodeRuleMapSpec};
+use bulkhead_e2e::observe::{self, Directory};
+use serde_json::{json, Value};
+
+/// A rule map with every identity number replaced by the labels it stands
+/// for and rule ids left out: two compilations of the same cluster agree
+/// on this even when they numbered identities in another order.
+pub fn canonical(spec: &NodeRuleMapSpec, dir: &Directory) -> Value {
+    let endpoint = |e: &bulkhead_api::rule_map::LocalEndpoint| json!({"name": e.name, "addresses": e.addresses, "identity": dir.describe(e.identity), "mode": e.mode});
+    let ids = |ids: &[u32]| {
+        let mut v: Vec<String> = ids.iter().map(|i| dir.describe(*i)).collect();
+        v.sort();
+        v
+    };
+    let mut endpoints: Vec<Value> = spec.endpoints.iter().map(endpoint).collect();
+    endpoints.sort_by_key(|e| e["name"].as_str().map(str::to_owned));
+    let mut rules: Vec<Value> = spec
+        .rules
+        .iter()
+        .map(|r| {
+            json!({"policy": r.policy, "rule": r.rule, "direction": r.direction, "action": r.action,
+                   "subjects": ids(&r.subjects), "anyPeer": r.any_peer, "peers": ids(&r.peers),
+                   "ports": r.ports})
+        })
+        .collect();
+    rules.sort_by_key(|r| r.to_string());
+    json!({"host": endpoint(&spec.host), "endpoints": endpoints, "rules": rules,
+           "failsafePorts": spec.failsafe_ports, "nodeKind": spec.node_kind})
+}
+
+/// The shards as (labels of every identity, prefix → labels).
+pub fn canonical_shards(dir: &Directory) -> Value {
+    let mut identities: Vec<String> = dir.labels.keys().map(|id| dir.describe(*id)).collect();
+    identities.sort();
+    let prefixes: BTreeMap<&String, String> = dir
+        .prefixes
+        .iter()
+        .map(|(p, id)| (p, dir.describe(*id)))
+        .collect();
+    json!({"identities": identities, "prefixes": prefixes})
+}
+
+/// The operator's published rule maps and shards, canonical.
+pub fn published(lab: &Lab) -> bulkhead_e2e::Result<Value> {
+    let kubectl = lab.kubectl();
+    let shards = observe::identity_maps(&kubectl)?;
+    let dir = Directory::from_shards(shards.values());
+    let maps: BTreeMap<String, Value> = observe::rule_maps(&kubectl)?
+        .iter()
+        .map(|(n, m)| (n.clone(), canonical(&m.spec, &dir)))
+        .collect();
+    Ok(json!({"ruleMaps": maps, "shards": canonical_shards(&dir)}))
+}
+
+/// What `kubectl-bulkhead compile` makes of the objects in the API server
+/// now, canonical: the offline compiler and the operator must agree.
+pub fn compiled_offline(lab: &Lab) -> bulkhead_e2e::Result<Value> {
+    let input = tempfile::tempdir().map_err(|e| bulkhead_e2e::Error::Io {
+        action: "create",
+        path: std::env::temp_dir(),
+        source: e,
+    })?;
+    let objects = lab.kubectl().run(&[
+        "get",
+        "namespaces,nodes,pods,externalnodes,labelmappings,segmentationpolicies",
+        "-A",
+        "-o",
+        "yaml",
+    ])?;
+    let snapshot = input.path().join("in");
+    std::fs::create_dir_all(&snapshot).map_err(|e| bulkhead_e2e::Error::Io {
+        action: "create",
+        path: snapshot.clone(),
+        source: e,
+    })?;
+    let io = |path: std::path::PathBuf| {
+        move |e| bulkhead_e2e::Error::Io {
+            action: "write",
+            path,
+            source: e,
+        }
+    };
+    std::fs::write(snapshot.join("cluster.yaml"), objects)
+        .map_err(io(snapshot.join("cluster.yaml")))?;
+    let out = input.path().join("out");
+    let cli = lab.project_binaries().cli();
+    bulkhead_e2e::netns::run(
+        &cli.to_string_lossy(),
+        &[
+            "compile",
+            &snapshot.to_string_lossy(),
+            "--out",
+            &out.to_string_lossy(),
+            "-o",
+            "json",
+        ],
+    )?;
+    let mut maps = Vec::new();
+    let mut shards = Vec::new();
+    for entry in std::fs::read_dir(&out).map_err(io(out.clone()))? {
+        let path = entry.map_err(io(out.clone()))?.path();
+        let text = std::fs::read_to_string(&path).map_err(io(path.clone()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parse_error = |e: serde_json::Error| bulkhead_e2e::Error::Unexpected {
+            what: path.display().to_string(),
+            problem: e.to_string(),
+        };
+        if name.starts_with("noderulemap-") {
+            maps.push(serde_json::from_str::<NodeRuleMap>(&text).map_err(parse_error)?);
+        } else if name.starts_with("identitymap-") {
+            shards.push(serde_json::from_str::<IdentityMap>(&text).map_err(parse_error)?);
+        }
+    }
+    let dir = Directory::from_shards(shards.iter());
+    let maps: BTreeMap<String, Value> = maps
+        .iter()
+        .map(|m| {
+            (
+                m.metadata.name.clone().unwrap_or_default(),
+                canonical(&m.spec, &dir),
+            )
+        })
+        .collect();
+    Ok(json!({"ruleMaps": maps, "shards": canonical_shards(&dir)}))
+}
+
+/// Waits until the operator's output equals the offline compiler's on the
+/// same objects, or fails with both.
+pub fn assert_operator_agrees_with_offline_compile(lab: &Lab, when: &str) {
+    let mut last = (Value::Null, Value::Null);
+    let agreed = wait_until(when, SETTLE, || {
+        let (online, offline) = (published(lab)?, compiled_offline(lab)?);
+        let same = online == offline;
+        last = (online, offline);
+        Ok(same.then_some(()))
+    });
+    if agreed.is_err() {
+        panic!(
+            "{when}: the operator's rule maps and shards differ from `kubectl-bulkhead compile` of the same objects\n\
+             operator: {:#}\noffline:  {:#}",
+            last.0, last.1
+        );
+    }
+}
