@@ -116,6 +116,11 @@ impl Drop for Lab {
             c.wait().ok();
         }
         teardown_namespaces();
+        Command::new("umount")
+            .arg(BPFFS)
+            .stderr(Stdio::null())
+            .status()
+            .ok();
     }
 }
 
@@ -260,48 +265,35 @@ fn identity_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn start(dir: &Path) -> (Lab, NodeRuleMapSpec, Vec<IdentityMapSpec>) {
-    require_root();
-    let dir = dir.to_path_buf();
-    let rule_map = spec::read_rule_map(&dir.join("rule-map.yaml")).expect("fixture");
-    let shards: Vec<IdentityMapSpec> = identity_files(&dir)
-        .iter()
-        .map(|p| spec::read_identity_map(p).expect("fixture"))
-        .collect();
+/// bpffs for the agent, mounted in this (the root) mount namespace: `ip netns
+/// exec` hides /sys/fs/bpf, and pins must outlive one agent process for the
+/// restart check, as they do on a real node.
+const BPFFS: &str = "/run/bulkhead-test-bpffs";
 
-    build_topology();
-    let mut lab = Lab {
-        children: Vec::new(),
-        agent: None,
-        dir: dir.clone(),
-    };
-    for ns in [NODE, WORLD, PODS[0].0, PODS[1].0, PODS[2].0] {
-        let mut child = spawn_in(
-            ns,
-            &[python(), traffic_py().to_str().expect("path"), "serve"],
-        );
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("server ready");
-        assert_eq!(line.trim(), "serving", "traffic server in {ns}");
-        lab.children.push(child);
+fn mount_bpffs() {
+    std::fs::create_dir_all(BPFFS).expect("bpffs dir");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    if !mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(BPFFS))
+    {
+        sh(&["mount", "-t", "bpf", "bpf", BPFFS]);
     }
-    // BHT_NO_AGENT=1: the topology alone, to tell a lab problem from a datapath one.
-    if std::env::var_os("BHT_NO_AGENT").is_some() {
-        return (lab, rule_map, shards);
-    }
+}
+
+fn spawn_agent(dir: &Path) -> Child {
     let mut agent = Command::new("ip");
     agent
         .args(["netns", "exec", NODE, env!("CARGO_BIN_EXE_bulkhead-agent")])
         .args([
             "--rule-map",
             dir.join("rule-map.yaml").to_str().expect("path"),
-        ]);
-    for p in identity_files(&dir) {
+        ])
+        .args(["--bpffs", BPFFS]);
+    for p in identity_files(dir) {
         agent.args(["--identities", p.to_str().expect("path")]);
     }
-    let agent = agent
+    agent
         .args(["--host-interface", "bhtup", "--endpoint-prefix", "bhtv"])
         .args([
             "--pin-name",
@@ -323,8 +315,42 @@ fn start(dir: &Path) -> (Lab, NodeRuleMapSpec, Vec<IdentityMapSpec>) {
             "--detach-on-exit",
         ])
         .spawn()
-        .expect("agent");
-    lab.agent = Some(agent);
+        .expect("agent")
+}
+
+fn start(dir: &Path) -> (Lab, NodeRuleMapSpec, Vec<IdentityMapSpec>) {
+    require_root();
+    let dir = dir.to_path_buf();
+    let rule_map = spec::read_rule_map(&dir.join("rule-map.yaml")).expect("fixture");
+    let shards: Vec<IdentityMapSpec> = identity_files(&dir)
+        .iter()
+        .map(|p| spec::read_identity_map(p).expect("fixture"))
+        .collect();
+
+    build_topology();
+    mount_bpffs();
+    let mut lab = Lab {
+        children: Vec::new(),
+        agent: None,
+        dir: dir.clone(),
+    };
+    for ns in [NODE, WORLD, PODS[0].0, PODS[1].0, PODS[2].0] {
+        let mut child = spawn_in(
+            ns,
+            &[python(), traffic_py().to_str().expect("path"), "serve"],
+        );
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("server ready");
+        assert_eq!(line.trim(), "serving", "traffic server in {ns}");
+        lab.children.push(child);
+    }
+    // BHT_NO_AGENT=1: the topology alone, to tell a lab problem from a datapath one.
+    if std::env::var_os("BHT_NO_AGENT").is_some() {
+        return (lab, rule_map, shards);
+    }
+    lab.agent = Some(spawn_agent(&dir));
     wait_for(
         "the agent to program and attach",
         Duration::from_secs(20),
@@ -504,7 +530,7 @@ fn real_packets_follow_the_rule_map() {
         &fixtures().join("rule-map.yaml"),
         &[fixtures().join("identities.yaml")],
     );
-    let (lab, rule_map, shards) = start(&dir);
+    let (mut lab, rule_map, shards) = start(&dir);
     let failures = run_cases(|s, d, proto, port| expect(&rule_map, &shards, s, d, proto, port));
     assert!(
         failures.is_empty(),
@@ -514,6 +540,7 @@ fn real_packets_follow_the_rule_map() {
     check_flow_records(&lab);
     check_policy_change_stops_established(&lab);
     check_bad_input_keeps_enforcing(&lab);
+    check_restart_keeps_enforcing(&mut lab);
 }
 
 /// kubectl-bulkhead, built from this workspace (`make test-datapath` builds it).
@@ -796,4 +823,68 @@ fn check_bad_input_keeps_enforcing(lab: &Lab) {
         probe(PODS[0].0, "sctp", Some(a), b, 3868, &[]),
         "rule 10 still allows"
     );
+}
+
+/// A killed agent leaves its programs attached (pinned TCX links) and its
+/// maps in place; a new agent takes them over without a second attachment.
+fn check_restart_keeps_enforcing(lab: &mut Lab) {
+    let (a, b): (IpAddr, IpAddr) = (
+        "10.98.0.10".parse().expect("ip"),
+        "10.98.0.11".parse().expect("ip"),
+    );
+    let mut old = lab.agent.take().expect("agent");
+    old.kill().expect("SIGKILL the agent");
+    old.wait().ok();
+    assert!(
+        !probe(PODS[0].0, "tcp", Some(a), b, 8080, &[]),
+        "no agent: still enforcing the override deny"
+    );
+    assert!(
+        probe(PODS[0].0, "sctp", Some(a), b, 3868, &[]),
+        "no agent: still allowing"
+    );
+    // The last good rule map is back in place for the new agent.
+    std::fs::remove_file(lab.dir.join("status.json")).ok();
+    std::fs::copy(
+        fixtures().join("rule-map.yaml"),
+        lab.dir.join("rule-map.yaml"),
+    )
+    .expect("copy");
+    lab.agent = Some(spawn_agent(&lab.dir));
+    wait_for("the restarted agent", Duration::from_secs(20), || {
+        let s = status(&lab.dir);
+        s["programmed"].as_u64() == Some(1)
+            && s["interfaces"].as_array().is_some_and(|a| a.len() == 4)
+    });
+    assert!(
+        !probe(PODS[0].0, "tcp", Some(a), b, 8080, &[]),
+        "restarted: override deny"
+    );
+    assert!(
+        probe(PODS[0].0, "tcp", Some(a), b, 8000, &[]),
+        "restarted: rule 1 is back"
+    );
+    // The new agent re-used the 8 pinned links (bhtup and three veths, two
+    // hooks each) by swapping their program, instead of adding new ones.
+    let links = Path::new(BPFFS).join(format!("bulkhead-netns-{}/v1/links", std::process::id()));
+    let pins = std::fs::read_dir(&links).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        pins,
+        8,
+        "one pinned TCX link per interface and hook in {}",
+        links.display()
+    );
+    // (bpftool 7.1 prints TCX links as "type 11  prog N", without names.)
+    let progs = sh(&["bpftool", "prog", "show"]);
+    let ids: Vec<String> = progs
+        .lines()
+        .filter(|l| l.contains(" name bh_"))
+        .filter_map(|l| l.split(':').next().map(|id| format!("prog {id} ")))
+        .collect();
+    let all_links = sh(&["bpftool", "link", "show"]);
+    let ours = all_links
+        .lines()
+        .filter(|l| ids.iter().any(|id| format!("{l} ").contains(id.as_str())))
+        .count();
+    assert_eq!(ours, 8, "kernel links running bh_* programs:\n{all_links}");
 }
