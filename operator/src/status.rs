@@ -192,6 +192,17 @@ impl StatusWriter {
         mut status: SegmentationPolicyStatus,
         metrics: &Metrics,
     ) -> Result<(), Error> {
+        let api: Api<SegmentationPolicy> = Api::all(client.clone());
+        if !self.policies.contains_key(name) {
+            // First write since this replica started: what the cluster holds
+            // is the previous status, so transition times carry over.
+            let current = api.get_status(name).await.map_err(Error::kube(format!(
+                "reading status of SegmentationPolicy {name}"
+            )))?;
+            if let Some(st) = current.status {
+                self.policies.insert(name.to_string(), st);
+            }
+        }
         let before = self.policies.get(name);
         if let Some(b) = before {
             let mut probe = status.clone();
@@ -223,7 +234,6 @@ impl StatusWriter {
         } else {
             None
         };
-        let api: Api<SegmentationPolicy> = Api::all(client.clone());
         let patch = serde_json::json!({ "status": status });
         api.patch_status(
             name,
@@ -262,6 +272,15 @@ impl StatusWriter {
         mut status: LabelMappingStatus,
         metrics: &Metrics,
     ) -> Result<(), Error> {
+        let api: Api<LabelMapping> = Api::all(client.clone());
+        if !self.mappings.contains_key(name) {
+            let current = api.get_status(name).await.map_err(Error::kube(format!(
+                "reading status of LabelMapping {name}"
+            )))?;
+            if let Some(st) = current.status {
+                self.mappings.insert(name.to_string(), st);
+            }
+        }
         let before = self.mappings.get(name);
         if let Some(b) = before {
             let mut probe = status.clone();
@@ -274,7 +293,6 @@ impl StatusWriter {
             &mut status.conditions,
             before.map(|b| b.conditions.as_slice()),
         );
-        let api: Api<LabelMapping> = Api::all(client.clone());
         let patch = serde_json::json!({ "status": status });
         api.patch_status(
             name,
