@@ -144,19 +144,29 @@ pub fn start_agent(state: &StateDir, config: &AgentConfig) -> Result<Process> {
     )
 }
 
+/// What `write_standalone_files` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Files {
+    /// The operator has not published the node's rule map yet.
+    NotPublished,
+    /// The files already held what is published.
+    Unchanged,
+    /// At least one file was rewritten; the agent reloads on its next poll.
+    Changed,
+}
+
 /// Writes the node's published NodeRuleMap and every IdentityMap shard
-/// where a standalone agent reads them (atomically, so a polling agent never
-/// reads half a file). Returns false when the operator has not published the
-/// node's rule map yet.
-pub fn write_standalone_files(admin: &Kubectl, config: &AgentConfig) -> Result<bool> {
+/// where a standalone agent reads them, each only if its content changed
+/// (atomically, so a polling agent never reads half a file).
+pub fn write_standalone_files(admin: &Kubectl, config: &AgentConfig) -> Result<Files> {
     let node = &config.node.name;
     let out = admin.output(&["get", "noderulemap", node, "-o", "json"], None)?;
     if !out.success {
-        return Ok(false);
+        return Ok(Files::NotPublished);
     }
     std::fs::create_dir_all(config.identities_dir())
         .map_err(Error::io("create", config.identities_dir()))?;
-    write_atomic(&config.rule_map_file(), &out.stdout)?;
+    let mut changed = write_if_changed(&config.rule_map_file(), &out.stdout)?;
     let shards = admin.json(&["get", "identitymaps"])?;
     let items = shards["items"].as_array().cloned().unwrap_or_default();
     for item in items {
@@ -165,8 +175,33 @@ pub fn write_standalone_files(admin: &Kubectl, config: &AgentConfig) -> Result<b
             .unwrap_or("shard")
             .to_owned();
         let path = config.identities_dir().join(format!("{name}.json"));
-        write_atomic(&path, &item.to_string())?;
+        changed |= write_if_changed(&path, &item.to_string())?;
     }
+    Ok(if changed {
+        Files::Changed
+    } else {
+        Files::Unchanged
+    })
+}
+
+/// How many times a standalone agent has programmed its maps, and its last
+/// error, from its status file.
+pub fn standalone_status(config: &AgentConfig) -> (u64, Option<String>) {
+    let status: serde_json::Value = std::fs::read_to_string(config.status_file())
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    (
+        status["programmed"].as_u64().unwrap_or(0),
+        status["error"].as_str().map(str::to_owned),
+    )
+}
+
+fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    write_atomic(path, text)?;
     Ok(true)
 }
 

@@ -130,6 +130,33 @@ impl LabSpec {
     }
 }
 
+/// One request to send: from pod, to pod (`namespace/name`), protocol, port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub from: String,
+    pub to: String,
+    pub proto: Proto,
+    pub port: u16,
+}
+
+impl Probe {
+    pub fn tcp(from: &str, to: &str, port: u16) -> Self {
+        Self {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            proto: Proto::Tcp,
+            port,
+        }
+    }
+
+    pub fn udp(from: &str, to: &str, port: u16) -> Self {
+        Self {
+            proto: Proto::Udp,
+            ..Self::tcp(from, to, port)
+        }
+    }
+}
+
 /// A pod the lab made: its object and its network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -499,8 +526,8 @@ impl Lab {
                 &format!("the operator to publish NodeRuleMap {node}"),
                 Duration::from_secs(30),
                 || {
-                    agent::write_standalone_files(&admin, &config)
-                        .map(|written| written.then_some(()))
+                    let files = agent::write_standalone_files(&admin, &config)?;
+                    Ok((files != agent::Files::NotPublished).then_some(()))
                 },
             )?;
         }
@@ -518,11 +545,51 @@ impl Lab {
         self.save()
     }
 
-    /// Rewrites the standalone agents' files from what is published now.
-    pub fn refresh_standalone_agents(&self) -> Result<()> {
+    /// Returns once every running agent has programmed what is published
+    /// now. Cluster mode: each node's rule map reports its generation as
+    /// programmed. Standalone mode: the lab rewrites the agents' files from
+    /// the published objects and waits for each agent to reload them.
+    ///
+    /// A rule map's generation does not cover the shards: a change that only
+    /// moves an address between identities (a pod on another node) is not
+    /// waited for here; probe until the expected verdict appears.
+    pub fn sync_agents(&self, timeout: Duration) -> Result<()> {
         let admin = self.kubectl();
         for node in self.agents.keys() {
-            agent::write_standalone_files(&admin, &self.agent_config(node)?)?;
+            match self.agent_mode {
+                AgentMode::Cluster => {
+                    wait_until(
+                        &format!("the agent of {node} to program its rule map"),
+                        timeout,
+                        || {
+                            let map = crate::observe::rule_map(&admin, node)?;
+                            let programmed = map.as_ref().and_then(|m| {
+                                let status = m.status.as_ref()?.programmed_generation?;
+                                (Some(status) == m.metadata.generation).then_some(())
+                            });
+                            Ok(programmed)
+                        },
+                    )?;
+                }
+                AgentMode::Standalone => {
+                    let config = self.agent_config(node)?;
+                    let (before, _) = agent::standalone_status(&config);
+                    if agent::write_standalone_files(&admin, &config)? != agent::Files::Changed {
+                        continue;
+                    }
+                    wait_until(
+                        &format!("the standalone agent of {node} to reload its files"),
+                        timeout,
+                        || match agent::standalone_status(&config) {
+                            (_, Some(error)) => Err(Error::Unexpected {
+                                what: format!("the agent of {node}"),
+                                problem: format!("rejected its files: {error}"),
+                            }),
+                            (n, None) => Ok((n > before).then_some(())),
+                        },
+                    )?;
+                }
+            }
         }
         Ok(())
     }
@@ -586,6 +653,27 @@ impl Lab {
             port,
             traffic::PROBE_TIMEOUT,
         )
+    }
+
+    /// Many probes at once (each waits up to a second for its answer).
+    pub fn probe_all(&self, probes: &[Probe]) -> Result<Vec<ProbeResult>> {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = probes
+                .iter()
+                .map(|p| scope.spawn(move || self.probe(&p.from, &p.to, p.proto, p.port)))
+                .collect();
+            running
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Unexpected {
+                            what: "a probe".into(),
+                            problem: "its thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        })
     }
 
     // ---- lifetime ----------------------------------------------------------
