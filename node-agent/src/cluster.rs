@@ -79,21 +79,32 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
             _ = term.recv() => break,
         }
         while let Ok(u) = rx.try_recv() {
-            apply(u, &mut rule_map, &mut shards, &mut rule_map_listed, &mut shards_listed);
+            apply(
+                u,
+                &mut rule_map,
+                &mut shards,
+                &mut rule_map_listed,
+                &mut shards_listed,
+            );
         }
         // Program only from a complete picture: a partial shard list would
         // turn known peers into `world`.
         if let (true, true, Some(map)) = (rule_map_listed, shards_listed, &rule_map) {
             let generation = map.metadata.generation.unwrap_or(0);
             let shard_specs: Vec<IdentityMapSpec> = shards.values().cloned().collect();
-            let unchanged = programmed
-                .as_ref()
-                .is_some_and(|(g, m, s)| *g == generation && m.spec == map.spec && *s == shard_specs);
+            let unchanged = programmed.as_ref().is_some_and(|(g, m, s)| {
+                *g == generation && m.spec == map.spec && *s == shard_specs
+            });
             if !unchanged {
-                let result = Desired::build(&map.spec, &shard_specs).and_then(|d| datapath.program(&d));
+                let result =
+                    Desired::build(&map.spec, &shard_specs).and_then(|d| datapath.program(&d));
                 status_due = Some(match result {
                     Ok(stats) => {
-                        tracing::info!(generation, kernel_generation = stats.generation, "programmed");
+                        tracing::info!(
+                            generation,
+                            kernel_generation = stats.generation,
+                            "programmed"
+                        );
                         programmed = Some((generation, map.clone(), shard_specs));
                         Status::programmed(generation, map, &stats)
                     }
@@ -139,7 +150,9 @@ fn apply(
         Update::RuleMap(m) => *rule_map = Some(*m),
         // The node's map is gone (the node is being removed): keep enforcing
         // what we have; an empty map would open everything.
-        Update::RuleMapGone => tracing::warn!("this node's NodeRuleMap was deleted; keeping the last one in force"),
+        Update::RuleMapGone => {
+            tracing::warn!("this node's NodeRuleMap was deleted; keeping the last one in force")
+        }
         Update::RuleMapListed => *rule_map_listed = true,
         Update::Shard(name, spec) => {
             shards.insert(name, spec);
@@ -158,7 +171,9 @@ fn watch_rule_map(client: Client, node: String, tx: mpsc::Sender<Update>) {
         let mut stream = watcher(api, cfg).default_backoff().boxed();
         loop {
             let update = match stream.try_next().await {
-                Ok(Some(watcher::Event::Apply(m) | watcher::Event::InitApply(m))) => Update::RuleMap(Box::new(m)),
+                Ok(Some(watcher::Event::Apply(m) | watcher::Event::InitApply(m))) => {
+                    Update::RuleMap(Box::new(m))
+                }
                 Ok(Some(watcher::Event::Delete(_))) => Update::RuleMapGone,
                 Ok(Some(watcher::Event::InitDone)) => Update::RuleMapListed,
                 Ok(Some(watcher::Event::Init)) => continue,
@@ -178,7 +193,9 @@ fn watch_rule_map(client: Client, node: String, tx: mpsc::Sender<Update>) {
 fn watch_shards(client: Client, tx: mpsc::Sender<Update>) {
     tokio::spawn(async move {
         let api: Api<IdentityMap> = Api::all(client);
-        let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         let mut listing: Option<Vec<String>> = None;
         let mut known: Vec<String> = Vec::new();
         loop {
@@ -232,7 +249,12 @@ impl Status {
     fn programmed(generation: i64, map: &NodeRuleMap, stats: &ProgramStats) -> Self {
         let endpoints = map.spec.endpoints.len() + 1;
         let policy_entries = stats.policy.added + stats.policy.changed + stats.policy.unchanged;
-        let ready = condition(true, "Programmed", format!("generation {generation} is in the BPF maps"), generation);
+        let ready = condition(
+            true,
+            "Programmed",
+            format!("generation {generation} is in the BPF maps"),
+            generation,
+        );
         Status(serde_json::json!({"status": {
             "programmedGeneration": generation,
             "endpoints": endpoints,
@@ -248,7 +270,12 @@ impl Status {
 
     async fn write(&self, client: &Client, node: &str) -> std::result::Result<(), kube::Error> {
         let api: Api<NodeRuleMap> = Api::all(client.clone());
-        api.patch_status(node, &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&self.0)).await?;
+        api.patch_status(
+            node,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Merge(&self.0),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -256,7 +283,11 @@ impl Status {
 fn condition(ok: bool, reason: &str, message: String, generation: i64) -> Condition {
     Condition {
         type_: types::READY.into(),
-        status: if ok { ConditionStatus::True } else { ConditionStatus::False },
+        status: if ok {
+            ConditionStatus::True
+        } else {
+            ConditionStatus::False
+        },
         reason: reason.into(),
         message,
         observed_generation: Some(generation),

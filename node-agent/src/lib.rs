@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod attach;
+pub mod cluster;
 pub mod datapath;
 pub mod desired;
 pub mod error;

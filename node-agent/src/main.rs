@@ -5,17 +5,23 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bulkhead_agent::loader::LoadOptions;
-use bulkhead_agent::standalone;
 use bulkhead_agent::InterfaceConfig;
+use bulkhead_agent::{cluster, standalone};
 use clap::Parser;
 
-/// Bulkhead's node agent. Standalone mode enforces a NodeRuleMap and
+/// Bulkhead's node agent. Cluster mode (`--node-name`, with KUBECONFIG or an
+/// in-cluster config) enforces this node's NodeRuleMap and the IdentityMap
+/// shards from the API server and reports what it programmed in the rule
+/// map's status. Standalone mode (`--rule-map`) enforces a NodeRuleMap and
 /// IdentityMap shards read from files (YAML or JSON, object or bare spec)
 /// and reloads them when they change.
 #[derive(Debug, Parser)]
 #[command(name = "bulkhead-agent", version)]
 struct Args {
-    /// The NodeRuleMap of this node.
+    /// Cluster mode: this node's name, the NodeRuleMap to enforce.
+    #[arg(long, env = "NODE_NAME", conflicts_with = "rule_map")]
+    node_name: Option<String>,
+    /// The NodeRuleMap of this node (standalone mode).
     #[arg(long, value_name = "FILE")]
     rule_map: Option<PathBuf>,
     /// An IdentityMap shard; repeat for every shard.
@@ -90,16 +96,38 @@ fn main() -> anyhow::Result<()> {
         datapath.detach_all().context("detaching")?;
         return Ok(());
     }
+    let interfaces = InterfaceConfig {
+        endpoint_prefixes: args.endpoint_prefixes.clone(),
+        host_interfaces: args.host_interfaces.clone(),
+    };
+    if let Some(node) = args.node_name {
+        let config = cluster::Config {
+            node,
+            interfaces,
+            poll_interval: Duration::from_millis(args.poll_interval_ms),
+            flow_interval: Duration::from_millis(args.flow_interval_ms),
+            flow_log: args.flow_log,
+            detach_on_exit: args.detach_on_exit,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(async {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the API server (KUBECONFIG or in-cluster config)")?;
+            cluster::run(client, config, load)
+                .await
+                .context("cluster-mode agent")
+        });
+    }
     let rule_map = args.rule_map.context(
-        "pass --rule-map FILE (and --identities FILE): only standalone mode is built in yet",
+        "pass --node-name NODE (cluster mode) or --rule-map FILE and --identities FILE (standalone mode)",
     )?;
     let config = standalone::Config {
         rule_map,
         identities: args.identities,
-        interfaces: InterfaceConfig {
-            endpoint_prefixes: args.endpoint_prefixes,
-            host_interfaces: args.host_interfaces,
-        },
+        interfaces,
         poll_interval: Duration::from_millis(args.poll_interval_ms),
         flow_interval: Duration::from_millis(args.flow_interval_ms),
         flow_log: args.flow_log,

@@ -116,32 +116,38 @@ impl Runner {
 
     fn flush_flows(&mut self) {
         self.datapath.read_flows(&mut self.flows);
-        if self.flows.is_empty() {
-            return;
+        write_flows(&mut self.flows, self.config.flow_log.as_deref());
+    }
+}
+
+/// Drains the aggregated flow records and appends them as JSON lines to
+/// `path` (`-` for stdout); with no path they are dropped.
+pub fn write_flows(flows: &mut FlowAggregator, path: Option<&std::path::Path>) {
+    if flows.is_empty() {
+        return;
+    }
+    let records = flows.drain();
+    let Some(path) = path else {
+        return;
+    };
+    let mut text = String::new();
+    for r in &records {
+        if let Ok(line) = serde_json::to_string(r) {
+            text.push_str(&line);
+            text.push('\n');
         }
-        let records = self.flows.drain();
-        let Some(path) = &self.config.flow_log else {
-            return;
-        };
-        let mut text = String::new();
-        for r in &records {
-            if let Ok(line) = serde_json::to_string(r) {
-                text.push_str(&line);
-                text.push('\n');
-            }
-        }
-        let written = if path.as_os_str() == "-" {
-            std::io::stdout().write_all(text.as_bytes())
-        } else {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut f| f.write_all(text.as_bytes()))
-        };
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "could not write flow records");
-        }
+    }
+    let written = if path.as_os_str() == "-" {
+        std::io::stdout().write_all(text.as_bytes())
+    } else {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+    };
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not write flow records");
     }
 }
 
