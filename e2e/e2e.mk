@@ -4,17 +4,21 @@
 #                    cache outside the tree (minutes once, instant afterwards)
 #   make e2e         the end-to-end tests against a real control plane
 #   make lab-up      bulkhead-lab up (leaves it running); lab-status, lab-down
+#   make lab-prune   remove what crashed labs (a test killed with Ctrl-C) left behind
 
 CARGO ?= cargo
 E2E_TOOLS := e2e/tools.sh
 LAB := $(CARGO) run -q -p bulkhead-e2e --bin bulkhead-lab --
 
-.PHONY: tools e2e lab-up lab-down lab-status
+.PHONY: tools e2e lab-up lab-down lab-status lab-prune
 
 tools:
 	@bash $(E2E_TOOLS) build
 
+# The lab needs root (network namespaces, a bridge, BPF); the tests build the
+# operator, agent and CLI themselves (cargo build --workspace --bins).
 e2e: tools
+	@$(LAB) prune
 	$(CARGO) test -p bulkhead-e2e
 
 lab-up: tools
@@ -25,3 +29,6 @@ lab-down:
 
 lab-status:
 	$(LAB) status
+
+lab-prune:
+	$(LAB) prune

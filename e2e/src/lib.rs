@@ -44,6 +44,7 @@ pub mod process;
 pub mod state;
 pub mod topology;
 pub mod traffic;
+pub mod wait;
 
 pub use binaries::Binaries;
 pub use certs::Identity;

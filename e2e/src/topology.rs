@@ -24,6 +24,7 @@
 //! in a [`TopologyRecord`], which is all [`teardown`] needs.
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -46,9 +47,12 @@ pub const POD_VETH_PREFIX: &str = "veth";
 
 /// How big a network to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TopologySpec {
+pub struct TopologySpec<'a> {
     pub nodes: u8,
     pub pods_per_node: u8,
+    /// The lab's state directory, written on the bridge (its alias) with
+    /// this process's id, so `prune` can tell a live lab from a crashed one.
+    pub owner_dir: &'a Path,
 }
 
 /// Everything the topology made; `teardown` removes exactly this.
@@ -114,8 +118,20 @@ pub struct Topology {
 impl Topology {
     /// Claims a lab id and builds `spec.nodes` nodes with `spec.pods_per_node`
     /// pod networks each. On error, what was built is removed.
-    pub fn build(spec: TopologySpec) -> Result<Self> {
+    pub fn build(spec: TopologySpec<'_>) -> Result<Self> {
         let lab = claim_lab_id()?;
+        let owner = Owner {
+            pid: std::process::id(),
+            dir: spec.owner_dir.to_owned(),
+        };
+        // Recorded on the bridge at once: a lab whose builder dies now is
+        // still recognised as a crashed lab's leftovers.
+        let alias = owner.to_alias();
+        let set = netns::run("ip", &["link", "set", &bridge_name(lab), "alias", &alias]);
+        if let Err(e) = set {
+            let _ = netns::delete_link(&bridge_name(lab));
+            return Err(e);
+        }
         let mut topology = Self {
             record: TopologyRecord {
                 lab,
@@ -372,4 +388,110 @@ fn id_looks_free(lab: u8) -> bool {
     // inside it; a default route covering it is no conflict).
     !used(&["-4", "addr", "show", "to", &subnet])
         && !used(&["-4", "route", "show", "root", &subnet, "table", "all"])
+}
+
+/// Who built a lab's bridge: the building process and the state directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub dir: PathBuf,
+}
+
+const ALIAS_PREFIX: &str = "bulkhead-lab";
+
+impl Owner {
+    fn to_alias(&self) -> String {
+        format!("{ALIAS_PREFIX} {} {}", self.pid, self.dir.display())
+    }
+
+    fn from_alias(alias: &str) -> Option<Self> {
+        let rest = alias.trim().strip_prefix(ALIAS_PREFIX)?.trim_start();
+        let (pid, dir) = rest.split_once(' ')?;
+        Some(Self {
+            pid: pid.parse().ok()?,
+            dir: PathBuf::from(dir),
+        })
+    }
+}
+
+/// A lab network found on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundLab {
+    pub lab: u8,
+    pub bridge: String,
+    /// `None` when the bridge carries no owner (made by something older, or
+    /// in the instant between its creation and its alias).
+    pub owner: Option<Owner>,
+}
+
+/// Every `bh<id>br` bridge in the root namespace.
+pub fn find_labs() -> Vec<FoundLab> {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return Vec::new();
+    };
+    let mut found: Vec<FoundLab> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let lab: u8 = name.strip_prefix("bh")?.strip_suffix("br")?.parse().ok()?;
+            let alias = std::fs::read_to_string(e.path().join("ifalias")).unwrap_or_default();
+            Some(FoundLab {
+                lab,
+                owner: Owner::from_alias(&alias),
+                bridge: name,
+            })
+        })
+        .collect();
+    found.sort_by_key(|f| f.lab);
+    found
+}
+
+/// Removes every namespace and interface named for lab `lab`, recorded or
+/// not: the sweep after a crash, when no record may be left.
+pub fn sweep(lab: u8) -> Result<usize> {
+    let mut removed = 0;
+    let listed = netns::run("ip", &["netns", "list"])?;
+    let prefix = format!("bh-{lab}-");
+    let mut pods_first: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|ns| ns.starts_with(&prefix))
+        .collect();
+    pods_first.sort_by_key(|ns| !ns.contains("-pod-"));
+    for ns in pods_first {
+        netns::delete_netns(ns)?;
+        removed += 1;
+    }
+    let uplinks = format!("bh{lab}n");
+    if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
+        for name in entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+        {
+            if name
+                .strip_prefix(&uplinks)
+                .is_some_and(|i| i.parse::<u8>().is_ok())
+            {
+                netns::delete_link(&name)?;
+            }
+        }
+    }
+    netns::delete_link(&bridge_name(lab))?;
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_round_trips_through_the_bridge_alias() {
+        let owner = Owner {
+            pid: 4242,
+            dir: PathBuf::from("/tmp/bulkhead-lab-test-x y"),
+        };
+        assert_eq!(Owner::from_alias(&owner.to_alias()), Some(owner));
+        assert_eq!(Owner::from_alias("something else"), None);
+        assert_eq!(Owner::from_alias(""), None);
+    }
 }

@@ -52,6 +52,9 @@ enum Command {
     Down,
     /// Show what runs.
     Status,
+    /// Remove what crashed labs left behind (namespaces, bridges, processes,
+    /// state directories); live labs are left alone.
+    Prune,
 }
 
 fn main() -> Result<()> {
@@ -106,6 +109,18 @@ fn main() -> Result<()> {
                 down.namespaces,
                 dir.display()
             );
+        }
+        Command::Prune => {
+            let pruned = lab::prune().context("pruning crashed labs")?;
+            if pruned.labs.is_empty() {
+                println!("no crashed labs");
+            }
+            for id in &pruned.labs {
+                println!("removed the network of lab {id}");
+            }
+            for dir in &pruned.dirs {
+                println!("took down {}", dir.display());
+            }
         }
         Command::Status => {
             if !print_status(&state)? {

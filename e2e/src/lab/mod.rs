@@ -1,0 +1,455 @@
+//! The whole lab as one value, and `up`, `down` and `status` around it.
+//!
+//! ```text
+//!  Lab::start(LabSpec)
+//!   1. Topology::build      bridge + node namespaces (the bridge address comes first:
+//!                           the API server binds to it so agents in node namespaces reach it)
+//!   2. ControlPlane         etcd, kube-apiserver on the bridge address, CRDs, kubeconfigs
+//!   3. RBAC                 bulkhead-system, deploy/rbac/operator.yaml, agent.yaml.tmpl per node
+//!   4. kubelet::*           Nodes (InternalIP = node address), Namespaces, Pods (+ pod namespaces)
+//!   5. Operator::start      one process per replica, as user bulkhead-operator
+//!   6. agent::start_agent   one per node, inside its namespace (cluster or standalone mode)
+//! ```
+//!
+//! Everything is recorded in the state directory (`lab.json` and pid files),
+//! so `down` in another invocation removes exactly what `up` made. Dropping
+//! a `Lab` that was not detached undoes it in reverse: tests clean up even
+//! when an assertion fails.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentMode;
+use crate::binaries::ProjectBinaries;
+use crate::control_plane::{ControlPlane, ControlPlaneConfig, KEEP_ENV};
+use crate::error::{Error, Result};
+use crate::kubectl::Kubectl;
+use crate::kubelet::{self, Labels, NodeRegistration};
+use crate::netns;
+use crate::operator::{self, Operator};
+use crate::process::{Lifetime, Process};
+use crate::state::{LabRecord, StateDir};
+use crate::topology::{self, NodeNet, Topology, TopologySpec};
+
+mod lifecycle;
+mod objects;
+mod probes;
+mod replicas;
+
+pub use crate::wait::wait_until;
+pub use lifecycle::{dir_or_default, down, prune, status, up, Down, ProcessStatus, Pruned, Status};
+pub use probes::Probe;
+
+/// Whether the lab starts node agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Agents {
+    /// No agents (control-plane tests).
+    Off,
+    /// Agents in cluster mode when the binary has it; none otherwise.
+    IfClusterMode,
+    /// Agents in whatever mode the binary has (standalone: from files the
+    /// lab writes once the operator has published).
+    Always,
+}
+
+/// A pod to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub labels: Labels,
+}
+
+impl Workload {
+    pub fn new(namespace: &str, name: &str, node: &str, labels: &[(&str, &str)]) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            node: node.to_owned(),
+            labels: kubelet::labels(labels.iter().copied()),
+        }
+    }
+}
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct LabSpec {
+    /// The state directory; `None` for a temporary one (tests).
+    pub dir: Option<PathBuf>,
+    pub nodes: u8,
+    /// Labels of every node (each also gets `kubernetes.io/hostname`).
+    pub node_labels: Labels,
+    pub namespaces: Vec<(String, Labels)>,
+    pub workloads: Vec<Workload>,
+    /// Operator replicas to start, by Lease identity.
+    pub operators: Vec<String>,
+    pub agents: Agents,
+    pub lifetime: Lifetime,
+    /// Print each step and its duration to stderr (also `$BULKHEAD_LAB_VERBOSE`).
+    pub verbose: bool,
+}
+
+impl LabSpec {
+    /// `nodes` nodes in a temporary directory, one operator, agents when the
+    /// agent has cluster mode, no namespaces or pods yet.
+    pub fn new(nodes: u8) -> Self {
+        Self {
+            dir: None,
+            nodes,
+            node_labels: Labels::new(),
+            namespaces: Vec::new(),
+            workloads: Vec::new(),
+            operators: vec!["a".into()],
+            agents: Agents::IfClusterMode,
+            lifetime: Lifetime::Attached,
+            verbose: std::env::var_os("BULKHEAD_LAB_VERBOSE").is_some(),
+        }
+    }
+
+    /// The workloads `bulkhead-lab up --pods M` creates: namespaces `prod`
+    /// and `dev` (label `env`), pods alternating between them with `app`
+    /// labels `web`, `api`, `db`, `cache`, M per node.
+    pub fn with_default_workloads(mut self, pods_per_node: u8) -> Self {
+        const APPS: [&str; 4] = ["web", "api", "db", "cache"];
+        for env in ["prod", "dev"] {
+            self.namespaces
+                .push((env.into(), kubelet::labels([("env", env)])));
+        }
+        for i in 1..=self.nodes {
+            for j in 0..pods_per_node {
+                let namespace = if j % 2 == 0 { "prod" } else { "dev" };
+                let app = APPS[usize::from(j / 2) % APPS.len()];
+                let name = format!("{app}-{i}-{j}");
+                self.workloads.push(Workload::new(
+                    namespace,
+                    &name,
+                    &topology::node_name(i),
+                    &[("app", app)],
+                ));
+            }
+        }
+        self
+    }
+}
+
+/// A pod the lab made: its object and its network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabPod {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub address: Ipv4Addr,
+    pub netns: String,
+}
+
+impl LabPod {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What `lab.json` says beyond the control plane.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabParts {
+    pub topology: Option<topology::TopologyRecord>,
+    /// The bpffs the agents pin their maps in.
+    pub bpffs: Option<PathBuf>,
+    pub pods: Vec<LabPod>,
+    /// `cluster` or `standalone`, when agents run.
+    pub agent_mode: Option<String>,
+    /// Operator replica name → its metrics address.
+    pub operators: BTreeMap<String, String>,
+}
+
+/// A running lab.
+#[derive(Debug)]
+pub struct Lab {
+    // Field order is drop order only for what `Drop` does not stop by hand.
+    plane: Option<ControlPlane>,
+    topology: Option<Topology>,
+    project: ProjectBinaries,
+    operators: BTreeMap<String, Operator>,
+    agents: BTreeMap<String, Process>,
+    agent_mode: AgentMode,
+    /// Listeners by the key of the pod they run in.
+    listeners: Vec<(String, Process)>,
+    pods: BTreeMap<String, LabPod>,
+    bpffs: PathBuf,
+    lifetime: Lifetime,
+    detached: bool,
+    temp: Option<tempfile::TempDir>,
+}
+
+/// The API server's port on the lab's bridge address.
+pub const API_SERVER_PORT: u16 = 6443;
+
+/// How long the operator gets for its first full compile.
+pub const OPERATOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Lab {
+    /// Builds everything `spec` asks for. On error, what was built is torn down.
+    pub fn start(spec: LabSpec) -> Result<Self> {
+        let mut step = Steps::new(spec.verbose);
+        let project = ProjectBinaries::locate()?;
+        step.done("operator and agent binaries (cargo build)");
+        let agent_mode = AgentMode::detect(&project.agent)?;
+        let (dir, temp) = match &spec.dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("bulkhead-lab-test-")
+                    .tempdir()
+                    .map_err(Error::io(
+                        "create a temporary directory in",
+                        std::env::temp_dir(),
+                    ))?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
+        let topology = Topology::build(TopologySpec {
+            nodes: spec.nodes,
+            pods_per_node: 0,
+            owner_dir: &dir,
+        })?;
+        step.done("network namespaces and bridge");
+        let mut config = ControlPlaneConfig::new(&dir)?;
+        config.bind_address = IpAddr::V4(topology.record().gateway);
+        // The address is this lab's alone, so the well-known port is free,
+        // and it is the one the rule maps' failsafe ports keep open.
+        config.port = Some(API_SERVER_PORT);
+        config.lifetime = spec.lifetime;
+        config.agents = topology
+            .record()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect();
+        let plane = ControlPlane::start_with(config)?;
+        step.done("etcd, kube-apiserver and CRDs");
+        let bpffs = plane.state().root().join("bpffs");
+        let mut lab = Self {
+            plane: Some(plane),
+            topology: Some(topology),
+            project,
+            operators: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            agent_mode,
+            listeners: Vec::new(),
+            pods: BTreeMap::new(),
+            bpffs,
+            lifetime: spec.lifetime,
+            detached: false,
+            temp,
+        };
+        lab.save()?;
+        lab.install_rbac()?;
+        lab.register_nodes(&spec.node_labels)?;
+        step.done("RBAC and Nodes");
+        for (name, labels) in &spec.namespaces {
+            lab.add_namespace(name, labels)?;
+        }
+        for workload in &spec.workloads {
+            lab.add_pod(workload)?;
+        }
+        step.done("Namespaces and Pods");
+        for name in &spec.operators {
+            lab.start_operator(name)?;
+        }
+        step.done("operator ready");
+        let start_agents = match spec.agents {
+            Agents::Off => false,
+            Agents::IfClusterMode => agent_mode == AgentMode::Cluster,
+            Agents::Always => true,
+        };
+        if start_agents {
+            lab.start_agents()?;
+            step.done("agents started");
+        }
+        lab.save()?;
+        Ok(lab)
+    }
+
+    // ---- parts -------------------------------------------------------------
+
+    pub fn plane(&self) -> &ControlPlane {
+        self.plane
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the plane lives until drop"))
+    }
+
+    /// For `stop_api_server` / `start_api_server`.
+    pub fn plane_mut(&mut self) -> &mut ControlPlane {
+        self.plane
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("the plane lives until drop"))
+    }
+
+    pub fn topology(&self) -> &topology::TopologyRecord {
+        self.topology
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the topology lives until drop"))
+            .record()
+    }
+
+    pub fn state(&self) -> &StateDir {
+        self.plane().state()
+    }
+
+    /// kubectl as the cluster admin.
+    pub fn kubectl(&self) -> Kubectl {
+        self.plane().kubectl()
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.topology()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    pub fn node(&self, name: &str) -> Result<&NodeNet> {
+        self.topology()
+            .node(name)
+            .ok_or_else(|| Error::Topology(format!("no node {name}")))
+    }
+
+    pub fn agent_mode(&self) -> AgentMode {
+        self.agent_mode
+    }
+
+    pub fn project_binaries(&self) -> &ProjectBinaries {
+        &self.project
+    }
+
+    // ---- lifetime ----------------------------------------------------------
+
+    /// Leaves everything running (`bulkhead-lab up`); `down` removes it.
+    pub fn detach(mut self) -> Result<LabRecord> {
+        self.save()?;
+        let record = self.state().read_record()?;
+        self.detached = true;
+        if let Some(topology) = self.topology.as_mut() {
+            topology.keep();
+        }
+        for operator in self.operators.values_mut() {
+            operator.keep();
+        }
+        for agent in self.agents.values_mut() {
+            agent.keep();
+        }
+        if let Some(temp) = self.temp.take() {
+            let _ = temp.keep();
+        }
+        if let Some(plane) = self.plane.take() {
+            plane.detach();
+        }
+        Ok(record)
+    }
+
+    /// Writes `lab.json`: the control plane's record and this lab's parts.
+    fn save(&self) -> Result<()> {
+        let mut record = self.plane().record().clone();
+        record.parts = Some(LabParts {
+            topology: Some(self.topology().clone()),
+            bpffs: Some(self.bpffs.clone()),
+            pods: self.pods.values().cloned().collect(),
+            agent_mode: (!self.agents.is_empty()).then(|| self.agent_mode.name().to_owned()),
+            operators: self
+                .operators
+                .iter()
+                .map(|(n, o)| (n.clone(), o.metrics_addr.to_string()))
+                .collect(),
+        });
+        self.state().write_record(&record)
+    }
+
+    fn install_rbac(&self) -> Result<()> {
+        let admin = self.kubectl();
+        operator::install_rbac(&admin)?;
+        for node in self.node_names() {
+            operator::install_agent_rbac(&admin, &node)?;
+        }
+        Ok(())
+    }
+
+    fn register_nodes(&self, labels: &Labels) -> Result<()> {
+        let admin = self.kubectl();
+        for node in &self.topology().nodes {
+            kubelet::register_node(
+                &admin,
+                &NodeRegistration {
+                    name: node.name.clone(),
+                    labels: labels.clone(),
+                    address: IpAddr::V4(node.address),
+                    pod_cidr: node.pod_cidr.clone(),
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
+        for (_, mut agent) in std::mem::take(&mut self.agents) {
+            let _ = agent.stop();
+        }
+        for (_, mut listener) in std::mem::take(&mut self.listeners) {
+            let _ = listener.kill();
+        }
+        for (_, mut operator) in std::mem::take(&mut self.operators) {
+            let _ = operator.stop();
+        }
+        let _ = netns::unmount(&self.bpffs);
+        if let Some(plane) = self.plane.take() {
+            let _ = plane.stop();
+        }
+        drop(self.topology.take());
+        if let Some(temp) = self.temp.take() {
+            if std::env::var_os(KEEP_ENV).is_some() {
+                eprintln!("bulkhead-lab: kept {}", temp.keep().display());
+            }
+        }
+    }
+}
+
+/// Prints how long each step of `start` took, when asked to.
+struct Steps {
+    verbose: bool,
+    last: Instant,
+}
+
+impl Steps {
+    fn new(verbose: bool) -> Self {
+        Self {
+            verbose,
+            last: Instant::now(),
+        }
+    }
+
+    fn done(&mut self, what: &str) {
+        if self.verbose {
+            eprintln!(
+                "bulkhead-lab: {what} ({:.1}s)",
+                self.last.elapsed().as_secs_f64()
+            );
+        }
+        self.last = Instant::now();
+    }
+}
+
+fn split_key(key: &str) -> Result<(&str, &str)> {
+    key.split_once('/')
+        .ok_or_else(|| Error::Topology(format!("{key:?} is not namespace/name")))
+}
