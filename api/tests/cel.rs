@@ -10,7 +10,10 @@ fn schema_of(kind: &str) -> Value {
         .into_iter()
         .find(|c| c.spec.names.kind == kind)
         .expect("known kind");
-    let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref());
     serde_json::to_value(schema.expect("schema")).expect("json")
 }
 
@@ -105,9 +108,21 @@ fn segmentation_policy_rules() {
 #[test]
 fn label_mapping_and_external_node_rules() {
     let cases: Vec<(&str, &str, Option<&str>)> = vec![
-        ("LabelMapping", "rules:\n- {match: {pods: {}}, labels: {app: web}}\n", None),
-        ("LabelMapping", "rules:\n- {match: {cidrs: [10.0.0.0/8]}, labels: {role: mainframe}}\n", None),
-        ("LabelMapping", "rules:\n- {match: {pods: {}}}\n", Some("must set labels or copyLabels")),
+        (
+            "LabelMapping",
+            "rules:\n- {match: {pods: {}}, labels: {app: web}}\n",
+            None,
+        ),
+        (
+            "LabelMapping",
+            "rules:\n- {match: {cidrs: [10.0.0.0/8]}, labels: {role: mainframe}}\n",
+            None,
+        ),
+        (
+            "LabelMapping",
+            "rules:\n- {match: {pods: {}}}\n",
+            Some("must set labels or copyLabels"),
+        ),
         (
             "LabelMapping",
             "rules:\n- {match: {pods: {}, nodes: {}}, labels: {a: b}}\n",
@@ -123,8 +138,16 @@ fn label_mapping_and_external_node_rules() {
             "rules:\n- {match: {cidrs: [10.0.0.0/8]}, copyLabels: [{key: a, fromLabel: b}]}\n",
             Some("copyLabels cannot be used with cidrs"),
         ),
-        ("ExternalNode", "addresses: [192.0.2.10, '2001:db8::10']\n", None),
-        ("ExternalNode", "addresses: [db01.example]\n", Some("every address must be a valid")),
+        (
+            "ExternalNode",
+            "addresses: [192.0.2.10, '2001:db8::10']\n",
+            None,
+        ),
+        (
+            "ExternalNode",
+            "addresses: [db01.example]\n",
+            Some("every address must be a valid"),
+        ),
     ];
     for (kind, spec, expected) in cases {
         let got = errors(kind, spec);

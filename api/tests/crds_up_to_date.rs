@@ -17,5 +17,9 @@ fn committed_crds_match_the_types() {
             Err(e) => stale.push(format!("{} cannot be read: {e}", path.display())),
         }
     }
-    assert!(stale.is_empty(), "CRDs drifted; run `make crds` and commit:\n{}", stale.join("\n"));
+    assert!(
+        stale.is_empty(),
+        "CRDs drifted; run `make crds` and commit:\n{}",
+        stale.join("\n")
+    );
 }
