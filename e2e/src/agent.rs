@@ -3,7 +3,8 @@
 //! side of every pod veth.
 //!
 //! [`start_agent`] is the one place an agent is started. It runs the agent in
-//! the mode the binary offers ([`AgentMode::detect`] reads `--help`):
+//! the mode the binary offers ([`AgentMode::detect`] reads `--help` for
+//! `--node-name`):
 //!
 //! - **cluster**: the agent watches its own NodeRuleMap and the IdentityMap
 //!   shards with its node's kubeconfig (user `bulkhead:agent:<node>`, rights
@@ -11,7 +12,8 @@
 //!   the rule map's status;
 //! - **standalone**: the agent reads files; the lab writes the node's
 //!   published NodeRuleMap and shards there ([`write_standalone_files`]),
-//!   a snapshot refreshed only when the lab is asked to.
+//!   refreshed when the lab is asked to (`Lab::sync_agents`). A fallback for
+//!   agents built without cluster mode.
 //!
 //! Every agent pins its maps in one bpffs the lab mounts in its state
 //! directory (pin directory = node name), so an agent that restarts finds
@@ -27,6 +29,10 @@ use crate::process::{Lifetime, Process};
 use crate::state::StateDir;
 use crate::topology::{NodeNet, NODE_UPLINK, POD_VETH_PREFIX};
 
+/// The flag that names the node in cluster mode (the client comes from
+/// `KUBECONFIG`).
+const NODE_NAME_FLAG: &str = "--node-name";
+
 /// How an agent gets its rule map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AgentMode {
@@ -37,17 +43,15 @@ pub enum AgentMode {
 }
 
 impl AgentMode {
-    /// Cluster mode when the binary's `--help` offers it (a `--node` or
-    /// `--kubeconfig` flag); standalone otherwise.
+    /// Cluster mode when the binary's `--help` offers it (`--node-name`);
+    /// standalone otherwise.
     pub fn detect(binary: &Path) -> Result<Self> {
         let help = agent_help(binary)?;
-        Ok(
-            if help.contains("--node") || help.contains("--kubeconfig") {
-                AgentMode::Cluster
-            } else {
-                AgentMode::Standalone
-            },
-        )
+        Ok(if help.contains(NODE_NAME_FLAG) {
+            AgentMode::Cluster
+        } else {
+            AgentMode::Standalone
+        })
     }
 
     pub fn name(self) -> &'static str {
@@ -121,12 +125,8 @@ pub fn start_agent(state: &StateDir, config: &AgentConfig) -> Result<Process> {
         .arg(format!("--flow-log={}", config.flow_log().display()));
     match config.mode {
         AgentMode::Cluster => {
-            let help = agent_help(&config.binary)?;
-            cmd.env("KUBECONFIG", &config.kubeconfig);
-            if help.contains("--kubeconfig") {
-                cmd.arg(format!("--kubeconfig={}", config.kubeconfig.display()));
-            }
-            cmd.arg(format!("--node={}", config.node.name));
+            cmd.env("KUBECONFIG", &config.kubeconfig)
+                .arg(format!("{NODE_NAME_FLAG}={}", config.node.name));
         }
         AgentMode::Standalone => {
             cmd.arg(format!("--rule-map={}", config.rule_map_file().display()))

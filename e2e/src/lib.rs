@@ -1,30 +1,28 @@
-//! The Bulkhead lab: a real control plane on one machine, for end-to-end
-//! tests and demos.
+//! The Bulkhead lab: a Kubernetes cluster of network namespaces on one
+//! machine, with the real operator and agents, for end-to-end tests and demos.
 //!
 //! ```text
-//!   e2e/tools.sh ──builds/finds──► Binaries { kube-apiserver, etcd, kubectl }
-//!                                          │
-//!   ControlPlane::start(dir) ──────────────┤
-//!     StateDir  (dir: pki/ kubeconfig/ etcd/ apiserver/ pids/ logs/ lab.json)
-//!     Pki       CA ─signs─► apiserver serving cert (bind address, 127.0.0.1, localhost)
-//!                   └────► client certs: admin (system:masters),
-//!                          operator (bulkhead-operator), agent-<node> (bulkhead:agent:<node>
-//!                          in bulkhead:agents)
-//!     Etcd      loopback, plain HTTP, data in dir/etcd
-//!     ApiServer TLS + client certs, Node,RBAC, SA keys ──► etcd; stop/start on the same URL
-//!     kubectl apply crds/*.yaml (or $BULKHEAD_CRDS), wait Established
-//!                                          │
-//!   tests ── Kubectl (real kubectl, --kubeconfig) ──► API server
-//!   bulkhead-lab up|down|status ── lab::{up, down, status}
+//!   Lab::start(LabSpec) ─────────────────────────────────────────────── lab/
+//!    ├─ topology   bridge bh<L>br 172.31.L.1 ── veth ── netns bh-L-node-i (172.31.L.1i)
+//!    │                                                   └─ veth<j> ── netns bh-L-pod-i-j (10.L.i.1j)
+//!    ├─ ControlPlane  etcd + kube-apiserver on 172.31.L.1:6443, CRDs, RBAC on
+//!    │     Pki: CA ─► serving cert; client certs admin (system:masters),
+//!    │          operator (bulkhead-operator), agent-<node> (bulkhead:agent:<node>)
+//!    ├─ kubelet    Nodes (InternalIP), Namespaces, Pods (nodeName, Running, podIP)
+//!    ├─ operator   bulkhead-operator replicas as user bulkhead-operator
+//!    └─ agent      bulkhead-agent per node, `ip netns exec`, cluster or standalone mode
+//!
+//!   tests ── Kubectl (real kubectl) / observe (typed reads) / traffic (real packets)
+//!   bulkhead-lab up|down|status|prune ── lab::{up, down, status, prune}
 //! ```
 //!
 //! Every process is started through `process::Process`, which records a pid
-//! file, so `down` (another invocation) stops exactly what `up` started.
-//! The parts that join later (network namespaces, operator, agents) are more
-//! steps in `lab::up`: an agent inside a node's namespace cannot reach the
-//! host's loopback, so such a lab binds the API server to an address on the
-//! bridge (`ControlPlaneConfig::bind_address`) and gets agent kubeconfigs from
-//! `ControlPlane::agent_kubeconfig`.
+//! file, and everything else `up` makes (namespaces, bridge, bpffs mount,
+//! pods) is in the state directory's `lab.json`, so `down` (another
+//! invocation) removes exactly what `up` made. A lab's id (1..=250) is
+//! claimed by creating its bridge, so labs run side by side; the bridge's
+//! alias names the lab's owner and directory, so `prune` can tell crashed
+//! labs from live ones.
 
 pub mod agent;
 pub mod apiserver;
