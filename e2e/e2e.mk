@@ -4,13 +4,14 @@
 #                    cache outside the tree (minutes once, instant afterwards)
 #   make e2e         the end-to-end tests against a real control plane
 #   make lab-up      bulkhead-lab up (leaves it running); lab-status, lab-down
+#   make lab-demo    the lab walk-through (e2e/demo.sh): visibility, then enforcement, real packets
 #   make lab-prune   remove what crashed labs (a test killed with Ctrl-C) left behind
 
 CARGO ?= cargo
 E2E_TOOLS := e2e/tools.sh
 LAB := $(CARGO) run -q -p bulkhead-e2e --bin bulkhead-lab --
 
-.PHONY: tools e2e lab-up lab-down lab-status lab-prune
+.PHONY: tools e2e lab-up lab-down lab-status lab-prune lab-demo
 
 tools:
 	@bash $(E2E_TOOLS) build
@@ -32,3 +33,6 @@ lab-status:
 
 lab-prune:
 	$(LAB) prune
+
+lab-demo: tools
+	@bash e2e/demo.sh --down

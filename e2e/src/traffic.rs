@@ -104,6 +104,7 @@ pub fn start_listener(
     netns_name: &str,
     tcp: &[u16],
     udp: &[u16],
+    lifetime: Lifetime,
 ) -> Result<Process> {
     let list = |ports: &[u16]| {
         ports
@@ -114,7 +115,7 @@ pub fn start_listener(
     };
     let mut cmd = netns::command_in(netns_name, python());
     cmd.args(["-u", "-c", LISTENER, &list(tcp), &list(udp), name]);
-    let mut process = Process::spawn(state, &format!("listen-{name}"), cmd, Lifetime::Attached)?;
+    let mut process = Process::spawn(state, &format!("listen-{name}"), cmd, lifetime)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let log = std::fs::read_to_string(process.log_path()).unwrap_or_default();

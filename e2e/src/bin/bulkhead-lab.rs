@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bulkhead_e2e::lab::{self, Agents, LabSpec};
-use bulkhead_e2e::StateDir;
+use bulkhead_e2e::lab::{LabPod, Probe};
+use bulkhead_e2e::{Proto, StateDir};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -31,6 +32,21 @@ enum AgentChoice {
     None,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProtoArg {
+    Tcp,
+    Udp,
+}
+
+impl From<ProtoArg> for Proto {
+    fn from(p: ProtoArg) -> Self {
+        match p {
+            ProtoArg::Tcp => Proto::Tcp,
+            ProtoArg::Udp => Proto::Udp,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the lab and leave it running (needs root).
@@ -47,11 +63,35 @@ enum Command {
         /// Do not start the operator.
         #[arg(long)]
         no_operator: bool,
+        /// TCP and UDP ports every pod answers on (for `probe` and `matrix`).
+        #[arg(long, value_delimiter = ',', default_value = "8080,9090")]
+        listen: Vec<u16>,
     },
     /// Stop everything `up` started, remove its namespaces, bridge and state directory.
     Down,
     /// Show what runs.
     Status,
+    /// Send one request from a pod to another and say whether it was answered
+    /// (exit status 0) or not (1).
+    Probe {
+        /// The client pod, namespace/name.
+        from: String,
+        /// The server pod, namespace/name.
+        to: String,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
+        protocol: ProtoArg,
+    },
+    /// Who reaches whom on a port, with real packets between every pair of pods.
+    Matrix {
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
+        protocol: ProtoArg,
+    },
+    /// Print `export` lines for a shell: KUBECONFIG (admin) and KUBECTL.
+    Env,
     /// Remove what crashed labs left behind (namespaces, bridges, processes,
     /// state directories); live labs are left alone.
     Prune,
@@ -67,6 +107,7 @@ fn main() -> Result<()> {
             pods,
             agents,
             no_operator,
+            listen,
         } => {
             let mut spec = LabSpec::new(nodes).with_default_workloads(pods);
             spec.dir = Some(dir.clone());
@@ -79,6 +120,7 @@ fn main() -> Result<()> {
             if no_operator {
                 spec.operators.clear();
             }
+            spec.listen = listen;
             let record = lab::up(spec).with_context(|| {
                 format!(
                     "bringing the lab up in {} (`bulkhead-lab down` cleans up)",
@@ -109,6 +151,46 @@ fn main() -> Result<()> {
                 down.namespaces,
                 dir.display()
             );
+        }
+        Command::Probe {
+            from,
+            to,
+            port,
+            protocol,
+        } => {
+            let pods = recorded_pods(&state)?;
+            let probe = Probe {
+                from: from.clone(),
+                to: to.clone(),
+                proto: protocol.into(),
+                port,
+            };
+            let result = lab::probe_between(&pods, &probe)?;
+            let verdict = if result.answered {
+                "answered"
+            } else {
+                "NO ANSWER"
+            };
+            println!(
+                "{from} -> {to} {protocol:?}/{port}: {verdict} ({})",
+                result.detail
+            );
+            if !result.answered {
+                std::process::exit(1);
+            }
+        }
+        Command::Matrix { port, protocol } => {
+            let pods = recorded_pods(&state)?;
+            print!("{}", lab::matrix(&pods, protocol.into(), port)?);
+        }
+        Command::Env => {
+            let record = state
+                .read_record()
+                .with_context(|| format!("no lab in {}", dir.display()))?;
+            if let Some(admin) = record.kubeconfigs.get("admin") {
+                println!("export KUBECONFIG={}", admin.display());
+            }
+            println!("export KUBECTL={}", record.kubectl.display());
         }
         Command::Prune => {
             let pruned = lab::prune().context("pruning crashed labs")?;
@@ -168,6 +250,13 @@ fn print_status(state: &StateDir) -> Result<bool> {
                 for (name, addr) in &parts.operators {
                     println!("  operator    {name:<16} metrics http://{addr}/metrics");
                 }
+                if !parts.listen.is_empty() {
+                    let ports: Vec<String> = parts.listen.iter().map(u16::to_string).collect();
+                    println!(
+                        "  listeners   every pod answers on TCP and UDP {}",
+                        ports.join(", ")
+                    );
+                }
                 if let Some(mode) = &parts.agent_mode {
                     println!("  agents      {mode} mode");
                 }
@@ -187,6 +276,19 @@ fn print_status(state: &StateDir) -> Result<bool> {
         println!("  MISSING     netns {ns}");
     }
     Ok(status.processes.iter().all(|p| p.running) && status.missing_namespaces.is_empty())
+}
+
+fn recorded_pods(state: &StateDir) -> Result<Vec<LabPod>> {
+    let record = state
+        .read_record()
+        .with_context(|| format!("no lab in {}", state.root().display()))?;
+    let parts = record.parts.unwrap_or_default();
+    if parts.listen.is_empty() {
+        anyhow::bail!(
+            "the pods of this lab answer on no port (`bulkhead-lab up --listen 8080,...`)"
+        );
+    }
+    Ok(parts.pods)
 }
 
 fn list(names: &[String]) -> String {

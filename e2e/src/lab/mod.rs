@@ -42,7 +42,7 @@ mod replicas;
 
 pub use crate::wait::wait_until;
 pub use lifecycle::{dir_or_default, down, prune, status, up, Down, ProcessStatus, Pruned, Status};
-pub use probes::Probe;
+pub use probes::{matrix, probe_all, probe_between, Probe};
 
 /// Whether the lab starts node agents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +89,8 @@ pub struct LabSpec {
     /// Operator replicas to start, by Lease identity.
     pub operators: Vec<String>,
     pub agents: Agents,
+    /// TCP and UDP ports every pod answers on (a listener per pod).
+    pub listen: Vec<u16>,
     pub lifetime: Lifetime,
     /// Print each step and its duration to stderr (also `$BULKHEAD_LAB_VERBOSE`).
     pub verbose: bool,
@@ -106,6 +108,7 @@ impl LabSpec {
             workloads: Vec::new(),
             operators: vec!["a".into()],
             agents: Agents::IfClusterMode,
+            listen: Vec::new(),
             lifetime: Lifetime::Attached,
             verbose: std::env::var_os("BULKHEAD_LAB_VERBOSE").is_some(),
         }
@@ -166,6 +169,9 @@ pub struct LabParts {
     pub agent_mode: Option<String>,
     /// Operator replica name → its metrics address.
     pub operators: BTreeMap<String, String>,
+    /// The TCP and UDP ports every pod answers on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<u16>,
 }
 
 /// A running lab.
@@ -180,6 +186,7 @@ pub struct Lab {
     agent_mode: AgentMode,
     /// Listeners by the key of the pod they run in.
     listeners: Vec<(String, Process)>,
+    listen: Vec<u16>,
     pods: BTreeMap<String, LabPod>,
     bpffs: PathBuf,
     lifetime: Lifetime,
@@ -242,6 +249,7 @@ impl Lab {
             agents: BTreeMap::new(),
             agent_mode,
             listeners: Vec::new(),
+            listen: spec.listen.clone(),
             pods: BTreeMap::new(),
             bpffs,
             lifetime: spec.lifetime,
@@ -259,6 +267,17 @@ impl Lab {
             lab.add_pod(workload)?;
         }
         step.done("Namespaces and Pods");
+        if !spec.listen.is_empty() {
+            let keys: Vec<(String, String)> = lab
+                .pods
+                .values()
+                .map(|p| (p.namespace.clone(), p.name.clone()))
+                .collect();
+            for (ns, name) in keys {
+                lab.listen(&ns, &name, &spec.listen, &spec.listen)?;
+            }
+            step.done("listeners in every pod");
+        }
         for name in &spec.operators {
             lab.start_operator(name)?;
         }
@@ -345,6 +364,9 @@ impl Lab {
         for agent in self.agents.values_mut() {
             agent.keep();
         }
+        for (_, listener) in &mut self.listeners {
+            listener.keep();
+        }
         if let Some(temp) = self.temp.take() {
             let _ = temp.keep();
         }
@@ -367,6 +389,7 @@ impl Lab {
                 .iter()
                 .map(|(n, o)| (n.clone(), o.metrics_addr.to_string()))
                 .collect(),
+            listen: self.listen.clone(),
         });
         self.state().write_record(&record)
     }

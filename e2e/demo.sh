@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The lab walk-through: a cluster of network namespaces with the real
+# operator and agents. Traffic is seen in visibility mode first, then a
+# policy is applied with kubectl and real packets are allowed and dropped as
+# it says (and as `kubectl-bulkhead simulate` predicted). Needs root.
+#
+#   e2e/demo.sh            build the lab in $BULKHEAD_LAB_DIR (default /tmp/bulkhead-demo),
+#                          walk through, leave it running
+#   e2e/demo.sh --down     and take it down at the end
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+say() { printf '%s\n' "$*" | fold -s -w 100; }
+run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
+
+[[ $(id -u) == 0 ]] || { echo "demo.sh: the lab needs root (network namespaces, a bridge, eBPF)" >&2; exit 1; }
+down_at_end=false
+[[ ${1:-} == --down ]] && down_at_end=true
+
+dir=${BULKHEAD_LAB_DIR:-/tmp/bulkhead-demo}
+bash e2e/tools.sh build >/dev/null
+cargo build -q --workspace --bins
+lab() { target/debug/bulkhead-lab --dir "$dir" "$@"; }
+kb=target/debug/kubectl-bulkhead
+if [[ -e $dir/lab.json ]]; then lab down >/dev/null; fi
+
+step "1. A cluster on this machine: 3 nodes, 12 pods in namespaces prod and dev"
+say "Nodes and pods are network namespaces; a real kube-apiserver and etcd, the Bulkhead operator, and one bulkhead-agent per node (inside its node's namespace). Every pod answers on TCP 8080 and 9090."
+run lab up --nodes 3 --pods 4
+eval "$(lab env)"
+k() { run "$KUBECTL" "$@"; }
+k get pods -A -o wide
+
+step "2. Segmentation labels: app from the pod, env from its namespace"
+"$KUBECTL" apply -f - <<'EOF'
+apiVersion: bulkhead.dev/v1alpha1
+kind: LabelMapping
+metadata: {name: workloads}
+spec:
+  rules:
+  - name: app-and-env
+    match: {pods: {}}
+    copyLabels:
+    - {key: app, fromLabel: app}
+    - {key: env, fromLabel: env, source: namespace}
+EOF
+sleep 1
+k get labelmappings
+k get noderulemaps
+
+step "3. A policy in visibility mode: prod apis take TCP 8080 from prod webs, nothing else"
+policy() {
+	"$KUBECTL" apply -f - <<EOF
+apiVersion: bulkhead.dev/v1alpha1
+kind: SegmentationPolicy
+metadata: {name: prod-api}
+spec:
+  scope: {selector: {matchLabels: {app: api, env: prod}}}
+  enforcement: $1
+  ingress:
+  - name: from-prod-web
+    action: allow
+    peers: [{selector: {matchLabels: {app: web, env: prod}}}]
+    ports: [{protocol: TCP, port: 8080}]
+EOF
+}
+policy visibility
+run "$KUBECTL" wait --for=condition=Ready --timeout=30s segpol/prod-api
+say "Nothing is dropped yet: every pod still reaches every other."
+run lab matrix --port 8080
+sleep 2
+say "But the agents report what full enforcement would drop (their JSON flow logs, what a SIEM ingests). Flows into the prod apis that the policy would deny:"
+"$KUBECTL" get pods -A -o json | python3 -c '
+import glob, json, sys
+pods = {p["status"]["podIP"]: p["metadata"]["namespace"] + "/" + p["metadata"]["name"] for p in json.load(sys.stdin)["items"]}
+apis = {ip for ip, name in pods.items() if name.startswith("prod/api-")}
+seen = set()
+for path in sorted(glob.glob(sys.argv[1] + "/agents/*/flows.jsonl")):
+    for line in open(path):
+        r = json.loads(line)
+        if r["direction"] == "ingress" and r["dst"] in apis and r["wouldVerdict"] == "deny":
+            seen.add((pods.get(r["src"], r["src"]), pods[r["dst"]], r["dstPort"], r["verdict"]))
+for src, dst, port, verdict in sorted(seen):
+    print(f"  {src:>14} -> {dst:<14} TCP {port}: would be denied, {verdict}ed (visibility)")
+' "$dir"
+
+step "4. Before enforcing: what would change? (simulated on the objects in the cluster)"
+snap=$(mktemp -d)
+trap 'rm -rf "$snap"' EXIT
+"$KUBECTL" get namespaces,nodes,pods,labelmappings,segmentationpolicies -A -o yaml >"$snap/cluster.yaml"
+sed -i 's/enforcement: visibility/enforcement: full/' "$snap/cluster.yaml"
+run "$kb" simulate "$snap" --matrix --port 8080
+
+step "5. Enforce: the same policy in full mode"
+policy full
+run "$KUBECTL" wait --for=condition=Ready --timeout=30s segpol/prod-api
+k get segmentationpolicies
+say "Real packets now: prod webs reach the prod apis; dev pods do not; the prod apis, in full mode, send nothing that no rule allows."
+run lab matrix --port 8080
+say "On another port, nothing reaches a prod api:"
+run lab probe prod/web-1-0 prod/api-2-2 --port 9090 || true
+run lab probe prod/web-1-0 prod/api-2-2 --port 8080
+
+if $down_at_end; then
+	step "6. Down"
+	run lab down
+else
+	step "The lab keeps running"
+	say "eval \"\$(target/debug/bulkhead-lab --dir $dir env)\"; \$KUBECTL get nrm,segpol"
+	say "target/debug/bulkhead-lab --dir $dir matrix --port 8080     # real packets"
+	say "target/debug/bulkhead-lab --dir $dir down                    # remove it all"
+fi
