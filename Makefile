@@ -8,7 +8,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps rust-deps build crds lint unit test demo bench clean
+.PHONY: all deps rust-deps build crds lint unit test demo demo-offline bench clean
 
 all: build
 
@@ -37,8 +37,13 @@ unit: deps
 ## test: the whole suite, as CI runs it
 test: lint unit test-datapath e2e
 
-## demo: the lab demo on the embedded example (examples/lab)
-demo: deps
+## demo: the lab walk-through (e2e/demo.sh): a real API server, operator and
+## agents; traffic seen in visibility mode, then a policy enforced on real packets
+demo: deps tools
+	@bash e2e/demo.sh --down
+
+## demo-offline: the same story without root, from YAML (examples/lab) with kubectl-bulkhead
+demo-offline: deps
 	@bash scripts/demo.sh
 
 ## bench: compiler benchmarks (criterion) with a same-run baseline
