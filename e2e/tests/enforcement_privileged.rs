@@ -485,3 +485,114 @@ fn visibility_mode_drops_nothing_and_reports_what_full_would_drop() {
         "visibility drops nothing: {record}"
     );
 }
+
+/// Two policies that exercise the verdict order: prod apis in full mode
+/// take TCP 8080 from prod webs; dev, in selective mode, may not send TCP
+/// 9090 to prod webs (an explicit deny, enforced although dev's default lets
+/// the rest through).
+const SIMULATED_POLICIES: &str = r#"
+apiVersion: bulkhead.dev/v1alpha1
+kind: SegmentationPolicy
+metadata: {name: prod-api}
+spec:
+  scope: {selector: {matchLabels: {app: api, env: prod}}}
+  enforcement: full
+  ingress:
+  - {name: from-prod-web, action: allow, peers: [{selector: {matchLabels: {app: web, env: prod}}}], ports: [{protocol: TCP, port: 8080}]}
+---
+apiVersion: bulkhead.dev/v1alpha1
+kind: SegmentationPolicy
+metadata: {name: dev-no-prod-web-9090}
+spec:
+  scope: {selector: {matchLabels: {env: dev}}}
+  enforcement: selective
+  egress:
+  - {name: not-prod-web-9090, action: deny, peers: [{selector: {matchLabels: {app: web, env: prod}}}], ports: [{protocol: TCP, port: 9090}]}
+"#;
+
+#[test]
+fn real_packets_between_every_pair_of_pods_agree_with_kubectl_bulkhead_simulate() {
+    let mut spec = LabSpec::new(3).with_default_workloads(4);
+    spec.agents = Agents::Always;
+    spec.listen = vec![8080, 9090];
+    let lab = start(spec);
+    ok(lab.apply(MAPPING), "applying the LabelMapping");
+    ok(lab.apply(SIMULATED_POLICIES), "applying the policies");
+    for node in lab.node_names() {
+        published(&lab, &node, "both policies", |m| {
+            ["prod-api", "dev-no-prod-web-9090"]
+                .iter()
+                .all(|p| m.spec.rules.iter().any(|r| r.policy == *p))
+        });
+    }
+    sync(&lab);
+    let pods: Vec<bulkhead_e2e::LabPod> = lab.pods().cloned().collect();
+    for (proto, port) in [(TCP, 8080), (TCP, 9090), (UDP, 8080)] {
+        let simulated = ok(simulated_matrix(&lab, proto, port), "simulating");
+        assert_eq!(
+            simulated.len(),
+            pods.len() * (pods.len() - 1),
+            "simulate covers every pair"
+        );
+        let (mut allowed, mut denied) = (0, 0);
+        for pass in simulated.values() {
+            if *pass {
+                allowed += 1
+            } else {
+                denied += 1
+            }
+        }
+        assert!(
+            allowed > 0 && denied > 0,
+            "{proto:?}/{port}: a matrix worth comparing ({allowed} allowed, {denied} denied)"
+        );
+        let probes: Vec<Probe> = simulated
+            .keys()
+            .map(|(from, to)| Probe {
+                from: from.clone(),
+                to: to.clone(),
+                proto,
+                port,
+            })
+            .collect();
+        let deadline = Instant::now() + SETTLE;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let results = ok(lab.probe_all(&probes), "probing");
+            let differ: Vec<String> = probes
+                .iter()
+                .zip(&results)
+                .filter(|(p, r)| simulated[&(p.from.clone(), p.to.clone())] != r.answered)
+                .map(|(p, r)| {
+                    format!(
+                        "  {} -> {}: simulate says {}, the packet {}",
+                        p.from,
+                        p.to,
+                        if r.answered { "deny" } else { "allow" },
+                        if r.answered {
+                            "passed"
+                        } else {
+                            "got no answer"
+                        }
+                    )
+                })
+                .collect();
+            if differ.is_empty() {
+                break;
+            }
+            eprintln!(
+                "{proto:?}/{port}: round {attempts}: {} pairs differ:\n{}",
+                differ.len(),
+                differ.join("\n")
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{proto:?}/{port}: real packets differ from kubectl-bulkhead simulate on {} of {} pairs:\n{}",
+                differ.len(),
+                probes.len(),
+                differ.join("\n")
+            );
+        }
+    }
+}

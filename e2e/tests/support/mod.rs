@@ -188,3 +188,68 @@ pub fn assert_operator_agrees_with_offline_compile(lab: &Lab, when: &str) {
         );
     }
 }
+
+/// The objects in the API server now, as one manifest file in a fresh
+/// directory (what the offline tools read).
+pub fn snapshot(lab: &Lab) -> bulkhead_e2e::Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir().map_err(|e| bulkhead_e2e::Error::Io {
+        action: "create",
+        path: std::env::temp_dir(),
+        source: e,
+    })?;
+    let objects = lab.kubectl().run(&[
+        "get",
+        "namespaces,nodes,pods,externalnodes,labelmappings,segmentationpolicies",
+        "-A",
+        "-o",
+        "yaml",
+    ])?;
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, objects).map_err(|e| bulkhead_e2e::Error::Io {
+        action: "write",
+        path,
+        source: e,
+    })?;
+    Ok(dir)
+}
+
+/// `kubectl-bulkhead simulate --matrix` of the objects in the API server:
+/// (from, to) → whether the packet passes now.
+pub fn simulated_matrix(
+    lab: &Lab,
+    proto: bulkhead_e2e::Proto,
+    port: u16,
+) -> bulkhead_e2e::Result<BTreeMap<(String, String), bool>> {
+    let input = snapshot(lab)?;
+    let cli = lab.project_binaries().cli();
+    let out = bulkhead_e2e::netns::run(
+        &cli.to_string_lossy(),
+        &[
+            "simulate",
+            &input.path().to_string_lossy(),
+            "--matrix",
+            "--port",
+            &port.to_string(),
+            "--protocol",
+            proto.name(),
+            "-o",
+            "json",
+        ],
+    )?;
+    let json: Value = serde_json::from_str(&out).map_err(|e| bulkhead_e2e::Error::Unexpected {
+        what: "kubectl-bulkhead simulate -o json".into(),
+        problem: e.to_string(),
+    })?;
+    Ok(json["cells"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let key = (
+                c["from"].as_str().unwrap_or_default().to_owned(),
+                c["to"].as_str().unwrap_or_default().to_owned(),
+            );
+            (key, c["verdict"] == "allow")
+        })
+        .collect())
+}
