@@ -38,17 +38,22 @@ import socket, sys, threading
 tcp = [int(p) for p in sys.argv[1].split(",") if p]
 udp = [int(p) for p in sys.argv[2].split(",") if p]
 name = sys.argv[3].encode()
+def converse(c):
+    try:
+        c.settimeout(30)
+        while True:
+            data = c.recv(64)
+            if not data:
+                break
+            c.sendall(b"ok " + name)
+    except OSError:
+        pass
+    finally:
+        c.close()
 def serve_tcp(s):
     while True:
         c, _ = s.accept()
-        try:
-            c.settimeout(2)
-            c.recv(64)
-            c.sendall(b"ok " + name)
-        except OSError:
-            pass
-        finally:
-            c.close()
+        threading.Thread(target=converse, args=(c,), daemon=True).start()
 def serve_udp(s):
     while True:
         _, peer = s.recvfrom(64)
@@ -124,6 +129,65 @@ pub fn start_listener(
         }
         if !process.is_running() || Instant::now() > deadline {
             return Err(process.not_ready("binding its ports"));
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+const CONVERSATION: &str = r#"
+import socket, sys, time
+addr, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((addr, port), timeout=2)
+s.settimeout(0.5)
+print("connected", flush=True)
+while True:
+    try:
+        s.sendall(b"ping")
+        data = s.recv(64)
+        print("answered" if data else "closed", flush=True)
+        if not data:
+            break
+    except socket.timeout:
+        print("lost", flush=True)
+    except OSError as e:
+        print("error %s" % e, flush=True)
+        break
+    time.sleep(0.1)
+"#;
+
+/// A long-lived TCP connection from inside `netns` to `addr:port` that
+/// sends a request every 100 ms and logs, one line each, whether the answer
+/// came (`answered`), did not come within 500 ms (`lost`), or the
+/// connection ended (`closed`, `error ...`). Waits until it is connected.
+pub fn start_conversation(
+    state: &StateDir,
+    name: &str,
+    netns_name: &str,
+    addr: IpAddr,
+    port: u16,
+) -> Result<Process> {
+    let mut cmd = netns::command_in(netns_name, python());
+    cmd.args([
+        "-u",
+        "-c",
+        CONVERSATION,
+        &addr.to_string(),
+        &port.to_string(),
+    ]);
+    let mut process = Process::spawn(
+        state,
+        &format!("conversation-{name}"),
+        cmd,
+        Lifetime::Attached,
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(process.log_path()).unwrap_or_default();
+        if log.lines().any(|l| l == "connected") {
+            return Ok(process);
+        }
+        if !process.is_running() || Instant::now() > deadline {
+            return Err(process.not_ready("connecting"));
         }
         sleep(Duration::from_millis(20));
     }

@@ -596,3 +596,47 @@ fn real_packets_between_every_pair_of_pods_agree_with_kubectl_bulkhead_simulate(
         }
     }
 }
+
+#[test]
+fn established_connections_that_a_new_policy_denies_stop_and_the_allowed_ones_go_on() {
+    let lab = start_lab();
+    ok(lab.apply(MAPPING), "applying the LabelMapping");
+    ok(
+        lab.apply(&prod_api_policy(8080, "visibility")),
+        "applying the policy in visibility",
+    );
+    published(&lab, "node-2", "prod-api", |m| {
+        governs_prod_api_on_port(m, 8080)
+    });
+    sync(&lab);
+    let across = ok(lab.converse("dev/web-d1", "prod/api-2", 8080), "connecting");
+    let same_node = ok(lab.converse("dev/web-d2", "prod/api-2", 8080), "connecting");
+    let allowed = ok(lab.converse("prod/web-3", "prod/api-2", 8080), "connecting");
+    for c in [&across, &same_node, &allowed] {
+        ok(
+            c.wait_answering(5, SETTLE),
+            "a conversation in visibility mode",
+        );
+    }
+
+    ok(
+        lab.apply(&prod_api_policy(8080, "full")),
+        "enforcing the policy",
+    );
+    published(&lab, "node-2", "prod/api-2 in full mode", |m| {
+        endpoint_mode(m, "prod/api-2") == Some(bulkhead_api::policy::EnforcementMode::Full)
+    });
+    sync(&lab);
+    ok(
+        across.wait_silent(5, SETTLE),
+        "dev/web-d1 -> prod/api-2 (across nodes) must stop",
+    );
+    ok(
+        same_node.wait_silent(5, SETTLE),
+        "dev/web-d2 -> prod/api-2 (same node) must stop",
+    );
+    ok(
+        allowed.wait_answering(10, SETTLE),
+        "prod/web-3 -> prod/api-2 is allowed and goes on",
+    );
+}

@@ -42,7 +42,7 @@ mod replicas;
 
 pub use crate::wait::wait_until;
 pub use lifecycle::{dir_or_default, down, prune, status, up, Down, ProcessStatus, Pruned, Status};
-pub use probes::{matrix, probe_all, probe_between, Probe};
+pub use probes::{matrix, probe_all, probe_between, Conversation, Probe};
 
 /// Whether the lab starts node agents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

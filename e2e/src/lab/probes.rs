@@ -3,9 +3,13 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use std::time::Duration;
+
 use super::{split_key, Lab, LabPod};
 use crate::error::{Error, Result};
+use crate::process::Process;
 use crate::traffic::{self, ProbeResult, Proto};
+use crate::wait::wait_until;
 
 /// One request to send: from pod, to pod (`namespace/name`), protocol, port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,10 +70,87 @@ impl Lab {
         )
     }
 
+    /// Opens a long-lived TCP connection from pod `from` to pod `to` that
+    /// exchanges a request and an answer every 100 ms until dropped.
+    pub fn converse(&self, from: &str, to: &str, port: u16) -> Result<Conversation> {
+        let (fns, fname) = split_key(from)?;
+        let (tns, tname) = split_key(to)?;
+        let src = self.pod(fns, fname)?;
+        let dst = self.pod(tns, tname)?;
+        let process = traffic::start_conversation(
+            self.state(),
+            &format!(
+                "{}-{}-to-{}-{}",
+                src.namespace, src.name, dst.namespace, dst.name
+            ),
+            &src.netns,
+            IpAddr::V4(dst.address),
+            port,
+        )?;
+        Ok(Conversation { process })
+    }
+
     /// Many probes at once (each waits up to a second for its answer).
     pub fn probe_all(&self, probes: &[Probe]) -> Result<Vec<ProbeResult>> {
         let pods: Vec<LabPod> = self.pods.values().cloned().collect();
         probe_all(&pods, probes)
+    }
+}
+
+/// A long-lived connection between two pods (see `Lab::converse`).
+#[derive(Debug)]
+pub struct Conversation {
+    process: Process,
+}
+
+impl Conversation {
+    /// Every exchange so far: `answered`, `lost`, `closed` or `error ...`.
+    pub fn exchanges(&self) -> Vec<String> {
+        std::fs::read_to_string(self.process.log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| *l != "connected")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until the last `run` exchanges were all answered.
+    pub fn wait_answering(&self, run: usize, timeout: Duration) -> Result<()> {
+        self.wait(
+            &format!("{run} answers in a row"),
+            timeout,
+            |tail| tail.len() == run && tail.iter().all(|l| l == "answered"),
+            run,
+        )
+    }
+
+    /// Waits until the last `run` exchanges went unanswered, or the
+    /// connection ended.
+    pub fn wait_silent(&self, run: usize, timeout: Duration) -> Result<()> {
+        self.wait(
+            &format!("{run} unanswered exchanges in a row"),
+            timeout,
+            |tail| {
+                let ended = tail
+                    .last()
+                    .is_some_and(|l| l == "closed" || l.starts_with("error"));
+                (tail.len() == run || ended) && tail.iter().all(|l| l != "answered")
+            },
+            run,
+        )
+    }
+
+    fn wait(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[String]) -> bool,
+        run: usize,
+    ) -> Result<()> {
+        wait_until(what, timeout, || {
+            let all = self.exchanges();
+            Ok(done(&all[all.len().saturating_sub(run)..]).then_some(()))
+        })
     }
 }
 
