@@ -190,14 +190,19 @@ fn lab_up_leaves_the_whole_lab_running_and_down_removes_exactly_it() {
         .iter()
         .map(|p| (p.name.as_str(), p.running))
         .collect();
+    let (listeners, others): (Vec<_>, Vec<_>) = running
+        .into_iter()
+        .partition(|(name, _)| name.starts_with("listen-"));
     assert_eq!(
-        running,
+        others,
         [
             ("etcd", true),
             ("kube-apiserver", true),
             ("operator-a", true)
         ]
     );
+    assert_eq!(listeners.len(), 4, "a listener in every pod: {listeners:?}");
+    assert!(listeners.iter().all(|(_, running)| *running));
     let cli_status = lab_cli(&dir, &["status"]);
     assert!(
         cli_status.status.success(),
@@ -250,5 +255,85 @@ fn lab_up_leaves_the_whole_lab_running_and_down_removes_exactly_it() {
     assert!(
         parent.path().exists(),
         "down must not remove more than the lab's directory"
+    );
+}
+
+#[test]
+fn prune_takes_down_a_crashed_lab_and_leaves_a_live_one() {
+    require_root();
+    let parent = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (live, crashed) = (parent.path().join("live"), parent.path().join("crashed"));
+    let _cleanup = (DownOnDrop(live.clone()), DownOnDrop(crashed.clone()));
+    for dir in [&live, &crashed] {
+        let up = lab_cli(
+            dir,
+            &[
+                "up",
+                "--nodes",
+                "1",
+                "--pods",
+                "1",
+                "--agents",
+                "none",
+                "--no-operator",
+            ],
+        );
+        assert!(
+            up.status.success(),
+            "up failed: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+    }
+    let topology = |dir: &Path| {
+        StateDir::at(dir)
+            .read_record()
+            .ok()
+            .and_then(|r| r.parts)
+            .and_then(|p| p.topology)
+            .expect("a recorded topology")
+    };
+    let (live_net, crashed_net) = (topology(&live), topology(&crashed));
+
+    // A crash: every process of the lab is killed, nothing is cleaned up.
+    let processes = lab::status(&StateDir::at(&crashed))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .processes;
+    for p in &processes {
+        netns::run("kill", &["-KILL", &p.pid.to_string()]).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let wait = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes.iter().all(|p| process_gone(p.pid)) && std::time::Instant::now() < wait {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let prune = lab_cli(parent.path(), &["prune"]);
+    assert!(
+        prune.status.success(),
+        "prune failed: {}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
+    assert!(
+        !crashed.exists(),
+        "prune must take down the crashed lab's directory"
+    );
+    assert!(
+        !netns::link_exists(&crashed_net.bridge),
+        "{} left behind",
+        crashed_net.bridge
+    );
+    for node in &crashed_net.nodes {
+        assert!(
+            !netns::netns_exists(&node.netns),
+            "{} left behind",
+            node.netns
+        );
+    }
+    assert!(live.exists(), "prune must leave a live lab alone");
+    assert!(netns::link_exists(&live_net.bridge));
+    let status = lab_cli(&live, &["status"]);
+    assert!(
+        status.status.success(),
+        "the live lab must still run: {}",
+        String::from_utf8_lossy(&status.stdout)
     );
 }
