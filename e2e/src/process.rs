@@ -99,6 +99,12 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// True once the process has exited (a zombie not yet reaped included);
+    /// unlike `is_running`, needs no `&mut`.
+    pub fn has_exited(&self) -> bool {
+        proc_stat(self.record.pid).is_none_or(|(state, _)| matches!(state, 'Z' | 'X'))
+    }
+
     /// The last `lines` lines of its log.
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log, lines)

@@ -40,7 +40,12 @@ pub fn down(state: &StateDir) -> Result<Down> {
     }
     let mut namespaces = 0;
     if let Some(topology) = &parts.topology {
-        namespaces = topology.nodes.iter().map(|n| 1 + n.pods.len()).sum();
+        namespaces = topology
+            .nodes
+            .iter()
+            .flat_map(|n| std::iter::once(&n.netns).chain(n.pods.iter().map(|p| &p.netns)))
+            .filter(|ns| netns::netns_exists(ns))
+            .count();
         topology::teardown(topology)?;
     }
     state.remove()?;

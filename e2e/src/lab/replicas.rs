@@ -107,6 +107,11 @@ impl Lab {
         }
         let process = agent::start_agent(self.state(), &config)?;
         self.agents.insert(node.to_owned(), process);
+        // Flags it does not know, a kernel without BPF: it exits at once.
+        std::thread::sleep(Duration::from_millis(300));
+        if let Some(dead) = self.dead_agent(node) {
+            return Err(dead);
+        }
         self.save()
     }
 
@@ -136,14 +141,17 @@ impl Lab {
                         &format!("the agent of {node} to program its rule map"),
                         timeout,
                         || {
+                            if let Some(dead) = self.dead_agent(node) {
+                                return Ok(Some(Err(dead)));
+                            }
                             let map = crate::observe::rule_map(&admin, node)?;
                             let programmed = map.as_ref().and_then(|m| {
                                 let status = m.status.as_ref()?.programmed_generation?;
-                                (Some(status) == m.metadata.generation).then_some(())
+                                (Some(status) == m.metadata.generation).then_some(Ok(()))
                             });
                             Ok(programmed)
                         },
-                    )?;
+                    )??;
                 }
                 AgentMode::Standalone => {
                     let config = self.agent_config(node)?;
@@ -166,6 +174,16 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// An error with its log when `node`'s agent has exited.
+    fn dead_agent(&self, node: &str) -> Option<Error> {
+        let process = self.agents.get(node)?;
+        process.has_exited().then(|| Error::NotReady {
+            component: agent::process_name(node),
+            problem: "exited".into(),
+            log: process.log_tail(30),
+        })
     }
 
     pub fn agent_log(&self, node: &str) -> String {
