@@ -20,7 +20,7 @@ tools:
 # operator, agent and CLI themselves (cargo build --workspace --bins).
 e2e: tools
 	@$(LAB) prune
-	$(CARGO) test -p bulkhead-e2e
+	$(CARGO) test -p bulkhead-e2e -- --test-threads=1
 
 lab-up: tools
 	$(LAB) up
