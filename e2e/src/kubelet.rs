@@ -35,8 +35,9 @@ pub fn labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Labels
 pub struct NodeRegistration {
     pub name: String,
     pub labels: Labels,
-    pub address: IpAddr,
-    pub pod_cidr: String,
+    /// Its InternalIPs, one per family.
+    pub addresses: Vec<IpAddr>,
+    pub pod_cidrs: Vec<String>,
 }
 
 /// A Pod as the lab registers it.
@@ -46,7 +47,8 @@ pub struct PodRegistration {
     pub name: String,
     pub node: String,
     pub labels: Labels,
-    pub address: IpAddr,
+    /// Its addresses, the primary family first (`status.podIPs`).
+    pub addresses: Vec<IpAddr>,
 }
 
 /// Creates (or updates) a Node, then reports it Ready with its InternalIP
@@ -63,14 +65,17 @@ pub fn register_node(kubectl: &Kubectl, node: &NodeRegistration) -> Result<()> {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": node.name, "labels": labels},
-        "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
+        "spec": {"podCIDR": node.pod_cidrs.first(), "podCIDRs": node.pod_cidrs},
     });
     apply(kubectl, &object)?;
+    let mut addresses: Vec<serde_json::Value> = node
+        .addresses
+        .iter()
+        .map(|a| json!({"type": "InternalIP", "address": a.to_string()}))
+        .collect();
+    addresses.push(json!({"type": "Hostname", "address": node.name}));
     let status = json!({"status": {
-        "addresses": [
-            {"type": "InternalIP", "address": node.address.to_string()},
-            {"type": "Hostname", "address": node.name},
-        ],
+        "addresses": addresses,
         "conditions": [{
             "type": "Ready", "status": "True", "reason": "KubeletReady",
             "message": "the bulkhead lab stands in for the kubelet",
@@ -103,11 +108,11 @@ pub fn create_pod(kubectl: &Kubectl, pod: &PodRegistration) -> Result<()> {
         },
     });
     apply(kubectl, &object)?;
-    let ip = pod.address.to_string();
+    let ips: Vec<String> = pod.addresses.iter().map(IpAddr::to_string).collect();
     let status = json!({"status": {
         "phase": "Running",
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
+        "podIP": ips.first(),
+        "podIPs": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
         "conditions": [{"type": "Ready", "status": "True"}],
         "containerStatuses": [{
             "name": "app", "image": POD_IMAGE, "imageID": "", "ready": true,

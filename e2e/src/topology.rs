@@ -1,16 +1,19 @@
-//! Nodes and pods as network namespaces, wired as a small cluster network.
+//! Nodes and pods as network namespaces, wired as a small dual-stack
+//! cluster network.
 //!
 //! ```text
 //!  root namespace                          lab id L (1..=250), node i (1..), pod j (0..)
 //!  ┌──────────────────────────────────────────────────────────────────────────────┐
-//!  │ bridge bh<L>br 172.31.L.1/24  ◄── the API server binds here                  │
+//!  │ bridge bh<L>br 172.31.L.1/24, fd42:L::1/64  ◄── the API server binds here    │
 //!  │   ├── bh<L>n1 ─veth─┐        ├── bh<L>n2 ─veth─┐                             │
 //!  └─────────────────────┼────────────────────────-─┼─────────────────────────────┘
 //!   netns bh-L-node-1    │ eth0 172.31.L.11/24      │ eth0 172.31.L.12/24   (bh-L-node-2)
-//!     route 10.L.2.0/24 via 172.31.L.12  ...        route 10.L.1.0/24 via 172.31.L.11
-//!     veth0 ─┐  route 10.L.1.10/32 dev veth0, permanent neighbour
+//!                        │      fd42:L::b/64        │      fd42:L::c/64
+//!     route 10.L.2.0/24 via 172.31.L.12, fd42:L:2::/64 via fd42:L::c  (and so on)
+//!     veth0 ─┐  route 10.L.1.10/32 and fd42:L:1::a/128 dev veth0, permanent neighbours
 //!   netns bh-L-pod-1-0
-//!     eth0 10.L.1.10/32, default via 169.254.1.1 (the node's veth0, a permanent neighbour)
+//!     eth0 10.L.1.10/32, fd42:L:1::a/128 (L, i and j+10 in hex in IPv6)
+//!     default via 169.254.1.1 and fe80::1 (the node's veth0, permanent neighbours)
 //! ```
 //!
 //! Pods reach their node through a link-local next hop, as Calico wires
@@ -23,7 +26,7 @@
 //! parallel labs never share names or addresses. Everything made is recorded
 //! in a [`TopologyRecord`], which is all [`teardown`] needs.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -32,13 +35,18 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::netns::{self, ip, ip_in, sysctl_in};
 
-/// The highest lab id; addresses are 172.31.<id>.0/24 and 10.<id>.<node>.0/24.
+/// The highest lab id; addresses are 172.31.<id>.0/24 and 10.<id>.<node>.0/24
+/// (fd42:<id>::/64 and fd42:<id>:<node>::/64).
 pub const MAX_LAB_ID: u8 = 250;
 /// Pod j's address is .<j + POD_HOST_OFFSET>; node i's is .<i + NODE_HOST_OFFSET>.
 pub const POD_HOST_OFFSET: u8 = 10;
 pub const NODE_HOST_OFFSET: u8 = 10;
-/// The pods' next hop: a link-local address their node answers for.
+/// The pods' next hops: link-local addresses their node answers for.
 pub const POD_GATEWAY: &str = "169.254.1.1";
+pub const POD_GATEWAY6: &str = "fe80::1";
+/// The first 16 bits of every IPv6 address of the lab (a ULA prefix):
+/// fd42:<lab>::/64 between nodes, fd42:<lab>:<node>::/64 for its pods.
+const ULA: u16 = 0xfd42;
 /// Names of the interfaces inside the namespaces.
 pub const NODE_UPLINK: &str = "eth0";
 pub const POD_INTERFACE: &str = "eth0";
@@ -65,6 +73,8 @@ pub struct TopologyRecord {
     pub bridge: String,
     /// The bridge's address: the root namespace as the nodes see it.
     pub gateway: Ipv4Addr,
+    #[serde(default = "unspecified6")]
+    pub gateway6: Ipv6Addr,
     pub nodes: Vec<NodeNet>,
 }
 
@@ -77,10 +87,15 @@ pub struct NodeNet {
     pub index: u8,
     pub netns: String,
     pub address: Ipv4Addr,
+    #[serde(default = "unspecified6")]
+    pub address6: Ipv6Addr,
     /// The root-namespace end of its uplink, enslaved to the bridge.
     pub uplink: String,
     /// `10.<lab>.<index>.0/24`.
     pub pod_cidr: String,
+    /// `fd42:<lab>:<index>::/64`.
+    #[serde(default)]
+    pub pod_cidr6: String,
     pub pods: Vec<PodNet>,
 }
 
@@ -91,6 +106,8 @@ pub struct PodNet {
     pub index: u8,
     pub netns: String,
     pub address: Ipv4Addr,
+    #[serde(default = "unspecified6")]
+    pub address6: Ipv6Addr,
     /// The node-side end of its veth (inside the node's namespace).
     pub veth: String,
 }
@@ -137,6 +154,7 @@ impl Topology {
                 lab,
                 bridge: bridge_name(lab),
                 gateway: Ipv4Addr::new(172, 31, lab, 1),
+                gateway6: Ipv6Addr::new(ULA, lab.into(), 0, 0, 0, 0, 0, 1),
                 nodes: Vec::new(),
             },
             keep: false,
@@ -144,6 +162,10 @@ impl Topology {
         ip(&format!(
             "addr add {}/24 dev {}",
             topology.record.gateway, topology.record.bridge
+        ))?;
+        ip(&format!(
+            "-6 addr add {}/64 dev {} nodad",
+            topology.record.gateway6, topology.record.bridge
         ))?;
         ip(&format!("link set {} up", topology.record.bridge))?;
         for index in 1..=spec.nodes {
@@ -183,6 +205,16 @@ impl Topology {
             index,
             netns: format!("bh-{lab}-pod-{}-{index}", node.index),
             address: Ipv4Addr::new(10, lab, node.index, index + POD_HOST_OFFSET),
+            address6: Ipv6Addr::new(
+                ULA,
+                lab.into(),
+                node.index.into(),
+                0,
+                0,
+                0,
+                0,
+                (index + POD_HOST_OFFSET).into(),
+            ),
             veth: format!("{POD_VETH_PREFIX}{index}"),
         };
         // Recorded before it is built, so a half-built pod is torn down too.
@@ -220,8 +252,22 @@ impl Topology {
             index,
             netns: format!("bh-{lab}-node-{index}"),
             address: Ipv4Addr::new(172, 31, lab, index + NODE_HOST_OFFSET),
+            address6: Ipv6Addr::new(
+                ULA,
+                lab.into(),
+                0,
+                0,
+                0,
+                0,
+                0,
+                (index + NODE_HOST_OFFSET).into(),
+            ),
             uplink: format!("bh{lab}n{index}"),
             pod_cidr: format!("10.{lab}.{index}.0/24"),
+            pod_cidr6: format!(
+                "{}/64",
+                Ipv6Addr::new(ULA, lab.into(), index.into(), 0, 0, 0, 0, 0)
+            ),
             pods: Vec::new(),
         };
         self.record.nodes.push(node.clone());
@@ -232,6 +278,8 @@ impl Topology {
             ("net.ipv4.ip_forward", "1"),
             ("net.ipv4.conf.all.rp_filter", "0"),
             ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv6.conf.all.disable_ipv6", "0"),
+            ("net.ipv6.conf.all.forwarding", "1"),
         ] {
             sysctl_in(ns, key, value)?;
         }
@@ -248,6 +296,10 @@ impl Topology {
             ns,
             &format!("addr add {}/24 dev {NODE_UPLINK}", node.address),
         )?;
+        ip_in(
+            ns,
+            &format!("-6 addr add {}/64 dev {NODE_UPLINK} nodad", node.address6),
+        )?;
         ip_in(ns, &format!("link set {NODE_UPLINK} up"))?;
         Ok(())
     }
@@ -258,6 +310,10 @@ impl Topology {
                 ip_in(
                     &node.netns,
                     &format!("route add {} via {}", other.pod_cidr, other.address),
+                )?;
+                ip_in(
+                    &node.netns,
+                    &format!("-6 route add {} via {}", other.pod_cidr6, other.address6),
                 )?;
             }
         }
@@ -291,6 +347,10 @@ fn wire_pod(node_ns: &str, pod: &PodNet) -> Result<()> {
         ns,
         &format!("addr add {}/32 dev {POD_INTERFACE}", pod.address),
     )?;
+    ip_in(
+        ns,
+        &format!("-6 addr add {}/128 dev {POD_INTERFACE} nodad", pod.address6),
+    )?;
     ip_in(ns, &format!("link set {POD_INTERFACE} up"))?;
     let node_mac = netns::mac_in(node_ns, &pod.veth)?;
     let pod_mac = netns::mac_in(ns, POD_INTERFACE)?;
@@ -307,8 +367,27 @@ fn wire_pod(node_ns: &str, pod: &PodNet) -> Result<()> {
         &format!("neigh add {POD_GATEWAY} lladdr {node_mac} dev {POD_INTERFACE} nud permanent"),
     )?;
     ip_in(
+        ns,
+        &format!("-6 route add default via {POD_GATEWAY6} dev {POD_INTERFACE}"),
+    )?;
+    ip_in(
+        ns,
+        &format!("-6 neigh add {POD_GATEWAY6} lladdr {node_mac} dev {POD_INTERFACE} nud permanent"),
+    )?;
+    ip_in(
         node_ns,
         &format!("route add {}/32 dev {}", pod.address, pod.veth),
+    )?;
+    ip_in(
+        node_ns,
+        &format!("-6 route add {}/128 dev {}", pod.address6, pod.veth),
+    )?;
+    ip_in(
+        node_ns,
+        &format!(
+            "-6 neigh add {} lladdr {pod_mac} dev {} nud permanent",
+            pod.address6, pod.veth
+        ),
     )?;
     ip_in(
         node_ns,
@@ -388,6 +467,15 @@ fn id_looks_free(lab: u8) -> bool {
     // inside it; a default route covering it is no conflict).
     !used(&["-4", "addr", "show", "to", &subnet])
         && !used(&["-4", "route", "show", "root", &subnet, "table", "all"])
+        && !used(&[
+            "-6",
+            "route",
+            "show",
+            "root",
+            &format!("{ULA:x}:{lab:x}::/32"),
+            "table",
+            "all",
+        ])
 }
 
 /// Who built a lab's bridge: the building process and the state directory.
@@ -478,6 +566,10 @@ pub fn sweep(lab: u8) -> Result<usize> {
     }
     netns::delete_link(&bridge_name(lab))?;
     Ok(removed)
+}
+
+fn unspecified6() -> Ipv6Addr {
+    Ipv6Addr::UNSPECIFIED
 }
 
 #[cfg(test)]

@@ -59,14 +59,18 @@ def serve_udp(s):
         _, peer = s.recvfrom(64)
         s.sendto(b"ok " + name, peer)
 threads = []
+def dual_stack(kind):
+    s = socket.socket(socket.AF_INET6, kind)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    return s
 for p in tcp:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = dual_stack(socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", p)); s.listen(64)
+    s.bind(("::", p)); s.listen(64)
     threads.append(threading.Thread(target=serve_tcp, args=(s,), daemon=True))
 for p in udp:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", p))
+    s = dual_stack(socket.SOCK_DGRAM)
+    s.bind(("::", p))
     threads.append(threading.Thread(target=serve_udp, args=(s,), daemon=True))
 for t in threads: t.start()
 print("ready", flush=True)
@@ -83,7 +87,7 @@ try:
         s.sendall(b"ping")
         data = s.recv(64)
     else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(timeout)
         s.sendto(b"ping", (addr, port))
         data, _ = s.recvfrom(64)

@@ -111,26 +111,36 @@ type Row = (&'static str, &'static str, Proto, u16, bool);
 const TCP: Proto = Proto::Tcp;
 const UDP: Proto = Proto::Udp;
 
-/// Probes every row until all match (agents program asynchronously), up to
-/// `SETTLE`; fails with the table of what was seen otherwise.
+/// Probes every row, over IPv4 and over IPv6, until all match (agents
+/// program asynchronously), up to `SETTLE`; fails with the table of what
+/// was seen otherwise.
 fn assert_reachability(lab: &Lab, when: &str, rows: &[Row]) {
-    let probes: Vec<Probe> = rows
+    let expected: Vec<(Probe, bool)> = rows
         .iter()
-        .map(|(from, to, proto, port, _)| match proto {
-            Proto::Tcp => Probe::tcp(from, to, *port),
-            Proto::Udp => Probe::udp(from, to, *port),
+        .flat_map(|(from, to, proto, port, want)| {
+            let probe = match proto {
+                Proto::Tcp => Probe::tcp(from, to, *port),
+                Proto::Udp => Probe::udp(from, to, *port),
+            };
+            [(probe.clone(), *want), (probe.v6(), *want)]
         })
         .collect();
+    let probes: Vec<Probe> = expected.iter().map(|(p, _)| p.clone()).collect();
     let deadline = Instant::now() + SETTLE;
     loop {
         let results = ok(lab.probe_all(&probes), "probing");
-        let wrong: Vec<String> = rows
+        let wrong: Vec<String> = expected
             .iter()
             .zip(&results)
-            .filter(|((.., want), got)| got.answered != *want)
-            .map(|((from, to, proto, port, want), got)| {
+            .filter(|((_, want), got)| got.answered != *want)
+            .map(|((p, want), got)| {
                 format!(
-                    "  {from} -> {to} {proto:?}/{port}: expected {}, got {} ({})",
+                    "  {} -> {} {:?}/{} over IPv{}: expected {}, got {} ({})",
+                    p.from,
+                    p.to,
+                    p.proto,
+                    p.port,
+                    if p.v6 { 6 } else { 4 },
                     if *want { "answer" } else { "no answer" },
                     if got.answered { "answer" } else { "no answer" },
                     got.detail
@@ -527,7 +537,12 @@ fn real_packets_between_every_pair_of_pods_agree_with_kubectl_bulkhead_simulate(
     }
     sync(&lab);
     let pods: Vec<bulkhead_e2e::LabPod> = lab.pods().cloned().collect();
-    for (proto, port) in [(TCP, 8080), (TCP, 9090), (UDP, 8080)] {
+    for (proto, port, v6) in [
+        (TCP, 8080, false),
+        (TCP, 9090, false),
+        (UDP, 8080, false),
+        (TCP, 8080, true),
+    ] {
         let simulated = ok(simulated_matrix(&lab, proto, port), "simulating");
         assert_eq!(
             simulated.len(),
@@ -553,6 +568,7 @@ fn real_packets_between_every_pair_of_pods_agree_with_kubectl_bulkhead_simulate(
                 to: to.clone(),
                 proto,
                 port,
+                v6,
             })
             .collect();
         let deadline = Instant::now() + SETTLE;
@@ -582,13 +598,13 @@ fn real_packets_between_every_pair_of_pods_agree_with_kubectl_bulkhead_simulate(
                 break;
             }
             eprintln!(
-                "{proto:?}/{port}: round {attempts}: {} pairs differ:\n{}",
+                "{proto:?}/{port} (IPv6: {v6}): round {attempts}: {} pairs differ:\n{}",
                 differ.len(),
                 differ.join("\n")
             );
             assert!(
                 Instant::now() < deadline,
-                "{proto:?}/{port}: real packets differ from kubectl-bulkhead simulate on {} of {} pairs:\n{}",
+                "{proto:?}/{port} (IPv6: {v6}): real packets differ from kubectl-bulkhead simulate on {} of {} pairs:\n{}",
                 differ.len(),
                 probes.len(),
                 differ.join("\n")

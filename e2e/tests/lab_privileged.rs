@@ -7,16 +7,24 @@ mod support;
 
 use std::path::Path;
 
-use bulkhead_e2e::lab::{self, Agents};
+use bulkhead_e2e::lab::{self, Agents, Probe};
 use bulkhead_e2e::{netns, Kubectl, LabSpec, Proto, StateDir, Workload};
 use support::*;
 
+/// Whether `from` reaches `to` on port 8080 over both IPv4 and IPv6.
 fn reachable(lab: &bulkhead_e2e::Lab, from: &str, to: &str, proto: Proto) -> bool {
-    ok(
-        lab.probe(from, to, proto, 8080),
+    let v4 = Probe {
+        from: from.into(),
+        to: to.into(),
+        proto,
+        port: 8080,
+        v6: false,
+    };
+    let results = ok(
+        lab.probe_all(&[v4.clone(), v4.v6()]),
         &format!("probing {from} -> {to}"),
-    )
-    .answered
+    );
+    results.iter().all(|r| r.answered)
 }
 
 #[test]
@@ -63,6 +71,10 @@ fn pods_reach_each_other_on_a_node_and_across_nodes_and_are_registered() {
             node["status"]["addresses"][0]["address"],
             net.address.to_string()
         );
+        assert_eq!(
+            node["status"]["addresses"][1]["address"],
+            net.address6.to_string()
+        );
     }
     for pod in lab.pods() {
         let object = ok(
@@ -73,6 +85,10 @@ fn pods_reach_each_other_on_a_node_and_across_nodes_and_are_registered() {
         assert_eq!(object["status"]["phase"], "Running");
         assert_eq!(object["status"]["podIP"], pod.address.to_string());
         assert_eq!(object["status"]["podIPs"][0]["ip"], pod.address.to_string());
+        assert_eq!(
+            object["status"]["podIPs"][1]["ip"],
+            pod.address6.to_string()
+        );
     }
 
     // Deleting a pod removes its object and its namespace; a new pod reuses

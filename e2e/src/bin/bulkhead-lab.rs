@@ -82,6 +82,9 @@ enum Command {
         port: u16,
         #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
         protocol: ProtoArg,
+        /// To the server's IPv6 address.
+        #[arg(long)]
+        ipv6: bool,
     },
     /// Who reaches whom on a port, with real packets between every pair of pods.
     Matrix {
@@ -89,6 +92,9 @@ enum Command {
         port: u16,
         #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
         protocol: ProtoArg,
+        /// Between the pods' IPv6 addresses.
+        #[arg(long)]
+        ipv6: bool,
     },
     /// Print `export` lines for a shell: KUBECONFIG (admin) and KUBECTL.
     Env,
@@ -157,6 +163,7 @@ fn main() -> Result<()> {
             to,
             port,
             protocol,
+            ipv6,
         } => {
             let pods = recorded_pods(&state)?;
             let probe = Probe {
@@ -164,6 +171,7 @@ fn main() -> Result<()> {
                 to: to.clone(),
                 proto: protocol.into(),
                 port,
+                v6: ipv6,
             };
             let result = lab::probe_between(&pods, &probe)?;
             let verdict = if result.answered {
@@ -179,9 +187,13 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
         }
-        Command::Matrix { port, protocol } => {
+        Command::Matrix {
+            port,
+            protocol,
+            ipv6,
+        } => {
             let pods = recorded_pods(&state)?;
-            print!("{}", lab::matrix(&pods, protocol.into(), port)?);
+            print!("{}", lab::matrix(&pods, protocol.into(), port, ipv6)?);
         }
         Command::Env => {
             let record = state

@@ -17,7 +17,7 @@
 //! when an assertion fails.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -148,7 +148,13 @@ pub struct LabPod {
     pub name: String,
     pub node: String,
     pub address: Ipv4Addr,
+    #[serde(default = "unspecified6")]
+    pub address6: Ipv6Addr,
     pub netns: String,
+}
+
+fn unspecified6() -> Ipv6Addr {
+    Ipv6Addr::UNSPECIFIED
 }
 
 impl LabPod {
@@ -411,8 +417,8 @@ impl Lab {
                 &NodeRegistration {
                     name: node.name.clone(),
                     labels: labels.clone(),
-                    address: IpAddr::V4(node.address),
-                    pod_cidr: node.pod_cidr.clone(),
+                    addresses: vec![IpAddr::V4(node.address), IpAddr::V6(node.address6)],
+                    pod_cidrs: vec![node.pod_cidr.clone(), node.pod_cidr6.clone()],
                 },
             )?;
         }

@@ -35,6 +35,7 @@ impl Lab {
             name: workload.name.clone(),
             node: workload.node.clone(),
             address: net.address,
+            address6: net.address6,
             netns: net.netns,
         };
         self.pods.insert(key, pod.clone());
@@ -46,7 +47,7 @@ impl Lab {
                 name: pod.name.clone(),
                 node: pod.node.clone(),
                 labels: workload.labels.clone(),
-                address: IpAddr::V4(pod.address),
+                addresses: vec![IpAddr::V4(pod.address), IpAddr::V6(pod.address6)],
             },
         )?;
         Ok(pod)

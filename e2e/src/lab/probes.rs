@@ -18,6 +18,8 @@ pub struct Probe {
     pub to: String,
     pub proto: Proto,
     pub port: u16,
+    /// Over IPv6 (to the destination's IPv6 address) instead of IPv4.
+    pub v6: bool,
 }
 
 impl Probe {
@@ -27,7 +29,13 @@ impl Probe {
             to: to.to_owned(),
             proto: Proto::Tcp,
             port,
+            v6: false,
         }
+    }
+
+    /// The same probe over IPv6.
+    pub fn v6(self) -> Self {
+        Self { v6: true, ..self }
     }
 
     pub fn udp(from: &str, to: &str, port: u16) -> Self {
@@ -66,6 +74,7 @@ impl Lab {
                 to: to.into(),
                 proto,
                 port,
+                v6: false,
             },
         )
     }
@@ -164,10 +173,15 @@ pub fn probe_between(pods: &[LabPod], probe: &Probe) -> Result<ProbeResult> {
     };
     let src = find(&probe.from)?;
     let dst = find(&probe.to)?;
+    let addr = if probe.v6 {
+        IpAddr::V6(dst.address6)
+    } else {
+        IpAddr::V4(dst.address)
+    };
     traffic::probe(
         &src.netns,
         probe.proto,
-        IpAddr::V4(dst.address),
+        addr,
         probe.port,
         traffic::PROBE_TIMEOUT,
     )
@@ -203,7 +217,7 @@ const PARALLEL_PROBES: usize = 12;
 /// Who reaches whom among `pods` on one port, with real packets, as a
 /// matrix laid out like `kubectl-bulkhead simulate --matrix`:
 /// `.` answered, `X` no answer, `-` self.
-pub fn matrix(pods: &[LabPod], proto: Proto, port: u16) -> Result<String> {
+pub fn matrix(pods: &[LabPod], proto: Proto, port: u16, v6: bool) -> Result<String> {
     let mut pods = pods.to_vec();
     pods.sort_by_key(LabPod::key);
     let probes: Vec<Probe> = pods
@@ -216,6 +230,7 @@ pub fn matrix(pods: &[LabPod], proto: Proto, port: u16) -> Result<String> {
                     to: to.key(),
                     proto,
                     port,
+                    v6,
                 })
         })
         .collect();
@@ -229,8 +244,9 @@ pub fn matrix(pods: &[LabPod], proto: Proto, port: u16) -> Result<String> {
     };
     let width = pods.iter().map(|p| p.key().len()).max().unwrap_or(0);
     let mut out = format!(
-        "{port}/{}  (rows: from, columns: to; real packets)\n",
-        proto.name().to_uppercase()
+        "{port}/{}  over IPv{}  (rows: from, columns: to; real packets)\n",
+        proto.name().to_uppercase(),
+        if v6 { 6 } else { 4 }
     );
     let cell = pods.len().to_string().len();
     let _ = write!(out, "{:>w$}", "", w = width + 4);
