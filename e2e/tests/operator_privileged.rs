@@ -260,15 +260,18 @@ fn rule_maps_status_and_events_follow_pods_labels_mappings_and_policies() {
     let pod = ok(lab.pod("prod", "api-2"), "pod");
     assert_eq!(
         endpoint(&node2, "prod/api-2").map(|e| e.addresses.clone()),
-        Some(vec![pod.address.to_string()])
+        Some(vec![pod.address.to_string(), pod.address6.to_string()])
     );
-    assert_eq!(
-        dir.prefixes
-            .get(&format!("{}/32", pod.address))
-            .map(|id| dir.describe(*id)),
-        Some("app=api,env=prod".into()),
-        "the shards map the pod's address to its identity"
-    );
+    for prefix in [
+        format!("{}/32", pod.address),
+        format!("{}/128", pod.address6),
+    ] {
+        assert_eq!(
+            dir.prefixes.get(&prefix).map(|id| dir.describe(*id)),
+            Some("app=api,env=prod".into()),
+            "the shards map the pod's address {prefix} to its identity"
+        );
+    }
     for node in ["node-1", "node-3"] {
         let map = rule_map_where(&lab, node, "published", |_, _| true);
         assert!(
@@ -415,12 +418,19 @@ fn rule_maps_status_and_events_follow_pods_labels_mappings_and_policies() {
     );
     rule_map_where(&lab, "node-3", "prod/api-3 and the rule", |m, dir| {
         endpoint(m, "prod/api-3").is_some_and(|e| {
-            e.mode == EnforcementMode::Full && e.addresses == [new.address.to_string()]
+            e.mode == EnforcementMode::Full
+                && e.addresses == [new.address.to_string(), new.address6.to_string()]
         }) && the_prod_api_rule(m, dir).is_some()
     });
     let prefix = format!("{}/32", new.address);
-    eventually("the new pod's address in the shards", || {
-        Ok(directory(&lab)?.prefixes.get(&prefix).copied())
+    let prefix6 = format!("{}/128", new.address6);
+    eventually("the new pod's addresses in the shards", || {
+        let dir = directory(&lab)?;
+        Ok(dir
+            .prefixes
+            .get(&prefix)
+            .zip(dir.prefixes.get(&prefix6))
+            .map(drop))
     });
     policy_where(&lab, "4 endpoints on 3 nodes", |p| {
         p.status
@@ -437,8 +447,12 @@ fn rule_maps_status_and_events_follow_pods_labels_mappings_and_policies() {
     rule_map_where(&lab, "node-3", "without prod/api-3 or the rule", |m, _| {
         endpoint(m, "prod/api-3").is_none() && prod_api_rules(m).is_empty()
     });
-    eventually("the deleted pod's address out of the shards", || {
-        Ok((!directory(&lab)?.prefixes.contains_key(&prefix)).then_some(()))
+    eventually("the deleted pod's addresses out of the shards", || {
+        let dir = directory(&lab)?;
+        Ok(
+            (!dir.prefixes.contains_key(&prefix) && !dir.prefixes.contains_key(&prefix6))
+                .then_some(()),
+        )
     });
     policy_where(&lab, "3 endpoints on 2 nodes again", |p| {
         p.status
@@ -614,7 +628,8 @@ fn a_restarted_operator_keeps_identities_and_catches_up_on_what_changed_while_it
         },
     );
     rule_map_where(&lab, "node-3", "cache-3 added, prod/web-3 gone", |m, _| {
-        endpoint(m, "dev/cache-3").is_some_and(|e| e.addresses == [new.address.to_string()])
+        endpoint(m, "dev/cache-3")
+            .is_some_and(|e| e.addresses == [new.address.to_string(), new.address6.to_string()])
             && endpoint(m, "prod/web-3").is_none()
     });
     let after = ok(directory(&lab), "identities");
