@@ -19,6 +19,9 @@
 
 #define IPPROTO_ICMP_ 1
 #define IPPROTO_TCP_ 6
+/* TCP flags (the header's 14th byte) */
+#define BH_TCP_SYN 0x02
+#define BH_TCP_ACK 0x10
 #define IPPROTO_UDP_ 17
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_SCTP_ 132

@@ -78,6 +78,21 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		return BH_PASS;
 	}
 
+	if (bh_is_failsafe_reply(ep, dir, p->protocol, p->tcp_flags, bpf_ntohs(p->sport))) {
+		/* Recorded the right way round: as the flow the far end answers,
+		 * so both directions and any re-evaluation see a failsafe flow. */
+		bh_failsafe_decision(&d);
+		bh_ct_key(&k, p, !dir, 1);
+		bh_ct_create(&k, p, &d, gen, peer, now);
+		ct = bh_ct_lookup(&k, now);
+		if (ct)
+			ct->policy_port = bpf_ntohs(p->sport);
+		bh_count(BH_CNT_FAILSAFE);
+		bh_count(BH_CNT_CT_NEW);
+		bh_count(BH_CNT_ALLOWED);
+		return BH_PASS;
+	}
+
 	bh_decide(ep, dir, peer, p->protocol, p->policy_port, &d);
 	if (d.reason == BH_REASON_FAILSAFE)
 		bh_count(BH_CNT_FAILSAFE);

@@ -40,7 +40,8 @@ struct bh_pkt {
 	__be16 sport;       /* conntrack ports (ICMP echo: the identifier) */
 	__be16 dport;
 	__u16 policy_port;  /* host order: destination port, or ICMP type */
-	__u16 pad;
+	__u8 tcp_flags;     /* TCP: the flags byte (BH_TCP_*); 0 otherwise */
+	__u8 pad;
 	__u32 len;
 };
 
@@ -82,6 +83,7 @@ static __always_inline int bh_parse_l4(struct __sk_buff *skb, __u32 off, struct 
 			return BH_PARSE_MALFORMED;
 		if ((l4[0] >> 4) < 5)
 			return BH_PARSE_MALFORMED;
+		p->tcp_flags = l4[1];
 		/* fallthrough */
 	case IPPROTO_UDP_:
 	case IPPROTO_SCTP_:

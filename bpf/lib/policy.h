@@ -27,6 +27,30 @@ static __always_inline int bh_is_failsafe(const struct endpoint_info *ep, __u8 d
 	return bpf_map_lookup_elem(&bh_failsafe, &k) != 0;
 }
 
+/* A TCP segment past the opening SYN (ACK set) that comes from a failsafe
+ * port of the other direction: the far end of a failsafe connection whose
+ * start these programs never saw (it was open before they were attached, or
+ * its entry was evicted). Judged as a new flow it would be read backwards,
+ * as traffic to the local ephemeral port, and a strict policy would cut the
+ * node off its API server. A bare SYN never matches, so no connection can
+ * be opened this way. */
+static __always_inline int bh_is_failsafe_reply(const struct endpoint_info *ep, __u8 dir,
+						__u8 proto, __u8 tcp_flags, __u16 sport)
+{
+	if (proto != IPPROTO_TCP_ || !(tcp_flags & BH_TCP_ACK))
+		return 0;
+	return bh_is_failsafe(ep, !dir, proto, sport);
+}
+
+static __always_inline void bh_failsafe_decision(struct bh_decision *d)
+{
+	d->rule_id = 0;
+	d->action = BH_ACTION_ALLOW;
+	d->verdict = BH_VERDICT_ALLOW;
+	d->would_verdict = BH_VERDICT_ALLOW;
+	d->reason = BH_REASON_FAILSAFE;
+}
+
 static __always_inline struct policy_value *bh_policy_lookup(__u32 subject, __u8 dir, __u32 peer,
 							       __u8 proto, __u16 port)
 {
@@ -53,10 +77,7 @@ static __always_inline void bh_decide(const struct endpoint_info *ep, __u8 dir, 
 
 	d->rule_id = 0;
 	if (bh_is_failsafe(ep, dir, proto, port)) {
-		d->action = BH_ACTION_ALLOW;
-		d->verdict = BH_VERDICT_ALLOW;
-		d->would_verdict = BH_VERDICT_ALLOW;
-		d->reason = BH_REASON_FAILSAFE;
+		bh_failsafe_decision(d);
 		return;
 	}
 	v = bh_policy_lookup(ep->identity, dir, peer, proto, port);

@@ -47,8 +47,19 @@ pub struct PodRegistration {
     pub name: String,
     pub node: String,
     pub labels: Labels,
+    /// Named ports of its one container.
+    pub ports: Vec<ContainerPort>,
     /// Its addresses, the primary family first (`status.podIPs`).
     pub addresses: Vec<IpAddr>,
+}
+
+/// A named container port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerPort {
+    pub name: String,
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
 }
 
 /// Creates (or updates) a Node, then reports it Ready with its InternalIP
@@ -103,7 +114,13 @@ pub fn create_pod(kubectl: &Kubectl, pod: &PodRegistration) -> Result<()> {
         "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": pod.labels},
         "spec": {
             "nodeName": pod.node,
-            "containers": [{"name": "app", "image": POD_IMAGE}],
+            "containers": [{
+                "name": "app",
+                "image": POD_IMAGE,
+                "ports": pod.ports.iter().map(|p| json!({
+                    "name": p.name, "containerPort": p.port, "protocol": p.protocol,
+                })).collect::<Vec<_>>(),
+            }],
             "terminationGracePeriodSeconds": 0,
         },
     });
@@ -151,6 +168,48 @@ pub fn relabel(kubectl: &Kubectl, object: &[&str], changes: &[(&str, Option<&str
     let mut args = vec!["label", "--overwrite"];
     args.extend_from_slice(object);
     args.extend(changes.iter().map(String::as_str));
+    kubectl.run(&args).map(drop)
+}
+
+/// Brings an object's labels to exactly `desired`, whoever set them: adds
+/// and overwrites what differs and removes the rest, except `keep` (labels
+/// the API server owns, such as `kubernetes.io/metadata.name`).
+pub fn set_labels(
+    kubectl: &Kubectl,
+    object: &[&str],
+    desired: &Labels,
+    keep: &[&str],
+) -> Result<()> {
+    let mut args = vec!["get"];
+    args.extend_from_slice(object);
+    args.extend(["-o", "jsonpath={.metadata.labels}"]);
+    let current = kubectl.run(&args)?;
+    let current: Labels = if current.trim().is_empty() {
+        Labels::new()
+    } else {
+        serde_json::from_str(current.trim()).map_err(|e| crate::Error::Unexpected {
+            what: format!("the labels of {}", object.join(" ")),
+            problem: format!("are not a string map ({e}): {current}"),
+        })?
+    };
+    let mut patch = serde_json::Map::new();
+    for key in current.keys() {
+        if !desired.contains_key(key) && !keep.contains(&key.as_str()) {
+            patch.insert(key.clone(), serde_json::Value::Null);
+        }
+    }
+    for (key, value) in desired {
+        if current.get(key) != Some(value) {
+            patch.insert(key.clone(), value.clone().into());
+        }
+    }
+    if patch.is_empty() {
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"labels": patch}}).to_string();
+    let mut args = vec!["patch"];
+    args.extend_from_slice(object);
+    args.extend(["--type=merge", "-p", &patch]);
     kubectl.run(&args).map(drop)
 }
 

@@ -51,4 +51,4 @@ pub use error::{Error, Result};
 pub use kubectl::Kubectl;
 pub use lab::{Agents, Lab, LabPod, LabSpec, Workload};
 pub use state::{LabRecord, StateDir};
-pub use traffic::Proto;
+pub use traffic::{Ports, Proto};

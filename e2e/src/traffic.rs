@@ -1,7 +1,14 @@
 //! Real packets between pods: a listener in one pod's namespace that answers
-//! on TCP and UDP ports, and a one-shot prober in another that says whether
-//! an answer came back within its timeout. Both are small Python programs
+//! on TCP and UDP ports (and SCTP, on a raw socket), and probers in another
+//! that say whether an answer came back within their timeout: one request,
+//! or a batch of them at once from one pod. All are small Python programs
 //! run with `ip netns exec`, so what they see is what any workload would.
+//!
+//! SCTP without the kernel's SCTP module: the prober sends an INIT chunk
+//! from a raw socket and waits for a packet from the destination with the
+//! ports swapped; the listener's raw socket answers every INIT with an
+//! INIT ACK. Both packets cross the datapath like any SCTP association's
+//! first two would (it reads ports, not checksums).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -19,6 +26,7 @@ use crate::state::StateDir;
 pub enum Proto {
     Tcp,
     Udp,
+    Sctp,
 }
 
 impl Proto {
@@ -26,6 +34,7 @@ impl Proto {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
         }
     }
 }
@@ -34,10 +43,24 @@ impl Proto {
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 const LISTENER: &str = r#"
-import socket, sys, threading
+import socket, struct, sys, threading
 tcp = [int(p) for p in sys.argv[1].split(",") if p]
 udp = [int(p) for p in sys.argv[2].split(",") if p]
 name = sys.argv[3].encode()
+sctp = [int(p) for p in sys.argv[4].split(",") if p] if len(sys.argv) > 4 else []
+def serve_sctp(fam):
+    s = socket.socket(fam, socket.SOCK_RAW, 132)
+    while True:
+        data, addr = s.recvfrom(4096)
+        if fam == socket.AF_INET:
+            data = data[(data[0] & 0x0F) * 4:]
+        if len(data) < 16 or data[12] != 1:  # INIT chunks only
+            continue
+        sport, dport = struct.unpack("!HH", data[:4])
+        if dport not in sctp:
+            continue
+        ack = struct.pack("!HHII", dport, sport, 0, 0) + struct.pack("!BBH", 2, 0, 20) + bytes(16)
+        s.sendto(ack, (addr[0], 0))
 def converse(c):
     try:
         c.settimeout(30)
@@ -72,6 +95,9 @@ for p in udp:
     s = dual_stack(socket.SOCK_DGRAM)
     s.bind(("::", p))
     threads.append(threading.Thread(target=serve_udp, args=(s,), daemon=True))
+if sctp:
+    for fam in (socket.AF_INET, socket.AF_INET6):
+        threads.append(threading.Thread(target=serve_sctp, args=(fam,), daemon=True))
 for t in threads: t.start()
 print("ready", flush=True)
 threading.Event().wait()
@@ -106,13 +132,20 @@ fn python() -> &'static str {
     }
 }
 
+/// The ports a listener answers on, per protocol.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ports {
+    pub tcp: Vec<u16>,
+    pub udp: Vec<u16>,
+    pub sctp: Vec<u16>,
+}
+
 /// Starts a listener in `netns` on the given ports and waits until it is bound.
 pub fn start_listener(
     state: &StateDir,
     name: &str,
     netns_name: &str,
-    tcp: &[u16],
-    udp: &[u16],
+    ports: &Ports,
     lifetime: Lifetime,
 ) -> Result<Process> {
     let list = |ports: &[u16]| {
@@ -123,7 +156,15 @@ pub fn start_listener(
             .join(",")
     };
     let mut cmd = netns::command_in(netns_name, python());
-    cmd.args(["-u", "-c", LISTENER, &list(tcp), &list(udp), name]);
+    cmd.args([
+        "-u",
+        "-c",
+        LISTENER,
+        &list(&ports.tcp),
+        &list(&ports.udp),
+        name,
+        &list(&ports.sctp),
+    ]);
     let mut process = Process::spawn(state, &format!("listen-{name}"), cmd, lifetime)?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -214,6 +255,10 @@ pub fn probe(
     port: u16,
     timeout: Duration,
 ) -> Result<ProbeResult> {
+    if proto == Proto::Sctp {
+        let mut results = probe_batch(netns_name, &[(proto, addr, port)], timeout)?;
+        return Ok(results.remove(0));
+    }
     let mut cmd = netns::command_in(netns_name, python());
     cmd.args([
         "-c",
@@ -245,4 +290,108 @@ pub fn probe(
             stderr: format!("{stdout}\n{stderr}"),
         }),
     }
+}
+
+const BATCH: &str = r#"
+import random, select, socket, struct, sys, threading, time
+timeout = float(sys.argv[1])
+targets = [t.split(",") for t in sys.argv[2:]]
+results = [None] * len(targets)
+def fam(a):
+    return socket.AF_INET6 if ":" in a else socket.AF_INET
+def tcp(a, p):
+    s = socket.socket(fam(a), socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect((a, p)); s.sendall(b"ping"); d = s.recv(64)
+        return d.startswith(b"ok"), d.decode(errors="replace")
+    finally:
+        s.close()
+def udp(a, p):
+    s = socket.socket(fam(a), socket.SOCK_DGRAM)
+    s.settimeout(timeout)
+    try:
+        s.sendto(b"ping", (a, p)); d, _ = s.recvfrom(64)
+        return d.startswith(b"ok"), d.decode(errors="replace")
+    finally:
+        s.close()
+def sctp(a, p, sport):
+    s = socket.socket(fam(a), socket.SOCK_RAW, 132)
+    try:
+        init = struct.pack("!HHII", sport, p, 0, 0) + struct.pack("!BBH", 1, 0, 20) + bytes(16)
+        s.sendto(init, (a, 0))
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([s], [], [], left)[0]:
+                return False, "no INIT ACK"
+            data, addr = s.recvfrom(4096)
+            if fam(a) == socket.AF_INET:
+                data = data[(data[0] & 0x0F) * 4:]
+            if addr[0] == a and len(data) >= 13 and struct.unpack("!HH", data[:4]) == (p, sport) and data[12] == 2:
+                return True, "INIT ACK"
+    finally:
+        s.close()
+base = random.randint(20000, 50000)
+def run(i):
+    proto, a, p = targets[i]
+    try:
+        if proto == "tcp":
+            results[i] = tcp(a, int(p))
+        elif proto == "udp":
+            results[i] = udp(a, int(p))
+        else:
+            results[i] = sctp(a, int(p), base + i)
+    except OSError as e:
+        results[i] = (False, "no answer: %s" % e)
+threads = [threading.Thread(target=run, args=(i,)) for i in range(len(targets))]
+for t in threads: t.start()
+for t in threads: t.join()
+for ok, detail in results:
+    print("%s %s" % ("ok" if ok else "no", detail.replace("\n", " ")))
+"#;
+
+/// Sends every request of `targets` from inside `netns` at once, each on a
+/// new socket (a new flow), and waits up to `timeout` for each answer.
+/// Results come in the order of `targets`.
+pub fn probe_batch(
+    netns_name: &str,
+    targets: &[(Proto, IpAddr, u16)],
+    timeout: Duration,
+) -> Result<Vec<ProbeResult>> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cmd = netns::command_in(netns_name, python());
+    cmd.args(["-c", BATCH, &format!("{:.3}", timeout.as_secs_f64())])
+        .args(
+            targets
+                .iter()
+                .map(|(proto, addr, port)| format!("{},{addr},{port}", proto.name())),
+        )
+        .stdin(Stdio::null());
+    let command = || format!("{} probes from {netns_name}", targets.len());
+    let out = cmd.output().map_err(|source| Error::Spawn {
+        program: python().into(),
+        source,
+    })?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<ProbeResult> = stdout
+        .lines()
+        .map(|line| {
+            let (mark, detail) = line.split_once(' ').unwrap_or((line, ""));
+            ProbeResult {
+                answered: mark == "ok",
+                detail: detail.to_owned(),
+            }
+        })
+        .collect();
+    if !out.status.success() || results.len() != targets.len() {
+        return Err(Error::Command {
+            command: command(),
+            status: format!("{:?}", out.status.code()),
+            stderr: format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)),
+        });
+    }
+    Ok(results)
 }

@@ -118,10 +118,7 @@ fn assert_reachability(lab: &Lab, when: &str, rows: &[Row]) {
     let expected: Vec<(Probe, bool)> = rows
         .iter()
         .flat_map(|(from, to, proto, port, want)| {
-            let probe = match proto {
-                Proto::Tcp => Probe::tcp(from, to, *port),
-                Proto::Udp => Probe::udp(from, to, *port),
-            };
+            let probe = Probe::new(from, to, *proto, *port);
             [(probe.clone(), *want), (probe.v6(), *want)]
         })
         .collect();

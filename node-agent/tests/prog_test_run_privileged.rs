@@ -504,3 +504,66 @@ fn visibility_reports_would_be_denies_and_failsafe_holds() {
         .any(|r| r.reason == "failsafe" && r.dst_port == 22));
     t.dp.maps.conntrack.clear().expect("clear");
 }
+
+/// The packet with its TCP flags byte replaced (`packet` builds a SYN).
+fn with_tcp_flags(mut pkt: Vec<u8>, flags: u8) -> Vec<u8> {
+    let ip_len = if pkt[14] >> 4 == 4 { 20 } else { 40 };
+    pkt[14 + ip_len + 13] = flags;
+    pkt
+}
+
+#[test]
+fn failsafe_connections_opened_before_the_programs_survive_strict_policy() {
+    // An SSH session to the host (failsafe TCP 22 ingress) that was open
+    // before the programs were attached: the first packet they see is the
+    // host's answer, host:22 -> world:41005. Read as a new flow it would be
+    // host egress to port 41005, which the host's full mode denies.
+    let (mut t, mut rule_map, shards) = programmed("failsafe-midflow");
+    let (host, world) = (ip("10.99.0.1"), ip("10.99.0.254"));
+    const ACK: u8 = 0x10;
+    const SYN: u8 = 0x02;
+    let answer = |flags| with_tcp_flags(packet(host, world, Protocol::Tcp, 22, 41005), flags);
+    assert_eq!(
+        run(&t, HOST_EGRESS, &answer(SYN)),
+        DROP,
+        "a bare SYN from port 22 opens nothing"
+    );
+    assert_eq!(
+        run(&t, HOST_EGRESS, &answer(ACK)),
+        PASS,
+        "mid-connection answer from the failsafe port"
+    );
+    let counters = t.dp.counters().expect("counters");
+    assert_eq!(counters["failsafe"], 1, "{counters:?}");
+    // Recorded the right way round: the client's next segment is the
+    // established flow, and a policy change re-evaluates it as failsafe.
+    assert_eq!(
+        run(
+            &t,
+            HOST_INGRESS,
+            &with_tcp_flags(packet(world, host, Protocol::Tcp, 41005, 22), ACK)
+        ),
+        PASS
+    );
+    rule_map.rules.retain(|r| r.id != 13);
+    t.dp.program(&Desired::build(&rule_map, &shards).expect("valid"))
+        .expect("reprogram");
+    assert_eq!(
+        run(&t, HOST_EGRESS, &answer(ACK)),
+        PASS,
+        "after re-evaluation"
+    );
+    let counters = t.dp.counters().expect("counters");
+    assert_eq!(counters["reeval_denied"], 0, "{counters:?}");
+    assert!(counters["reevaluated"] >= 1, "{counters:?}");
+    // Port 23 is no failsafe port: its answers are judged like any packet.
+    assert_eq!(
+        run(
+            &t,
+            HOST_EGRESS,
+            &with_tcp_flags(packet(host, world, Protocol::Tcp, 23, 41006), ACK)
+        ),
+        DROP
+    );
+    t.dp.maps.conntrack.clear().expect("clear");
+}

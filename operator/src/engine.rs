@@ -171,7 +171,9 @@ impl Engine {
     /// from the published shards.
     fn maybe_load(&mut self) {
         if self.compiler.is_some()
-            || self.synced.len() < Kind::ALL.len()
+            || !Kind::required(self.options.network_policies)
+                .iter()
+                .all(|k| self.synced.contains(k))
             || !self.published_synced.contains("identitymap")
             || !self.published_synced.contains("noderulemap")
         {
@@ -216,7 +218,13 @@ impl Engine {
             &self.metrics,
         )
         .await?;
-        for (name, facts) in &out.policies {
+        // Translated NetworkPolicies (`networkpolicy:<ns>/<name>`) have no
+        // SegmentationPolicy to write a status to.
+        let segmentation_policies = out
+            .policies
+            .iter()
+            .filter(|(name, _)| !name.starts_with(bulkhead_policy::netpol::POLICY_PREFIX));
+        for (name, facts) in segmentation_policies {
             let generation = self
                 .generations
                 .get(&(Kind::SegmentationPolicy, name.clone()))

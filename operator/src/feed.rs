@@ -11,10 +11,12 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use bulkhead_api::{ExternalNode, IdentityMap, LabelMapping, NodeRuleMap, SegmentationPolicy};
+use bulkhead_policy::netpol::NetworkPolicyKey;
 use bulkhead_policy::snapshot::PodKey;
 use bulkhead_policy::{convert, Change};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -37,11 +39,13 @@ pub enum Kind {
     LabelMapping,
     /// SegmentationPolicy.
     SegmentationPolicy,
+    /// networking.k8s.io/v1 NetworkPolicy (only with `--network-policies`).
+    NetworkPolicy,
 }
 
 impl Kind {
-    /// Every kind that must have listed before anything is published.
-    pub const ALL: [Kind; 6] = [
+    /// The kinds always watched.
+    pub const ALWAYS: [Kind; 6] = [
         Kind::Pod,
         Kind::Namespace,
         Kind::Node,
@@ -49,6 +53,15 @@ impl Kind {
         Kind::LabelMapping,
         Kind::SegmentationPolicy,
     ];
+
+    /// Every kind that must have listed before anything is published.
+    pub fn required(network_policies: bool) -> Vec<Kind> {
+        let mut kinds = Self::ALWAYS.to_vec();
+        if network_policies {
+            kinds.push(Kind::NetworkPolicy);
+        }
+        kinds
+    }
 
     /// Lower-case name for logs and metric labels.
     pub fn name(self) -> &'static str {
@@ -59,6 +72,7 @@ impl Kind {
             Kind::ExternalNode => "externalnode",
             Kind::LabelMapping => "labelmapping",
             Kind::SegmentationPolicy => "segmentationpolicy",
+            Kind::NetworkPolicy => "networkpolicy",
         }
     }
 }
@@ -87,8 +101,23 @@ pub enum FeedEvent {
 
 type Sender = mpsc::Sender<FeedEvent>;
 
-/// Starts every watch; they run until the receiver is dropped.
-pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>) {
+/// Starts every watch; they run until the receiver is dropped. NetworkPolicies
+/// are watched only when `network_policies` is set (the compiler ignores
+/// them otherwise, and the operator then needs no RBAC for them).
+pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies: bool) {
+    if network_policies {
+        spawn_kind(
+            Api::<NetworkPolicy>::all(client.clone()),
+            Kind::NetworkPolicy,
+            tx.clone(),
+            metrics.clone(),
+            |p| convert::network_policy(p).map(|(k, v)| Change::UpsertNetworkPolicy(k, v)),
+            |key| {
+                let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+                Change::DeleteNetworkPolicy(NetworkPolicyKey::new(ns, name))
+            },
+        );
+    }
     spawn_kind(
         Api::<Pod>::all(client.clone()),
         Kind::Pod,

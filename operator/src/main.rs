@@ -35,6 +35,10 @@ struct Args {
     /// This replica's name in the Lease (defaults to the host name and pid).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Enforce Kubernetes NetworkPolicies (networking.k8s.io/v1) too, through
+    /// the same compiler: watched and translated only when set.
+    #[arg(long, env = "BULKHEAD_NETWORK_POLICIES")]
+    network_policies: bool,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -105,10 +109,11 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let (tx, rx) = mpsc::channel(4096);
-    feed::start(client.clone(), tx, metrics.clone());
+    feed::start(client.clone(), tx, metrics.clone(), args.network_policies);
     let options = CompileOptions {
         default_mode: args.default_mode,
         identity_shards: args.identity_shards,
+        network_policies: args.network_policies,
         ..CompileOptions::default()
     };
     let engine = Engine::new(client, options, metrics, health, recorder);

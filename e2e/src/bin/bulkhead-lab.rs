@@ -36,6 +36,7 @@ enum AgentChoice {
 enum ProtoArg {
     Tcp,
     Udp,
+    Sctp,
 }
 
 impl From<ProtoArg> for Proto {
@@ -43,6 +44,7 @@ impl From<ProtoArg> for Proto {
         match p {
             ProtoArg::Tcp => Proto::Tcp,
             ProtoArg::Udp => Proto::Udp,
+            ProtoArg::Sctp => Proto::Sctp,
         }
     }
 }
@@ -63,9 +65,12 @@ enum Command {
         /// Do not start the operator.
         #[arg(long)]
         no_operator: bool,
-        /// TCP and UDP ports every pod answers on (for `probe` and `matrix`).
+        /// TCP, UDP and SCTP ports every pod answers on (for `probe` and `matrix`).
         #[arg(long, value_delimiter = ',', default_value = "8080,9090")]
         listen: Vec<u16>,
+        /// Enforce Kubernetes NetworkPolicies too (`bulkhead-operator --network-policies`).
+        #[arg(long)]
+        network_policies: bool,
     },
     /// Stop everything `up` started, remove its namespaces, bridge and state directory.
     Down,
@@ -114,6 +119,7 @@ fn main() -> Result<()> {
             agents,
             no_operator,
             listen,
+            network_policies,
         } => {
             let mut spec = LabSpec::new(nodes).with_default_workloads(pods);
             spec.dir = Some(dir.clone());
@@ -127,6 +133,10 @@ fn main() -> Result<()> {
                 spec.operators.clear();
             }
             spec.listen = listen;
+            spec.listen_sctp = true;
+            if network_policies {
+                spec.operator_args.push("--network-policies".into());
+            }
             let record = lab::up(spec).with_context(|| {
                 format!(
                     "bringing the lab up in {} (`bulkhead-lab down` cleans up)",

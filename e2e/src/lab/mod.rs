@@ -28,12 +28,13 @@ use crate::binaries::ProjectBinaries;
 use crate::control_plane::{ControlPlane, ControlPlaneConfig, KEEP_ENV};
 use crate::error::{Error, Result};
 use crate::kubectl::Kubectl;
-use crate::kubelet::{self, Labels, NodeRegistration};
+use crate::kubelet::{self, ContainerPort, Labels, NodeRegistration};
 use crate::netns;
 use crate::operator::{self, Operator};
 use crate::process::{Lifetime, Process};
 use crate::state::{LabRecord, StateDir};
 use crate::topology::{self, NodeNet, Topology, TopologySpec};
+use crate::traffic;
 
 mod lifecycle;
 mod objects;
@@ -63,6 +64,8 @@ pub struct Workload {
     pub name: String,
     pub node: String,
     pub labels: Labels,
+    /// Named container ports (what NetworkPolicy named ports resolve against).
+    pub ports: Vec<ContainerPort>,
 }
 
 impl Workload {
@@ -72,7 +75,13 @@ impl Workload {
             name: name.to_owned(),
             node: node.to_owned(),
             labels: kubelet::labels(labels.iter().copied()),
+            ports: Vec::new(),
         }
+    }
+
+    /// The same pod with these named container ports.
+    pub fn with_ports(self, ports: Vec<ContainerPort>) -> Self {
+        Self { ports, ..self }
     }
 }
 
@@ -91,6 +100,10 @@ pub struct LabSpec {
     pub agents: Agents,
     /// TCP and UDP ports every pod answers on (a listener per pod).
     pub listen: Vec<u16>,
+    /// Whether those listeners answer SCTP INITs on the same ports too.
+    pub listen_sctp: bool,
+    /// More flags for every operator replica (e.g. `--network-policies`).
+    pub operator_args: Vec<String>,
     pub lifetime: Lifetime,
     /// Print each step and its duration to stderr (also `$BULKHEAD_LAB_VERBOSE`).
     pub verbose: bool,
@@ -109,6 +122,8 @@ impl LabSpec {
             operators: vec!["a".into()],
             agents: Agents::IfClusterMode,
             listen: Vec::new(),
+            listen_sctp: false,
+            operator_args: Vec::new(),
             lifetime: Lifetime::Attached,
             verbose: std::env::var_os("BULKHEAD_LAB_VERBOSE").is_some(),
         }
@@ -279,13 +294,23 @@ impl Lab {
                 .values()
                 .map(|p| (p.namespace.clone(), p.name.clone()))
                 .collect();
+            let ports = traffic::Ports {
+                tcp: spec.listen.clone(),
+                udp: spec.listen.clone(),
+                sctp: if spec.listen_sctp {
+                    spec.listen.clone()
+                } else {
+                    Vec::new()
+                },
+            };
             for (ns, name) in keys {
-                lab.listen(&ns, &name, &spec.listen, &spec.listen)?;
+                lab.listen_on(&ns, &name, &ports)?;
             }
             step.done("listeners in every pod");
         }
+        let operator_args: Vec<&str> = spec.operator_args.iter().map(String::as_str).collect();
         for name in &spec.operators {
-            lab.start_operator(name)?;
+            lab.start_operator_with(name, &operator_args)?;
         }
         step.done("operator ready");
         let start_agents = match spec.agents {

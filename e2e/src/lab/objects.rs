@@ -47,6 +47,7 @@ impl Lab {
                 name: pod.name.clone(),
                 node: pod.node.clone(),
                 labels: workload.labels.clone(),
+                ports: workload.ports.clone(),
                 addresses: vec![IpAddr::V4(pod.address), IpAddr::V6(pod.address6)],
             },
         )?;

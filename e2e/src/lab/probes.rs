@@ -1,5 +1,6 @@
 //! Real packets between the pods of a running lab.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -23,14 +24,19 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn tcp(from: &str, to: &str, port: u16) -> Self {
+    /// A probe over IPv4.
+    pub fn new(from: &str, to: &str, proto: Proto, port: u16) -> Self {
         Self {
             from: from.to_owned(),
             to: to.to_owned(),
-            proto: Proto::Tcp,
+            proto,
             port,
             v6: false,
         }
+    }
+
+    pub fn tcp(from: &str, to: &str, port: u16) -> Self {
+        Self::new(from, to, Proto::Tcp, port)
     }
 
     /// The same probe over IPv6.
@@ -39,25 +45,32 @@ impl Probe {
     }
 
     pub fn udp(from: &str, to: &str, port: u16) -> Self {
-        Self {
-            proto: Proto::Udp,
-            ..Self::tcp(from, to, port)
-        }
+        Self::new(from, to, Proto::Udp, port)
     }
 }
 
 impl Lab {
     // ---- traffic -----------------------------------------------------------
 
-    /// Starts a listener in a pod that answers on these ports until the lab ends.
+    /// Starts a listener in a pod that answers on these TCP and UDP ports
+    /// until the lab ends.
     pub fn listen(&mut self, namespace: &str, name: &str, tcp: &[u16], udp: &[u16]) -> Result<()> {
+        let ports = traffic::Ports {
+            tcp: tcp.to_vec(),
+            udp: udp.to_vec(),
+            sctp: Vec::new(),
+        };
+        self.listen_on(namespace, name, &ports)
+    }
+
+    /// Starts a listener in a pod that answers on `ports` until the lab ends.
+    pub fn listen_on(&mut self, namespace: &str, name: &str, ports: &traffic::Ports) -> Result<()> {
         let pod = self.pod(namespace, name)?.clone();
         let process = traffic::start_listener(
             self.state(),
             &format!("{}-{}", pod.namespace, pod.name),
             &pod.netns,
-            tcp,
-            udp,
+            ports,
             self.lifetime,
         )?;
         self.listeners.push((pod.key(), process));
@@ -187,32 +200,60 @@ pub fn probe_between(pods: &[LabPod], probe: &Probe) -> Result<ProbeResult> {
     )
 }
 
-/// Many probes between `pods` at once.
-pub fn probe_all(pods: &[LabPod], probes: &[Probe]) -> Result<Vec<ProbeResult>> {
-    let mut results = Vec::with_capacity(probes.len());
-    // Bounded: a hundred interpreters starting at once on a small machine
-    // would miss their own one-second deadline.
-    for batch in probes.chunks(PARALLEL_PROBES) {
-        std::thread::scope(|scope| {
-            let running: Vec<_> = batch
-                .iter()
-                .map(|p| scope.spawn(move || probe_between(pods, p)))
-                .collect();
-            for handle in running {
-                results.push(handle.join().unwrap_or_else(|_| {
-                    Err(Error::Unexpected {
-                        what: "a probe".into(),
-                        problem: "its thread panicked".into(),
-                    })
-                }));
-            }
-        });
-    }
-    results.into_iter().collect()
-}
+/// Where one request goes: protocol, address, port.
+type Target = (Proto, IpAddr, u16);
 
-/// How many probes run at once.
-const PARALLEL_PROBES: usize = 12;
+/// Many probes between `pods` at once: one prober per source pod sends all
+/// of that pod's requests together (each on a new socket), every source at
+/// the same time. Results come in the order of `probes`.
+pub fn probe_all(pods: &[LabPod], probes: &[Probe]) -> Result<Vec<ProbeResult>> {
+    let find = |key: &str| -> Result<&LabPod> {
+        let (ns, name) = split_key(key)?;
+        pods.iter()
+            .find(|p| p.namespace == ns && p.name == name)
+            .ok_or_else(|| Error::Topology(format!("no pod {key} in the lab")))
+    };
+    // Source netns → (index in `probes`, target).
+    let mut by_source: BTreeMap<&str, Vec<(usize, Target)>> = BTreeMap::new();
+    for (i, probe) in probes.iter().enumerate() {
+        let src = find(&probe.from)?;
+        let dst = find(&probe.to)?;
+        let addr = if probe.v6 {
+            IpAddr::V6(dst.address6)
+        } else {
+            IpAddr::V4(dst.address)
+        };
+        by_source
+            .entry(src.netns.as_str())
+            .or_default()
+            .push((i, (probe.proto, addr, probe.port)));
+    }
+    let mut results: Vec<Option<ProbeResult>> = vec![None; probes.len()];
+    std::thread::scope(|scope| -> Result<()> {
+        let running: Vec<_> = by_source
+            .iter()
+            .map(|(netns, batch)| {
+                let targets: Vec<_> = batch.iter().map(|(_, t)| *t).collect();
+                let handle = scope
+                    .spawn(move || traffic::probe_batch(netns, &targets, traffic::PROBE_TIMEOUT));
+                (batch, handle)
+            })
+            .collect();
+        for (batch, handle) in running {
+            let answers = handle.join().unwrap_or_else(|_| {
+                Err(Error::Unexpected {
+                    what: "a prober".into(),
+                    problem: "its thread panicked".into(),
+                })
+            })?;
+            for ((i, _), answer) in batch.iter().zip(answers) {
+                results[*i] = Some(answer);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(results.into_iter().flatten().collect())
+}
 
 /// Who reaches whom among `pods` on one port, with real packets, as a
 /// matrix laid out like `kubectl-bulkhead simulate --matrix`:
