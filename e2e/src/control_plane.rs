@@ -208,6 +208,17 @@ impl ControlPlane {
         }
     }
 
+    /// A kubeconfig of the admin's that impersonates `who` (user, groups
+    /// and extra fields such as a ServiceAccount token's node claim), written
+    /// as `<name>.yaml` beside the others.
+    pub fn impersonating_kubeconfig(
+        &self,
+        name: &str,
+        who: &kubeconfig::Impersonation,
+    ) -> Result<PathBuf> {
+        kubeconfig::impersonating(&self.admin, &self.state.kubeconfigs(), name, who)
+    }
+
     /// kubectl as the cluster admin.
     pub fn kubectl(&self) -> Kubectl {
         self.kubectl_as(self.admin_kubeconfig())
