@@ -219,6 +219,18 @@ impl ControlPlane {
         kubeconfig::impersonating(&self.admin, &self.state.kubeconfigs(), name, who)
     }
 
+    /// A kubeconfig that authenticates with `token` alone (a ServiceAccount
+    /// token from `kubectl create token`), written as `<name>.yaml`.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> Result<PathBuf> {
+        kubeconfig::write_token(
+            &self.state.kubeconfigs(),
+            name,
+            &self.record.server,
+            &self.pki.ca_cert(),
+            token,
+        )
+    }
+
     /// kubectl as the cluster admin.
     pub fn kubectl(&self) -> Kubectl {
         self.kubectl_as(self.admin_kubeconfig())

@@ -19,9 +19,27 @@ pub fn write(
     ca: &Path,
     client: &CertFiles,
 ) -> Result<PathBuf> {
-    let ca = read_b64(ca)?;
     let cert = read_b64(&client.cert)?;
     let key = read_b64(&client.key)?;
+    let user = format!("    client-certificate-data: {cert}\n    client-key-data: {key}\n");
+    write_config(dir, name, server, ca, &user)
+}
+
+/// Writes `<dir>/<name>.yaml` for a client that trusts `ca` and presents a
+/// bearer token (a ServiceAccount's, from the TokenRequest API).
+pub fn write_token(
+    dir: &Path,
+    name: &str,
+    server: &str,
+    ca: &Path,
+    token: &str,
+) -> Result<PathBuf> {
+    let user = format!("    token: {}\n", serde_json::Value::from(token));
+    write_config(dir, name, server, ca, &user)
+}
+
+fn write_config(dir: &Path, name: &str, server: &str, ca: &Path, user: &str) -> Result<PathBuf> {
+    let ca = read_b64(ca)?;
     let yaml = format!(
         "apiVersion: v1
 kind: Config
@@ -33,9 +51,7 @@ clusters:
 users:
 - name: {name}
   user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
+{user}contexts:
 - name: {name}@bulkhead-lab
   context:
     cluster: bulkhead-lab

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use bulkhead_e2e::helm::chart_dir;
 use bulkhead_e2e::kubeconfig::Impersonation;
+use bulkhead_e2e::kubelet::POD_IMAGE;
 use bulkhead_e2e::{ControlPlane, ControlPlaneConfig, Helm, Kubectl};
 use serde::Deserialize;
 use serde_json::Value;
@@ -459,6 +460,7 @@ fn helm_install_upgrade_uninstall_against_a_real_api_server() {
     install_makes_crds_workloads_rbac_and_the_admission_policy(&plane, &helm);
     rbac_grants_each_service_account_what_it_needs(&plane);
     admission_policy_keeps_each_agent_to_its_own_rule_map_status(&plane);
+    pod_bound_tokens_carry_the_node_claim_the_policy_reads(&plane);
     upgrade_applies_changed_values(&plane, &helm);
     uninstall_removes_the_release_but_not_crds_or_rule_maps(&plane, &helm);
 }
@@ -642,6 +644,70 @@ fn admission_policy_keeps_each_agent_to_its_own_rule_map_status(plane: &ControlP
         admin.success,
         "the admin writes any status: {}",
         admin.stderr
+    );
+}
+
+/// What the impersonation above stands in for: a token bound to the agent's
+/// pod on node-1, as the kubelet would mount it, authenticates with the
+/// node claim, and the policy holds the real credentials to node-1.
+fn pod_bound_tokens_carry_the_node_claim_the_policy_reads(plane: &ControlPlane) {
+    let kubectl = plane.kubectl();
+    // What the scheduler would have made: a Node and an agent pod bound to it.
+    let pod = "bulkhead-agent-on-node-1";
+    kubectl
+        .apply(&format!(
+            "apiVersion: v1
+kind: Node
+metadata: {{name: node-1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {pod}, namespace: {NS}}}
+spec:
+  nodeName: node-1
+  serviceAccountName: {AGENT}
+  containers: [{{name: agent, image: {POD_IMAGE}}}]
+"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = run(
+        &kubectl,
+        &[
+            "create",
+            "token",
+            AGENT,
+            "-n",
+            NS,
+            "--bound-object-kind=Pod",
+            &format!("--bound-object-name={pod}"),
+            "--duration=10m",
+        ],
+    );
+    let kubeconfig = plane
+        .token_kubeconfig("agent-token-node-1", token.trim())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agent = plane.kubectl_as(&kubeconfig);
+
+    let review = agent
+        .json(&["auth", "whoami"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let user = &review["status"]["userInfo"];
+    assert_eq!(user["username"], service_account(AGENT));
+    assert_eq!(
+        strings(&user["extra"][NODE_CLAIM]),
+        ["node-1"],
+        "the token carries no node claim: {user}"
+    );
+    let own = patch_status(&agent, "node-1", 11);
+    assert!(own.success, "{}", own.stderr);
+    let other = patch_status(&agent, "node-2", 11);
+    assert!(!other.success, "node-1's pod token wrote node-2's status");
+    assert!(
+        other.stderr.contains(
+            "the Bulkhead agent of node node-1 may write only NodeRuleMap node-1, not node-2"
+        ),
+        "{}",
+        other.stderr
     );
 }
 
