@@ -47,11 +47,7 @@ fn render(helm: &Helm, args: &[&str]) -> Vec<Value> {
     let chart = chart();
     let mut all = vec!["template", RELEASE, &chart, "--namespace", NS];
     all.extend(args);
-    let yaml = helm.run(&all).unwrap_or_else(|e| panic!("{e}"));
-    serde_yaml::Deserializer::from_str(&yaml)
-        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("helm template output: {e}")))
-        .filter(|v| !v.is_null())
-        .collect()
+    parse_all(&helm.run(&all).unwrap_or_else(|e| panic!("{e}")))
 }
 
 fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -280,6 +276,74 @@ fn bad_values_fail_with_the_key_and_the_reason() {
         "Kubernetes 1.29 has no ValidatingAdmissionPolicy v1; got: {}",
         out.stderr
     );
+}
+
+/// (group, resource, verb) of every rule of every `kind` object in `objects`.
+/// Names a rule is limited to are left out: the chart and the lab's RBAC
+/// name different objects (the lab has one role per agent).
+fn grants(objects: &[Value], kind: &str) -> std::collections::BTreeSet<(String, String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for object in objects.iter().filter(|o| o["kind"] == kind) {
+        for rule in object["rules"].as_array().into_iter().flatten() {
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        out.insert((group.into(), resource.into(), verb.into()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse_all(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("YAML: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The lab runs the operator and agents under `deploy/rbac/`; whatever it
+/// grants them (and the tests prove they need), the chart must grant too,
+/// or the operator works in the lab and fails in a cluster.
+#[test]
+fn chart_grants_everything_the_lab_rbac_grants() {
+    let (helm, _home) = helm();
+    let chart = render(&helm, &["--set", "networkPolicy.enabled=true"]);
+    let rbac = chart_dir().join("../../rbac");
+    let read = |file: &str| {
+        std::fs::read_to_string(rbac.join(file))
+            .unwrap_or_else(|e| panic!("deploy/rbac/{file}: {e}"))
+    };
+    let operator = parse_all(&read("operator.yaml"));
+    let agent = parse_all(&read("agent.yaml.tmpl").replace("NODE", "node-1"));
+    let chart_role = |name: &str| vec![object(&chart, "ClusterRole", name).clone()];
+    let lease = format!("{OPERATOR}-lease");
+    for (what, lab, chart) in [
+        (
+            "operator ClusterRole",
+            grants(&operator, "ClusterRole"),
+            grants(&chart_role(OPERATOR), "ClusterRole"),
+        ),
+        (
+            "operator lease Role",
+            grants(&operator, "Role"),
+            grants(&[object(&chart, "Role", &lease).clone()], "Role"),
+        ),
+        (
+            "agent ClusterRole",
+            grants(&agent, "ClusterRole"),
+            grants(&chart_role(AGENT), "ClusterRole"),
+        ),
+    ] {
+        assert!(!lab.is_empty(), "deploy/rbac has no {what}");
+        let missing: Vec<_> = lab.difference(&chart).collect();
+        assert!(
+            missing.is_empty(),
+            "the chart's {what} lacks what deploy/rbac grants: {missing:?}"
+        );
+    }
 }
 
 /// Every value has a row in the chart README's table (a leaf, or a map
