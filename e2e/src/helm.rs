@@ -72,27 +72,12 @@ impl Helm {
             program: self.binary.display().to_string(),
             source,
         })?;
-        Ok(Output {
-            success: out.status.success(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(Output::from(out))
     }
 
     /// Runs `helm <args>` and returns its stdout; an error if it fails.
     pub fn run(&self, args: &[&str]) -> Result<String> {
-        let out = self.output(args)?;
-        if out.success {
-            Ok(out.stdout)
-        } else {
-            Err(Error::Command {
-                command: format!("helm {}", args.join(" ")),
-                status: out
-                    .code
-                    .map_or("killed".to_owned(), |c| format!("exit {c}")),
-                stderr: out.stderr.trim().to_owned(),
-            })
-        }
+        self.output(args)?
+            .stdout_if_success(|| format!("helm {}", args.join(" ")))
     }
 }
