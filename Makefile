@@ -22,9 +22,9 @@ rust-deps:
 build: deps
 	$(CARGO) build --workspace --all-targets
 
-## crds: regenerate crds/*.yaml from the Rust types (CI fails when they drift)
+## crds: regenerate crds/*.yaml and the Helm chart's copy from the Rust types (CI fails when they drift)
 crds:
-	$(CARGO) run -q -p bulkhead-api --bin crdgen -- crds
+	$(CARGO) run -q -p bulkhead-api --bin crdgen -- crds deploy/helm/bulkhead/crds
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -1,8 +1,10 @@
 # The lab and the end-to-end tests; included by the root Makefile.
 #
-#   make tools       kube-apiserver and etcd from Go modules, into a versioned
-#                    cache outside the tree (minutes once, instant afterwards)
-#   make e2e         the end-to-end tests against a real control plane
+#   make tools       kube-apiserver, etcd, kubectl and helm from Go modules, into
+#                    a versioned cache outside the tree (minutes once, instant afterwards)
+#   make e2e         the end-to-end tests against a real control plane (the Helm
+#                    chart's among them: e2e/tests/helm.rs)
+#   make helm-lint   helm lint --strict of the chart (deploy/helm/bulkhead)
 #   make lab-up      bulkhead-lab up (leaves it running); lab-status, lab-down
 #   make lab-demo    the lab walk-through (e2e/demo.sh): visibility, then enforcement, real packets
 #   make lab-prune   remove what crashed labs (a test killed with Ctrl-C) left behind
@@ -11,7 +13,7 @@ CARGO ?= cargo
 E2E_TOOLS := e2e/tools.sh
 LAB := $(CARGO) run -q -p bulkhead-e2e --bin bulkhead-lab --
 
-.PHONY: tools e2e lab-up lab-down lab-status lab-prune lab-demo
+.PHONY: tools e2e helm-lint lab-up lab-down lab-status lab-prune lab-demo
 
 tools:
 	@bash $(E2E_TOOLS) build
@@ -21,6 +23,9 @@ tools:
 e2e: tools
 	@$(LAB) prune
 	$(CARGO) test -p bulkhead-e2e -- --test-threads=1
+
+helm-lint: tools
+	@eval "$$(bash $(E2E_TOOLS) env)" && "$$HELM" lint --strict deploy/helm/bulkhead
 
 lab-up: tools
 	$(LAB) up

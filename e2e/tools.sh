@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) and locates the control-plane binaries the lab runs:
-# kube-apiserver and etcd from their Go modules, and kubectl when the machine has
-# none within one minor version of the API server (the supported skew).
+# kube-apiserver and etcd from their Go modules, kubectl when the machine has
+# none within one minor version of the API server (the supported skew), and
+# helm (for the chart's tests) from its Go module.
 #
 #   e2e/tools.sh [build]   build what is missing, print KEY=path lines
 #   e2e/tools.sh env       same, as `export KEY=path` lines: eval "$(e2e/tools.sh env)"
@@ -10,17 +11,20 @@
 # Binaries live outside the work tree, keyed by version:
 #   ${BULKHEAD_CACHE:-$XDG_CACHE_HOME/bulkhead}/k8s-<version>/{kube-apiserver,kubectl}
 #   ${BULKHEAD_CACHE:-$XDG_CACHE_HOME/bulkhead}/etcd-<version>/etcd
+#   ${BULKHEAD_CACHE:-$XDG_CACHE_HOME/bulkhead}/helm-<version>/helm
 # with the Go build cache beside them (go-build/), so a rebuild is quick.
-# KUBECTL=path in the environment chooses kubectl.
+# KUBECTL=path in the environment chooses kubectl, HELM=path chooses helm.
 # If KUBEBUILDER_ASSETS names a directory holding kube-apiserver and etcd (an
 # envtest asset directory), those are used and nothing is built.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
 CACHE=${BULKHEAD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bulkhead}
 K8S_DIR="$CACHE/k8s-$K8S_VERSION"
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
+HELM_DIR="$CACHE/helm-$HELM_VERSION"
 
 log() { echo "tools.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -134,7 +138,35 @@ build_etcd() {
 	log "built $ETCD_DIR/etcd in $((SECONDS - start))s"
 }
 
-# Sets KUBE_APISERVER, ETCD and KUBECTL to what exists; builds the rest if $1 = build.
+# helm's go.mod has no replace lines, so `go install module@version` builds it
+# with exactly the dependencies of that release. The ldflags are those of
+# helm's Makefile: the version `helm version` reports, and the Kubernetes
+# version `helm template` and `helm lint` assume (that of its client-go, not
+# the 1.20 compiled in by default, which a chart's kubeVersion would refuse).
+build_helm() {
+	local work="$WORK/helm" gomod client_go major minor pkg=helm.sh/helm/v3 p start
+	go_env
+	mkdir -p "$work" "$HELM_DIR"
+	gomod=$(go mod download -json "$pkg@$HELM_VERSION" |
+		sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+	[[ -f "$gomod" ]] || die "cannot download the go.mod of $pkg@$HELM_VERSION"
+	! grep -qE '^replace' "$gomod" || die "$pkg@$HELM_VERSION has replace lines; go install cannot build it"
+	client_go=$(sed -n 's|^[[:space:]]*k8s\.io/client-go v0\.\([0-9]*\)\..*|\1|p' "$gomod")
+	[[ -n "$client_go" ]] || die "found no k8s.io/client-go in $gomod"
+	major=1 minor=$client_go
+	local ldflags="-s -w -X $pkg/internal/version.version=$HELM_VERSION"
+	ldflags+=" -X $pkg/internal/version.metadata= -X $pkg/internal/version.gitTreeState=clean"
+	for p in lint/rules chartutil; do
+		ldflags+=" -X $pkg/pkg/$p.k8sVersionMajor=$major -X $pkg/pkg/$p.k8sVersionMinor=$minor"
+	done
+	log "building helm $HELM_VERSION (a few minutes on a cold cache)"
+	start=$SECONDS
+	GOBIN="$work" nice_cmd go install -trimpath -ldflags "$ldflags" "$pkg/cmd/helm@$HELM_VERSION"
+	mv "$work/helm" "$HELM_DIR/helm"
+	log "built $HELM_DIR/helm in $((SECONDS - start))s"
+}
+
+# Sets KUBE_APISERVER, ETCD, KUBECTL and HELM to what exists; builds the rest if $1 = build.
 resolve() {
 	local mode="$1" want_k8s=() assets=""
 	KUBE_APISERVER="" ETCD=""
@@ -152,11 +184,13 @@ resolve() {
 	[[ -n "$KUBECTL" || -x "$K8S_DIR/kubectl" ]] || want_k8s+=(kubectl)
 	[[ -n "$assets" || -x "$K8S_DIR/kube-apiserver" ]] || want_k8s+=(kube-apiserver)
 	if [[ "$mode" == build ]]; then
-		if ((${#want_k8s[@]} > 0)) || [[ -z "$assets" && ! -x "$ETCD_DIR/etcd" ]]; then
+		if ((${#want_k8s[@]} > 0)) || [[ -z "$assets" && ! -x "$ETCD_DIR/etcd" ]] ||
+			[[ -z "${HELM:-}" && ! -x "$HELM_DIR/helm" ]]; then
 			command -v go >/dev/null || die "Go (>= 1.26) is needed to build the lab's binaries"
 		fi
 		((${#want_k8s[@]} == 0)) || build_k8s "${want_k8s[@]}"
 		[[ -n "$assets" || -x "$ETCD_DIR/etcd" ]] || build_etcd
+		[[ -n "${HELM:-}" || -x "$HELM_DIR/helm" ]] || build_helm
 	fi
 	if [[ -n "$assets" ]]; then
 		KUBE_APISERVER="$assets/kube-apiserver"
@@ -166,6 +200,8 @@ resolve() {
 		[[ ! -x "$ETCD_DIR/etcd" ]] || ETCD="$ETCD_DIR/etcd"
 	fi
 	[[ -n "$KUBECTL" || ! -x "$K8S_DIR/kubectl" ]] || KUBECTL="$K8S_DIR/kubectl"
+	HELM="${HELM:-}"
+	[[ -n "$HELM" || ! -x "$HELM_DIR/helm" ]] || HELM="$HELM_DIR/helm"
 }
 
 # The kubectl on PATH if it is within the supported skew of the API server
@@ -200,7 +236,7 @@ main() {
 	build) with_lock; resolve build ;;
 	env) with_lock; resolve build; prefix="export " ;;
 	paths) resolve none ;;
-	-h | --help | help) sed -n "2,16p" "$0"; exit 0 ;;
+	-h | --help | help) sed -n "2,18p" "$0"; exit 0 ;;
 	*) die "unknown command '$cmd' (build, env, paths)" ;;
 	esac
 	local missing=()
@@ -211,6 +247,8 @@ main() {
 	echo "${prefix}KUBE_APISERVER=$KUBE_APISERVER"
 	echo "${prefix}ETCD=$ETCD"
 	echo "${prefix}KUBECTL=$KUBECTL"
+	# Only the chart's tests need helm; they say so when it is missing.
+	[[ -z "$HELM" ]] || echo "${prefix}HELM=$HELM"
 }
 
 main "$@"

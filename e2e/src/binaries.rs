@@ -1,9 +1,10 @@
-//! Finding kube-apiserver, etcd and kubectl.
+//! Finding kube-apiserver, etcd, kubectl and helm.
 //!
 //! `e2e/tools.sh` owns where they live (a versioned cache, or
 //! `KUBEBUILDER_ASSETS`) and builds them; this module only asks it, so the
-//! versions are written in one place. `KUBE_APISERVER`, `ETCD` and `KUBECTL`
-//! in the environment override it (`eval "$(e2e/tools.sh env)"` sets all three).
+//! versions are written in one place. `KUBE_APISERVER`, `ETCD`, `KUBECTL`
+//! and `HELM` in the environment override it (`eval "$(e2e/tools.sh env)"`
+//! sets them all).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,32 @@ impl Binaries {
             etcd: take("ETCD")?,
             kubectl: take("KUBECTL")?,
         })
+    }
+}
+
+/// One more program `e2e/tools.sh` provides (helm, which only the chart's
+/// tests need): `$var`, or the path the script reports under `var`.
+pub fn locate_one(var: &str, program: &str) -> Result<PathBuf> {
+    let path = match std::env::var_os(var) {
+        Some(path) => PathBuf::from(path),
+        None => ask_tools_script()?
+            .into_iter()
+            .find(|(key, _)| key == var)
+            .map(|(_, path)| path)
+            .ok_or_else(|| {
+                Error::MissingBinaries(format!(
+                    "{program} is not built: run `make tools` ({}), or set {var}",
+                    tools_script().display()
+                ))
+            })?,
+    };
+    if is_executable(&path) {
+        Ok(path)
+    } else {
+        Err(Error::MissingBinaries(format!(
+            "{var}={} is not an executable file",
+            path.display()
+        )))
     }
 }
 

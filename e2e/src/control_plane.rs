@@ -208,6 +208,29 @@ impl ControlPlane {
         }
     }
 
+    /// A kubeconfig of the admin's that impersonates `who` (user, groups
+    /// and extra fields such as a ServiceAccount token's node claim), written
+    /// as `<name>.yaml` beside the others.
+    pub fn impersonating_kubeconfig(
+        &self,
+        name: &str,
+        who: &kubeconfig::Impersonation,
+    ) -> Result<PathBuf> {
+        kubeconfig::impersonating(&self.admin, &self.state.kubeconfigs(), name, who)
+    }
+
+    /// A kubeconfig that authenticates with `token` alone (a ServiceAccount
+    /// token from `kubectl create token`), written as `<name>.yaml`.
+    pub fn token_kubeconfig(&self, name: &str, token: &str) -> Result<PathBuf> {
+        kubeconfig::write_token(
+            &self.state.kubeconfigs(),
+            name,
+            &self.record.server,
+            &self.pki.ca_cert(),
+            token,
+        )
+    }
+
     /// kubectl as the cluster admin.
     pub fn kubectl(&self) -> Kubectl {
         self.kubectl_as(self.admin_kubeconfig())

@@ -52,12 +52,7 @@ impl Kubectl {
             let _ = pipe.write_all(input.as_bytes());
         }
         let out = child.wait_with_output().map_err(spawn_error)?;
-        Ok(Output {
-            success: out.status.success(),
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        Ok(Output::from(out))
     }
 
     /// Runs `kubectl <args>` and returns its stdout; an error if it fails.
@@ -92,16 +87,35 @@ impl Kubectl {
     }
 
     fn checked(&self, args: &[&str], stdin: Option<&str>) -> Result<String> {
-        let out = self.output(args, stdin)?;
-        if out.success {
-            Ok(out.stdout)
+        self.output(args, stdin)?
+            .stdout_if_success(|| format!("kubectl {}", args.join(" ")))
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Self {
+        Self {
+            success: out.status.success(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Output {
+    /// The stdout of a run that succeeded; else an error naming `command`
+    /// with the exit status and stderr.
+    pub fn stdout_if_success(self, command: impl FnOnce() -> String) -> Result<String> {
+        if self.success {
+            Ok(self.stdout)
         } else {
             Err(Error::Command {
-                command: format!("kubectl {}", args.join(" ")),
-                status: out
+                command: command(),
+                status: self
                     .code
                     .map_or("killed".to_owned(), |c| format!("exit {c}")),
-                stderr: out.stderr.trim().to_owned(),
+                stderr: self.stderr.trim().to_owned(),
             })
         }
     }

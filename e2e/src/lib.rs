@@ -13,6 +13,7 @@
 //!    └─ agent      bulkhead-agent per node, `ip netns exec`, cluster or standalone mode
 //!
 //!   tests ── Kubectl (real kubectl) / observe (typed reads) / traffic (real packets)
+//!         └─ Helm (real helm) installs deploy/helm/bulkhead into a ControlPlane
 //!   bulkhead-lab up|down|status|prune ── lab::{up, down, status, prune}
 //! ```
 //!
@@ -31,6 +32,7 @@ pub mod certs;
 pub mod control_plane;
 pub mod error;
 pub mod etcd;
+pub mod helm;
 pub mod kubeconfig;
 pub mod kubectl;
 pub mod kubelet;
@@ -48,6 +50,7 @@ pub use binaries::Binaries;
 pub use certs::Identity;
 pub use control_plane::{ControlPlane, ControlPlaneConfig};
 pub use error::{Error, Result};
+pub use helm::Helm;
 pub use kubectl::Kubectl;
 pub use lab::{Agents, Lab, LabPod, LabSpec, Workload};
 pub use state::{LabRecord, StateDir};

@@ -1,0 +1,67 @@
+{{/*
+Names. Every object is named "<fullname>-operator" or "<fullname>-agent";
+fullname is the release name, followed by the chart name unless the release
+name already contains it, cut to leave room for those suffixes within the
+63 characters of a label value.
+*/}}
+{{- define "bulkhead.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 54 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "bulkhead.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 54 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 54 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 54 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "bulkhead.operator.name" -}}
+{{- include "bulkhead.fullname" . }}-operator
+{{- end -}}
+
+{{- define "bulkhead.agent.name" -}}
+{{- include "bulkhead.fullname" . }}-agent
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "bulkhead.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: bulkhead
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{/* Selector labels of one component: include with (list . "operator"). */}}
+{{- define "bulkhead.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "bulkhead.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "bulkhead.componentLabels" -}}
+{{ include "bulkhead.labels" (index . 0) }}
+{{ include "bulkhead.selectorLabels" . }}
+{{- end -}}
+
+{{/* An image reference from {repository, tag, digest}: include with (list . .Values.agent.image). */}}
+{{- define "bulkhead.image" -}}
+{{- $root := index . 0 -}}
+{{- $image := index . 1 -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The username the API server gives the agent's ServiceAccount. */}}
+{{- define "bulkhead.agent.username" -}}
+system:serviceaccount:{{ .Release.Namespace }}:{{ include "bulkhead.agent.name" . }}
+{{- end -}}

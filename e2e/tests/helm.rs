@@ -1,0 +1,876 @@
+//! The Helm chart (`deploy/helm/bulkhead`) with the real `helm`: it lints
+//! strictly, renders what the values say (and refuses bad values by name),
+//! installs into a real kube-apiserver with its CRDs, RBAC and admission
+//! policy, upgrades and uninstalls. The admission policy is proven with
+//! impersonation: the agent of node-1 may write node-1's rule map status and
+//! nothing else.
+//!
+//! There is no kubelet, scheduler or image registry here, so no pod ever
+//! runs: these tests check the objects the API server accepts and what they
+//! allow, not the operator or agent running from images.
+//!
+//! Needs helm, kube-apiserver, etcd and kubectl from `make tools`; without
+//! them every test fails with the command to run.
+
+use std::collections::BTreeMap;
+
+use bulkhead_e2e::helm::chart_dir;
+use bulkhead_e2e::kubeconfig::Impersonation;
+use bulkhead_e2e::kubelet::POD_IMAGE;
+use bulkhead_e2e::{ControlPlane, ControlPlaneConfig, Helm, Kubectl};
+use serde::Deserialize;
+use serde_json::Value;
+
+const NS: &str = "bulkhead-system";
+const RELEASE: &str = "bulkhead";
+const OPERATOR: &str = "bulkhead-operator";
+const AGENT: &str = "bulkhead-agent";
+const POLICY: &str = "bulkhead-agent-own-rule-map";
+const NODE_CLAIM: &str = "authentication.kubernetes.io/node-name";
+
+/// helm with a home of its own, removed with the returned directory.
+fn helm() -> (Helm, tempfile::TempDir) {
+    let binary = Helm::locate().unwrap_or_else(|e| panic!("{e}"));
+    let home = tempfile::Builder::new()
+        .prefix("bulkhead-helm-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temporary helm home: {e}"));
+    (Helm::new(&binary, home.path()), home)
+}
+
+fn chart() -> String {
+    chart_dir().display().to_string()
+}
+
+/// `helm template` of the chart with `args`, as parsed objects.
+fn render(helm: &Helm, args: &[&str]) -> Vec<Value> {
+    let chart = chart();
+    let mut all = vec!["template", RELEASE, &chart, "--namespace", NS];
+    all.extend(args);
+    parse_all(&helm.run(&all).unwrap_or_else(|e| panic!("{e}")))
+}
+
+fn object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} among {}", names(objects)))
+}
+
+fn names(objects: &[Value]) -> String {
+    let list: Vec<String> = objects
+        .iter()
+        .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
+        .collect();
+    list.join(", ")
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+fn container(workload: &Value) -> &Value {
+    &workload["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// Whether a ClusterRole lets its subjects read NetworkPolicies.
+fn reads_network_policies(role: &Value) -> bool {
+    role["rules"].as_array().into_iter().flatten().any(|rule| {
+        strings(&rule["apiGroups"]) == ["networking.k8s.io"]
+            && strings(&rule["resources"]) == ["networkpolicies"]
+            && strings(&rule["verbs"]) == ["get", "list", "watch"]
+    })
+}
+
+#[test]
+fn chart_lints_strictly_and_follows_the_workspace_version() {
+    let (helm, _home) = helm();
+    let chart = chart();
+    for values in [
+        &[][..],
+        &["--set", "networkPolicy.enabled=true,logFormat=json"],
+        &[
+            "--set",
+            "agent.privileged=false,agent.admissionPolicy=false",
+        ],
+        &[
+            "--set",
+            "operator.replicas=1,agent.hostInterfaces={eth0,eth1}",
+        ],
+    ] {
+        let mut args = vec!["lint", "--strict", &chart];
+        args.extend(values);
+        let out = helm.output(&args).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.success,
+            "helm lint --strict {values:?} failed:\n{}{}",
+            out.stdout, out.stderr
+        );
+    }
+    let meta: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml is YAML");
+    assert_eq!(
+        meta["appVersion"],
+        env!("CARGO_PKG_VERSION"),
+        "Chart.yaml's appVersion must be the workspace version"
+    );
+}
+
+#[test]
+fn template_passes_network_policies_to_the_operator_only_when_enabled() {
+    let (helm, _home) = helm();
+
+    let objects = render(&helm, &[]);
+    let deployment = object(&objects, "Deployment", OPERATOR);
+    assert_eq!(deployment["metadata"]["namespace"], NS);
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let args = strings(&container(deployment)["args"]);
+    assert_eq!(
+        args,
+        [
+            "--metrics-addr=0.0.0.0:9440",
+            "--default-mode=visibility",
+            "--identity-shards=16"
+        ]
+    );
+    assert!(!reads_network_policies(object(
+        &objects,
+        "ClusterRole",
+        OPERATOR
+    )));
+
+    let objects = render(&helm, &["--set", "networkPolicy.enabled=true"]);
+    let deployment = object(&objects, "Deployment", OPERATOR);
+    let args = strings(&container(deployment)["args"]);
+    assert_eq!(
+        args.iter().filter(|a| **a == "--network-policies").count(),
+        1,
+        "{args:?}"
+    );
+    assert!(reads_network_policies(object(
+        &objects,
+        "ClusterRole",
+        OPERATOR
+    )));
+}
+
+#[test]
+fn template_defaults_give_agents_every_node_bpffs_and_the_host_network() {
+    let (helm, _home) = helm();
+    let objects = render(&helm, &[]);
+    let daemonset = object(&objects, "DaemonSet", AGENT);
+    let pod = &daemonset["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["serviceAccountName"], AGENT);
+    assert_eq!(
+        pod["tolerations"],
+        serde_json::json!([{"operator": "Exists"}])
+    );
+    let agent = container(daemonset);
+    assert_eq!(agent["securityContext"]["privileged"], true);
+    let node_name = agent["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "NODE_NAME")
+        .expect("NODE_NAME is set");
+    assert_eq!(
+        node_name["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName"
+    );
+    assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/sys/fs/bpf");
+    assert_eq!(agent["volumeMounts"][0]["mountPath"], "/sys/fs/bpf");
+    assert_eq!(
+        agent["volumeMounts"][0]["mountPropagation"],
+        "Bidirectional"
+    );
+    let operator = container(object(&objects, "Deployment", OPERATOR));
+    assert_eq!(operator["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(operator["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "ServiceMonitor"),
+        "no ServiceMonitor unless asked for"
+    );
+
+    // Without privileges: capabilities instead, and a bpffs the host mounted.
+    let objects = render(&helm, &["--set", "agent.privileged=false,logFormat=json"]);
+    let daemonset = object(&objects, "DaemonSet", AGENT);
+    let agent = container(daemonset);
+    assert!(agent["securityContext"]["privileged"].is_null());
+    let caps = strings(&agent["securityContext"]["capabilities"]["add"]);
+    for cap in ["BPF", "NET_ADMIN", "SYS_ADMIN"] {
+        assert!(caps.contains(&cap), "{cap} missing from {caps:?}");
+    }
+    assert_eq!(
+        agent["volumeMounts"][0]["mountPropagation"],
+        "HostToContainer"
+    );
+    assert!(strings(&agent["args"]).contains(&"--log-json"));
+    let operator = container(object(&objects, "Deployment", OPERATOR));
+    assert!(strings(&operator["args"]).contains(&"--log-json"));
+
+    let objects = render(
+        &helm,
+        &[
+            "--set",
+            "operator.metrics.serviceMonitor.enabled=true",
+            "--api-versions",
+            "monitoring.coreos.com/v1",
+        ],
+    );
+    let monitor = object(&objects, "ServiceMonitor", OPERATOR);
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+}
+
+#[test]
+fn bad_values_fail_with_the_key_and_the_reason() {
+    let (helm, _home) = helm();
+    let chart = chart();
+    let cases = [
+        (
+            "operator.defaultMode=strict",
+            "at '/operator/defaultMode': value must be one of 'visibility', 'selective', 'full'",
+        ),
+        (
+            "operator.identityShards=0",
+            "at '/operator/identityShards': minimum: got 0, want 1",
+        ),
+        ("operator.replicas=0", "at '/operator/replicas': minimum"),
+        ("logFormat=xml", "at '/logFormat': value must be one of 'text', 'json'"),
+        ("agent.flowLog=/var/log/flows", "at '/agent/flowLog'"),
+        ("agent.bpffs=sys/fs/bpf", "at '/agent/bpffs'"),
+        (
+            "operator.replica=3",
+            "at '/operator': additional properties 'replica' not allowed",
+        ),
+        (
+            "operator.metrics.serviceMonitor.enabled=true",
+            "operator.metrics.serviceMonitor.enabled is true, but the cluster has no ServiceMonitor",
+        ),
+    ];
+    for (set, message) in cases {
+        let out = helm
+            .output(&["template", RELEASE, &chart, "--set", set])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!out.success, "--set {set} should be refused, was rendered");
+        assert!(
+            out.stderr.contains(message),
+            "--set {set} should be refused with {message:?}, got: {}",
+            out.stderr
+        );
+    }
+    let out = helm
+        .output(&["template", RELEASE, &chart, "--kube-version", "1.29.0"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !out.success
+            && out
+                .stderr
+                .contains("chart requires kubeVersion: >=1.30.0-0"),
+        "Kubernetes 1.29 has no ValidatingAdmissionPolicy v1; got: {}",
+        out.stderr
+    );
+}
+
+/// (group, resource, verb) of every rule of every `kind` object in `objects`.
+/// Names a rule is limited to are left out: the chart and the lab's RBAC
+/// name different objects (the lab has one role per agent).
+fn grants(objects: &[Value], kind: &str) -> std::collections::BTreeSet<(String, String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for object in objects.iter().filter(|o| o["kind"] == kind) {
+        for rule in object["rules"].as_array().into_iter().flatten() {
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        out.insert((group.into(), resource.into(), verb.into()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse_all(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("YAML: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The lab runs the operator and agents under `deploy/rbac/`; whatever it
+/// grants them (and the tests prove they need), the chart must grant too,
+/// or the operator works in the lab and fails in a cluster.
+#[test]
+fn chart_grants_everything_the_lab_rbac_grants() {
+    let (helm, _home) = helm();
+    let chart = render(&helm, &["--set", "networkPolicy.enabled=true"]);
+    let rbac = chart_dir().join("../../rbac");
+    let read = |file: &str| {
+        std::fs::read_to_string(rbac.join(file))
+            .unwrap_or_else(|e| panic!("deploy/rbac/{file}: {e}"))
+    };
+    let operator = parse_all(&read("operator.yaml"));
+    let agent = parse_all(&read("agent.yaml.tmpl").replace("NODE", "node-1"));
+    let chart_role = |name: &str| vec![object(&chart, "ClusterRole", name).clone()];
+    let lease = format!("{OPERATOR}-lease");
+    for (what, lab, chart) in [
+        (
+            "operator ClusterRole",
+            grants(&operator, "ClusterRole"),
+            grants(&chart_role(OPERATOR), "ClusterRole"),
+        ),
+        (
+            "operator lease Role",
+            grants(&operator, "Role"),
+            grants(&[object(&chart, "Role", &lease).clone()], "Role"),
+        ),
+        (
+            "agent ClusterRole",
+            grants(&agent, "ClusterRole"),
+            grants(&chart_role(AGENT), "ClusterRole"),
+        ),
+    ] {
+        assert!(!lab.is_empty(), "deploy/rbac has no {what}");
+        let missing: Vec<_> = lab.difference(&chart).collect();
+        assert!(
+            missing.is_empty(),
+            "the chart's {what} lacks what deploy/rbac grants: {missing:?}"
+        );
+    }
+}
+
+/// Every value has a row in the chart README's table (a leaf, or a map
+/// documented as a whole such as `operator.resources`), and every row names
+/// a value.
+#[test]
+fn every_value_is_documented_in_the_readme() {
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml is YAML");
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).expect("README.md");
+    let documented: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`').map(|(key, _)| key))
+        .collect();
+    assert!(!documented.is_empty(), "README.md has no values table");
+
+    let mut leaves = Vec::new();
+    collect_leaves(&values, "", &mut leaves);
+    let undocumented: Vec<&String> = leaves
+        .iter()
+        .filter(|leaf| {
+            !documented
+                .iter()
+                .any(|key| *leaf == key || leaf.starts_with(&format!("{key}.")))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "values missing from README.md: {undocumented:?}"
+    );
+    let unknown: Vec<&&str> = documented
+        .iter()
+        .filter(|key| lookup(&values, key).is_none())
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "README.md documents no such values: {unknown:?}"
+    );
+}
+
+fn collect_leaves(v: &Value, path: &str, out: &mut Vec<String>) {
+    match v.as_object() {
+        Some(map) if !map.is_empty() => {
+            for (key, child) in map {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                collect_leaves(child, &path, out);
+            }
+        }
+        _ => out.push(path.to_owned()),
+    }
+}
+
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, key| v.get(key))
+}
+
+/// A control plane without the workspace's CRDs: the chart installs them.
+fn bare_control_plane() -> (ControlPlane, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("bulkhead-lab-helm-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("temporary directory: {e}"));
+    let mut config = ControlPlaneConfig::new(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    config.crds = None;
+    let plane = ControlPlane::start_with(config)
+        .unwrap_or_else(|e| panic!("starting the control plane: {e}"));
+    (plane, dir)
+}
+
+fn run(kubectl: &Kubectl, args: &[&str]) -> String {
+    kubectl.run(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn rule_map(node: &str) -> String {
+    format!(
+        "apiVersion: bulkhead.dev/v1alpha1
+kind: NodeRuleMap
+metadata:
+  name: {node}
+spec:
+  nodeKind: Node
+  host: {{name: {node}, identity: 2, mode: visibility}}
+"
+    )
+}
+
+/// kubectl as the agent's ServiceAccount, with the node claim of a token
+/// bound to a pod on `node` (none if `node` is None).
+fn agent_on(plane: &ControlPlane, node: Option<&str>) -> Kubectl {
+    let mut who = Impersonation {
+        user: service_account(AGENT),
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{NS}"),
+        ],
+        extra: BTreeMap::new(),
+    };
+    if let Some(node) = node {
+        who.extra.insert(NODE_CLAIM.into(), vec![node.into()]);
+    }
+    let name = format!("agent-sa-{}", node.unwrap_or("nowhere"));
+    let kubeconfig = plane
+        .impersonating_kubeconfig(&name, &who)
+        .unwrap_or_else(|e| panic!("{e}"));
+    plane.kubectl_as(&kubeconfig)
+}
+
+fn patch_status(kubectl: &Kubectl, node: &str, generation: u32) -> bulkhead_e2e::kubectl::Output {
+    let patch = format!(r#"{{"status": {{"programmedGeneration": {generation}}}}}"#);
+    kubectl
+        .output(
+            &[
+                "patch",
+                "noderulemap",
+                node,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &patch,
+            ],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn can_i(kubectl: &Kubectl, user: &str, args: &[&str]) -> String {
+    let mut all = vec!["auth", "can-i", "--as", user];
+    all.extend(args);
+    let out = kubectl.output(&all, None).unwrap_or_else(|e| panic!("{e}"));
+    out.stdout.trim().to_owned()
+}
+
+fn exists(kubectl: &Kubectl, args: &[&str]) -> bool {
+    let mut all = args.to_vec();
+    all.extend(["-o", "name"]);
+    let out = kubectl.output(&all, None).unwrap_or_else(|e| panic!("{e}"));
+    out.success && !out.stdout.trim().is_empty()
+}
+
+const CRDS: [&str; 5] = [
+    "externalnodes.bulkhead.dev",
+    "identitymaps.bulkhead.dev",
+    "labelmappings.bulkhead.dev",
+    "noderulemaps.bulkhead.dev",
+    "segmentationpolicies.bulkhead.dev",
+];
+
+/// A stand-in for the Prometheus operator's CRD: all helm's capability
+/// check and the API server need to accept a ServiceMonitor.
+const SERVICE_MONITOR_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  names: {kind: ServiceMonitor, plural: servicemonitors, singular: servicemonitor}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+";
+
+#[test]
+fn helm_install_upgrade_uninstall_against_a_real_api_server() {
+    let (plane, _dir) = bare_control_plane();
+    let (helm, _home) = helm();
+    let helm = helm.with_kubeconfig(plane.admin_kubeconfig());
+    install_makes_crds_workloads_rbac_and_the_admission_policy(&plane, &helm);
+    rbac_grants_each_service_account_what_it_needs(&plane);
+    admission_policy_keeps_each_agent_to_its_own_rule_map_status(&plane);
+    pod_bound_tokens_carry_the_node_claim_the_policy_reads(&plane);
+    upgrade_applies_changed_values(&plane, &helm);
+    uninstall_removes_the_release_but_not_crds_or_rule_maps(&plane, &helm);
+}
+
+fn service_account(name: &str) -> String {
+    format!("system:serviceaccount:{NS}:{name}")
+}
+
+fn install_makes_crds_workloads_rbac_and_the_admission_policy(plane: &ControlPlane, helm: &Helm) {
+    let kubectl = plane.kubectl();
+    let chart = chart();
+    // Pods never start here, so no --wait: the objects are what is checked.
+    helm.run(&[
+        "install",
+        RELEASE,
+        &chart,
+        "--namespace",
+        NS,
+        "--create-namespace",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let crds: Vec<String> = CRDS.iter().map(|c| format!("crd/{c}")).collect();
+    let mut wait = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+    wait.extend(crds.iter().map(String::as_str));
+    run(&kubectl, &wait);
+    for (kind, name, namespaced) in [
+        ("deployment", OPERATOR, true),
+        ("daemonset", AGENT, true),
+        ("serviceaccount", OPERATOR, true),
+        ("serviceaccount", AGENT, true),
+        ("service", "bulkhead-operator-metrics", true),
+        ("poddisruptionbudget", OPERATOR, true),
+        ("role", "bulkhead-operator-lease", true),
+        ("rolebinding", "bulkhead-operator-lease", true),
+        ("clusterrole", OPERATOR, false),
+        ("clusterrolebinding", OPERATOR, false),
+        ("clusterrole", AGENT, false),
+        ("clusterrolebinding", AGENT, false),
+        ("validatingadmissionpolicy", POLICY, false),
+        ("validatingadmissionpolicybinding", POLICY, false),
+    ] {
+        let object = format!("{kind}/{name}");
+        let mut args = vec!["get", &object];
+        if namespaced {
+            args.extend(["-n", NS]);
+        }
+        assert!(exists(&kubectl, &args), "helm install made no {object}");
+    }
+    let deployment = kubectl
+        .json(&["get", "deployment", OPERATOR, "-n", NS])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!strings(&container(&deployment)["args"]).contains(&"--network-policies"));
+}
+
+fn rbac_grants_each_service_account_what_it_needs(plane: &ControlPlane) {
+    let kubectl = plane.kubectl();
+    let operator_sa = service_account(OPERATOR);
+    let agent_sa = service_account(AGENT);
+    // What RBAC lets each ServiceAccount do.
+    let rbac = [
+        (&operator_sa, "list noderulemaps.bulkhead.dev", "yes"),
+        (
+            &operator_sa,
+            "patch segmentationpolicies.bulkhead.dev --subresource=status",
+            "yes",
+        ),
+        (
+            &operator_sa,
+            "update leases.coordination.k8s.io/bulkhead-operator -n bulkhead-system",
+            "yes",
+        ),
+        (
+            &operator_sa,
+            "update leases.coordination.k8s.io/other -n bulkhead-system",
+            "no",
+        ),
+        (&operator_sa, "list networkpolicies.networking.k8s.io", "no"),
+        (&operator_sa, "list secrets -A", "no"),
+        (&agent_sa, "watch identitymaps.bulkhead.dev", "yes"),
+        (
+            &agent_sa,
+            "patch noderulemaps.bulkhead.dev --subresource=status",
+            "yes",
+        ),
+        (&agent_sa, "patch noderulemaps.bulkhead.dev", "no"),
+        (&agent_sa, "delete noderulemaps.bulkhead.dev", "no"),
+    ];
+    for (user, question, answer) in rbac {
+        let args: Vec<&str> = question.split(' ').collect();
+        assert_eq!(
+            can_i(&kubectl, user, &args),
+            answer,
+            "{user}: can-i {question}"
+        );
+    }
+}
+
+fn admission_policy_keeps_each_agent_to_its_own_rule_map_status(plane: &ControlPlane) {
+    let kubectl = plane.kubectl();
+    // The admission policy: each agent writes only its own node's status.
+    for node in ["node-1", "node-2"] {
+        kubectl
+            .apply(&rule_map(node))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let node1 = agent_on(plane, Some("node-1"));
+    let own = patch_status(&node1, "node-1", 7);
+    assert!(
+        own.success,
+        "node-1's agent writes its own status: {}",
+        own.stderr
+    );
+    let programmed = run(
+        &kubectl,
+        &[
+            "get",
+            "noderulemap",
+            "node-1",
+            "-o",
+            "jsonpath={.status.programmedGeneration}",
+        ],
+    );
+    assert_eq!(programmed, "7");
+
+    let other = patch_status(&node1, "node-2", 7);
+    assert!(!other.success, "node-1's agent wrote node-2's status");
+    for words in [
+        &format!("ValidatingAdmissionPolicy '{POLICY}'")[..],
+        "the Bulkhead agent of node node-1 may write only NodeRuleMap node-1, not node-2",
+    ] {
+        assert!(
+            other.stderr.contains(words),
+            "{words:?} not in: {}",
+            other.stderr
+        );
+    }
+
+    let spec = node1
+        .output(
+            &[
+                "patch",
+                "noderulemap",
+                "node-1",
+                "--type=merge",
+                "-p",
+                r#"{"spec": {"host": {"mode": "full"}}}"#,
+            ],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!spec.success, "the agent wrote a rule map's spec");
+    assert!(spec.stderr.contains("forbidden"), "{}", spec.stderr);
+    let mode = run(
+        &kubectl,
+        &[
+            "get",
+            "noderulemap",
+            "node-1",
+            "-o",
+            "jsonpath={.spec.host.mode}",
+        ],
+    );
+    assert_eq!(mode, "visibility");
+
+    let nowhere = patch_status(&agent_on(plane, None), "node-1", 8);
+    assert!(
+        !nowhere.success,
+        "credentials without a node claim wrote a status"
+    );
+    assert!(
+        nowhere
+            .stderr
+            .contains("the Bulkhead agent's credentials name no node"),
+        "{}",
+        nowhere.stderr
+    );
+    // Other users are not matched: the admin (standing in for the operator) still writes.
+    let admin = patch_status(&kubectl, "node-2", 3);
+    assert!(
+        admin.success,
+        "the admin writes any status: {}",
+        admin.stderr
+    );
+}
+
+/// What the impersonation above stands in for: a token bound to the agent's
+/// pod on node-1, as the kubelet would mount it, authenticates with the
+/// node claim, and the policy holds the real credentials to node-1.
+fn pod_bound_tokens_carry_the_node_claim_the_policy_reads(plane: &ControlPlane) {
+    let kubectl = plane.kubectl();
+    // What the scheduler would have made: a Node and an agent pod bound to it.
+    let pod = "bulkhead-agent-on-node-1";
+    kubectl
+        .apply(&format!(
+            "apiVersion: v1
+kind: Node
+metadata: {{name: node-1}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {pod}, namespace: {NS}}}
+spec:
+  nodeName: node-1
+  serviceAccountName: {AGENT}
+  containers: [{{name: agent, image: {POD_IMAGE}}}]
+"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let token = run(
+        &kubectl,
+        &[
+            "create",
+            "token",
+            AGENT,
+            "-n",
+            NS,
+            "--bound-object-kind=Pod",
+            &format!("--bound-object-name={pod}"),
+            "--duration=10m",
+        ],
+    );
+    let kubeconfig = plane
+        .token_kubeconfig("agent-token-node-1", token.trim())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agent = plane.kubectl_as(&kubeconfig);
+
+    let review = agent
+        .json(&["auth", "whoami"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let user = &review["status"]["userInfo"];
+    assert_eq!(user["username"], service_account(AGENT));
+    assert_eq!(
+        strings(&user["extra"][NODE_CLAIM]),
+        ["node-1"],
+        "the token carries no node claim: {user}"
+    );
+    let own = patch_status(&agent, "node-1", 11);
+    assert!(own.success, "{}", own.stderr);
+    let other = patch_status(&agent, "node-2", 11);
+    assert!(!other.success, "node-1's pod token wrote node-2's status");
+    assert!(
+        other.stderr.contains(
+            "the Bulkhead agent of node node-1 may write only NodeRuleMap node-1, not node-2"
+        ),
+        "{}",
+        other.stderr
+    );
+}
+
+fn upgrade_applies_changed_values(plane: &ControlPlane, helm: &Helm) {
+    let kubectl = plane.kubectl();
+    let chart = chart();
+    let operator_sa = service_account(OPERATOR);
+    // Upgrade: NetworkPolicies on, more replicas, a ServiceMonitor now that its CRD exists.
+    kubectl
+        .apply(SERVICE_MONITOR_CRD)
+        .unwrap_or_else(|e| panic!("{e}"));
+    run(
+        &kubectl,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/servicemonitors.monitoring.coreos.com",
+        ],
+    );
+    helm.run(&[
+        "upgrade",
+        RELEASE,
+        &chart,
+        "--namespace",
+        NS,
+        "--set",
+        "networkPolicy.enabled=true,operator.replicas=3,operator.defaultMode=full",
+        "--set",
+        "operator.metrics.serviceMonitor.enabled=true",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let deployment = kubectl
+        .json(&["get", "deployment", OPERATOR, "-n", NS])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let args = strings(&container(&deployment)["args"]);
+    assert!(args.contains(&"--network-policies"), "{args:?}");
+    assert!(args.contains(&"--default-mode=full"), "{args:?}");
+    assert_eq!(
+        can_i(
+            &kubectl,
+            &operator_sa,
+            &["list", "networkpolicies.networking.k8s.io"]
+        ),
+        "yes"
+    );
+    assert!(exists(
+        &kubectl,
+        &["get", "servicemonitor", OPERATOR, "-n", NS]
+    ));
+    let status: Value = serde_json::from_str(
+        &helm
+            .run(&["status", RELEASE, "--namespace", NS, "-o", "json"])
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .expect("helm status -o json");
+    assert_eq!(status["version"], 2);
+    assert_eq!(status["info"]["status"], "deployed");
+}
+
+fn uninstall_removes_the_release_but_not_crds_or_rule_maps(plane: &ControlPlane, helm: &Helm) {
+    let kubectl = plane.kubectl();
+    let agent_sa = service_account(AGENT);
+    let node1 = agent_on(plane, Some("node-1"));
+    // Uninstall: the release's objects go; CRDs (Helm never deletes crds/)
+    // and the cluster's rule maps stay.
+    helm.run(&["uninstall", RELEASE, "--namespace", NS, "--wait"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (object, namespaced) in [
+        (format!("deployment/{OPERATOR}"), true),
+        (format!("daemonset/{AGENT}"), true),
+        (format!("servicemonitor/{OPERATOR}"), true),
+        (format!("clusterrole/{OPERATOR}"), false),
+        (format!("clusterrole/{AGENT}"), false),
+        (format!("validatingadmissionpolicy/{POLICY}"), false),
+        (format!("validatingadmissionpolicybinding/{POLICY}"), false),
+    ] {
+        let mut args = vec!["get", object.as_str(), "--ignore-not-found"];
+        if namespaced {
+            args.extend(["-n", NS]);
+        }
+        assert!(!exists(&kubectl, &args), "{object} outlived helm uninstall");
+    }
+    for crd in CRDS {
+        assert!(
+            exists(&kubectl, &["get", "crd", crd]),
+            "helm uninstall removed {crd}"
+        );
+    }
+    assert!(exists(&kubectl, &["get", "noderulemap", "node-1"]));
+    assert_eq!(
+        can_i(
+            &kubectl,
+            &agent_sa,
+            &["patch", "noderulemaps.bulkhead.dev", "--subresource=status"]
+        ),
+        "no",
+        "the agent keeps its rights after uninstall"
+    );
+    assert!(!patch_status(&node1, "node-1", 9).success);
+}
