@@ -24,7 +24,7 @@ build: deps
 
 ## crds: regenerate crds/*.yaml and the Helm chart's copy from the Rust types (CI fails when they drift)
 crds:
-	$(CARGO) run -q -p bulkhead-api --bin crdgen -- crds deploy/helm/bulkhead/crds
+	$(CARGO) run -q -p bulkhead-api --bin crdgen -- crds charts/bulkhead/crds
 
 lint: deps
 	$(CARGO) fmt --all -- --check

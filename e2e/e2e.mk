@@ -4,7 +4,7 @@
 #                    a versioned cache outside the tree (minutes once, instant afterwards)
 #   make e2e         the end-to-end tests against a real control plane (the Helm
 #                    chart's among them: e2e/tests/helm.rs)
-#   make helm-lint   helm lint --strict of the chart (deploy/helm/bulkhead)
+#   make helm-lint   helm lint --strict of the chart (charts/bulkhead)
 #   make lab-up      bulkhead-lab up (leaves it running); lab-status, lab-down
 #   make lab-demo    the lab walk-through (e2e/demo.sh): visibility, then enforcement, real packets
 #   make lab-prune   remove what crashed labs (a test killed with Ctrl-C) left behind
@@ -25,7 +25,7 @@ e2e: tools
 	$(CARGO) test -p bulkhead-e2e -- --test-threads=1
 
 helm-lint: tools
-	@eval "$$(bash $(E2E_TOOLS) env)" && "$$HELM" lint --strict deploy/helm/bulkhead
+	@eval "$$(bash $(E2E_TOOLS) env)" && "$$HELM" lint --strict charts/bulkhead
 
 lab-up: tools
 	$(LAB) up

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-const DIRS: [&str; 2] = ["../crds", "../deploy/helm/bulkhead/crds"];
+const DIRS: [&str; 2] = ["../crds", "../charts/bulkhead/crds"];
 
 #[test]
 fn committed_crds_match_the_types() {

@@ -1,5 +1,5 @@
 //! Running the real `helm` against the lab's API server, as users install
-//! the chart (`deploy/helm/bulkhead`).
+//! the chart (`charts/bulkhead`).
 //!
 //! helm is built by `e2e/tools.sh` like kubectl; `HELM` in the environment
 //! overrides it. Each [`Helm`] keeps its configuration, cache and data
@@ -17,8 +17,7 @@ use crate::kubectl::Output;
 pub fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
-        .join("deploy")
-        .join("helm")
+        .join("charts")
         .join("bulkhead")
 }
 

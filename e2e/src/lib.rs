@@ -13,7 +13,7 @@
 //!    └─ agent      bulkhead-agent per node, `ip netns exec`, cluster or standalone mode
 //!
 //!   tests ── Kubectl (real kubectl) / observe (typed reads) / traffic (real packets)
-//!         └─ Helm (real helm) installs deploy/helm/bulkhead into a ControlPlane
+//!         └─ Helm (real helm) installs charts/bulkhead into a ControlPlane
 //!   bulkhead-lab up|down|status|prune ── lab::{up, down, status, prune}
 //! ```
 //!

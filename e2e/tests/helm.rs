@@ -1,4 +1,4 @@
-//! The Helm chart (`deploy/helm/bulkhead`) with the real `helm`: it lints
+//! The Helm chart (`charts/bulkhead`) with the real `helm`: it lints
 //! strictly, renders what the values say (and refuses bad values by name),
 //! installs into a real kube-apiserver with its CRDs, RBAC and admission
 //! policy, upgrades and uninstalls. The admission policy is proven with
@@ -311,7 +311,7 @@ fn parse_all(yaml: &str) -> Vec<Value> {
 fn chart_grants_everything_the_lab_rbac_grants() {
     let (helm, _home) = helm();
     let chart = render(&helm, &["--set", "networkPolicy.enabled=true"]);
-    let rbac = chart_dir().join("../../rbac");
+    let rbac = chart_dir().join("../../deploy/rbac");
     let read = |file: &str| {
         std::fs::read_to_string(rbac.join(file))
             .unwrap_or_else(|e| panic!("deploy/rbac/{file}: {e}"))

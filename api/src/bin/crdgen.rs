@@ -1,6 +1,6 @@
 //! Writes every Bulkhead CRD as YAML: to `DIR/<plural>.bulkhead.dev.yaml` in
 //! each directory given (`make crds` passes `crds` and the Helm chart's
-//! `deploy/helm/bulkhead/crds`), else all of them to standard output.
+//! `charts/bulkhead/crds`), else all of them to standard output.
 
 use std::io::Write;
 
