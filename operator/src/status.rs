@@ -3,6 +3,7 @@
 //! content changes.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 
 use bulkhead_api::condition::{types, Condition, ConditionStatus};
 use bulkhead_api::{
@@ -13,6 +14,8 @@ use bulkhead_policy::{MappingFacts, PolicyFacts};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::metrics::Metrics;
 use crate::{Error, FIELD_MANAGER};
@@ -181,6 +184,93 @@ fn same_ignoring_time(a: &[Condition], b: &[Condition]) -> bool {
         })
 }
 
+/// A cluster-scoped kind whose status the operator writes.
+trait WithStatus:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    type Status: Clone + PartialEq + Serialize + Send;
+    /// The metrics label and the name in messages.
+    const KIND: &'static str;
+    fn into_status(self) -> Option<Self::Status>;
+    fn conditions(status: &Self::Status) -> &[Condition];
+    fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition>;
+}
+
+impl WithStatus for SegmentationPolicy {
+    type Status = SegmentationPolicyStatus;
+    const KIND: &'static str = "SegmentationPolicy";
+    fn into_status(self) -> Option<Self::Status> {
+        self.status
+    }
+    fn conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
+}
+
+impl WithStatus for LabelMapping {
+    type Status = LabelMappingStatus;
+    const KIND: &'static str = "LabelMapping";
+    fn into_status(self) -> Option<Self::Status> {
+        self.status
+    }
+    fn conditions(status: &Self::Status) -> &[Condition] {
+        &status.conditions
+    }
+    fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition> {
+        &mut status.conditions
+    }
+}
+
+/// Writes `status` to object `name` unless it equals the last one written
+/// (transition times aside); stamps transition times from the last one.
+/// The first write since this replica started reads the cluster's status,
+/// so transition times carry over restarts. Returns the previous status
+/// when it wrote, `None` when nothing changed.
+async fn write_status<K: WithStatus>(
+    written: &mut BTreeMap<String, K::Status>,
+    client: &Client,
+    name: &str,
+    mut status: K::Status,
+    metrics: &Metrics,
+) -> Result<Option<Option<K::Status>>, Error> {
+    let api: Api<K> = Api::all(client.clone());
+    if !written.contains_key(name) {
+        let current = api
+            .get_status(name)
+            .await
+            .map_err(Error::kube(format!("reading status of {} {name}", K::KIND)))?;
+        if let Some(st) = current.into_status() {
+            written.insert(name.to_string(), st);
+        }
+    }
+    let before = written.get(name).cloned();
+    if let Some(b) = &before {
+        let mut probe = status.clone();
+        *K::conditions_mut(&mut probe) = K::conditions(b).to_vec();
+        if probe == *b && same_ignoring_time(K::conditions(&status), K::conditions(b)) {
+            return Ok(None);
+        }
+    }
+    stamp(
+        K::conditions_mut(&mut status),
+        before.as_ref().map(|b| K::conditions(b)),
+    );
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!("writing status of {} {name}", K::KIND)))?;
+    metrics.write(&K::KIND.to_lowercase());
+    written.insert(name.to_string(), status);
+    Ok(Some(before))
+}
+
 impl StatusWriter {
     /// Writes a policy's status if it changed; publishes an Event on a transition
     /// into Ready or Stalled.
@@ -189,43 +279,26 @@ impl StatusWriter {
         client: &Client,
         recorder: &Recorder,
         name: &str,
-        mut status: SegmentationPolicyStatus,
+        status: SegmentationPolicyStatus,
         metrics: &Metrics,
     ) -> Result<(), Error> {
-        let api: Api<SegmentationPolicy> = Api::all(client.clone());
-        if !self.policies.contains_key(name) {
-            // First write since this replica started: what the cluster holds
-            // is the previous status, so transition times carry over.
-            let current = api.get_status(name).await.map_err(Error::kube(format!(
-                "reading status of SegmentationPolicy {name}"
-            )))?;
-            if let Some(st) = current.status {
-                self.policies.insert(name.to_string(), st);
-            }
-        }
-        let before = self.policies.get(name);
-        if let Some(b) = before {
-            let mut probe = status.clone();
-            probe.conditions = b.conditions.clone();
-            if probe == *b && same_ignoring_time(&status.conditions, &b.conditions) {
-                return Ok(());
-            }
-        }
-        stamp(
-            &mut status.conditions,
-            before.map(|b| b.conditions.as_slice()),
-        );
-        let became = |t: &str| {
-            let now = status
-                .conditions
+        let Some(before) =
+            write_status::<SegmentationPolicy>(&mut self.policies, client, name, status, metrics)
+                .await?
+        else {
+            return Ok(());
+        };
+        let Some(status) = self.policies.get(name) else {
+            return Ok(());
+        };
+        let holds = |conditions: &[Condition], t: &str| {
+            conditions
                 .iter()
-                .any(|c| c.type_ == t && c.status == ConditionStatus::True);
-            let was = before.is_some_and(|b| {
-                b.conditions
-                    .iter()
-                    .any(|c| c.type_ == t && c.status == ConditionStatus::True)
-            });
-            now && !was
+                .any(|c| c.type_ == t && c.status == ConditionStatus::True)
+        };
+        let became = |t: &str| {
+            holds(&status.conditions, t)
+                && !before.as_ref().is_some_and(|b| holds(&b.conditions, t))
         };
         let event = if became(types::STALLED) {
             Some((EventType::Warning, "CompileFailed"))
@@ -234,17 +307,6 @@ impl StatusWriter {
         } else {
             None
         };
-        let patch = serde_json::json!({ "status": status });
-        api.patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(Error::kube(format!(
-            "writing status of SegmentationPolicy {name}"
-        )))?;
-        metrics.write("segmentationpolicy");
         if let Some((type_, reason)) = event {
             let note = status.conditions.first().map(|c| c.message.clone());
             let reference = SegmentationPolicy::object_ref_for(name);
@@ -260,7 +322,6 @@ impl StatusWriter {
                 tracing::warn!(policy = name, error = %e, "could not publish an event");
             }
         }
-        self.policies.insert(name.to_string(), status);
         Ok(())
     }
 
@@ -269,43 +330,12 @@ impl StatusWriter {
         &mut self,
         client: &Client,
         name: &str,
-        mut status: LabelMappingStatus,
+        status: LabelMappingStatus,
         metrics: &Metrics,
     ) -> Result<(), Error> {
-        let api: Api<LabelMapping> = Api::all(client.clone());
-        if !self.mappings.contains_key(name) {
-            let current = api.get_status(name).await.map_err(Error::kube(format!(
-                "reading status of LabelMapping {name}"
-            )))?;
-            if let Some(st) = current.status {
-                self.mappings.insert(name.to_string(), st);
-            }
-        }
-        let before = self.mappings.get(name);
-        if let Some(b) = before {
-            let mut probe = status.clone();
-            probe.conditions = b.conditions.clone();
-            if probe == *b && same_ignoring_time(&status.conditions, &b.conditions) {
-                return Ok(());
-            }
-        }
-        stamp(
-            &mut status.conditions,
-            before.map(|b| b.conditions.as_slice()),
-        );
-        let patch = serde_json::json!({ "status": status });
-        api.patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(Error::kube(format!(
-            "writing status of LabelMapping {name}"
-        )))?;
-        metrics.write("labelmapping");
-        self.mappings.insert(name.to_string(), status);
-        Ok(())
+        write_status::<LabelMapping>(&mut self.mappings, client, name, status, metrics)
+            .await
+            .map(drop)
     }
 
     /// Forgets objects that are gone.
