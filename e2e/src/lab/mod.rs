@@ -35,6 +35,7 @@ use crate::process::{Lifetime, Process};
 use crate::state::{LabRecord, StateDir};
 use crate::topology::{self, NodeNet, Topology, TopologySpec};
 
+mod batch;
 mod lifecycle;
 mod objects;
 mod probes;
@@ -269,9 +270,7 @@ impl Lab {
         for (name, labels) in &spec.namespaces {
             lab.add_namespace(name, labels)?;
         }
-        for workload in &spec.workloads {
-            lab.add_pod(workload)?;
-        }
+        lab.add_pods(&spec.workloads)?;
         step.done("Namespaces and Pods");
         if !spec.listen.is_empty() {
             let keys: Vec<(String, String)> = lab
