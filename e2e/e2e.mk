@@ -8,12 +8,14 @@
 #   make lab-up      bulkhead-lab up (leaves it running); lab-status, lab-down
 #   make lab-demo    the lab walk-through (e2e/demo.sh): visibility, then enforcement, real packets
 #   make lab-prune   remove what crashed labs (a test killed with Ctrl-C) left behind
+#   make bench-propagation  policy and label change to first packet, p50/p99, 3x4 baseline
+#                    beside 10 nodes x 50 pods (bench/propagation.sh; minutes)
 
 CARGO ?= cargo
 E2E_TOOLS := e2e/tools.sh
 LAB := $(CARGO) run -q -p bulkhead-e2e --bin bulkhead-lab --
 
-.PHONY: tools e2e helm-lint lab-up lab-down lab-status lab-prune lab-demo
+.PHONY: tools e2e helm-lint lab-up lab-down lab-status lab-prune lab-demo bench-propagation
 
 tools:
 	@bash $(E2E_TOOLS) build
@@ -41,3 +43,6 @@ lab-prune:
 
 lab-demo: tools
 	@bash e2e/demo.sh --down
+
+bench-propagation: tools
+	@sh bench/propagation.sh

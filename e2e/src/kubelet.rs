@@ -108,7 +108,35 @@ pub fn ensure_namespace(kubectl: &Kubectl, name: &str, labels: &Labels) -> Resul
 /// Creates a Pod bound to its node, then reports it Running with its
 /// address, as the kubelet and the CNI plugin would.
 pub fn create_pod(kubectl: &Kubectl, pod: &PodRegistration) -> Result<()> {
-    let object = json!({
+    apply(kubectl, &pod_object(pod))?;
+    let status = json!({"status": pod_status(pod)});
+    patch_status(kubectl, &["pod", "-n", &pod.namespace, &pod.name], &status)
+}
+
+/// [`create_pod`] for many pods in two kubectl runs: one server-side apply
+/// of a List of the objects, one of their statuses (`--subresource=status`).
+pub fn create_pods(kubectl: &Kubectl, pods: &[PodRegistration]) -> Result<()> {
+    if pods.is_empty() {
+        return Ok(());
+    }
+    let objects: Vec<serde_json::Value> = pods.iter().map(pod_object).collect();
+    apply_list(kubectl, objects, None)?;
+    let statuses: Vec<serde_json::Value> = pods
+        .iter()
+        .map(|pod| {
+            json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod.name, "namespace": pod.namespace},
+                "status": pod_status(pod),
+            })
+        })
+        .collect();
+    apply_list(kubectl, statuses, Some("status"))
+}
+
+fn pod_object(pod: &PodRegistration) -> serde_json::Value {
+    json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": pod.name, "namespace": pod.namespace, "labels": pod.labels},
@@ -123,10 +151,12 @@ pub fn create_pod(kubectl: &Kubectl, pod: &PodRegistration) -> Result<()> {
             }],
             "terminationGracePeriodSeconds": 0,
         },
-    });
-    apply(kubectl, &object)?;
+    })
+}
+
+fn pod_status(pod: &PodRegistration) -> serde_json::Value {
     let ips: Vec<String> = pod.addresses.iter().map(IpAddr::to_string).collect();
-    let status = json!({"status": {
+    json!({
         "phase": "Running",
         "podIP": ips.first(),
         "podIPs": ips.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>(),
@@ -135,8 +165,7 @@ pub fn create_pod(kubectl: &Kubectl, pod: &PodRegistration) -> Result<()> {
             "name": "app", "image": POD_IMAGE, "imageID": "", "ready": true,
             "started": true, "restartCount": 0, "state": {"running": {}},
         }],
-    }});
-    patch_status(kubectl, &["pod", "-n", &pod.namespace, &pod.name], &status)
+    })
 }
 
 /// Deletes a Pod at once (no kubelet will confirm a graceful deletion).
@@ -227,6 +256,20 @@ fn apply(kubectl: &Kubectl, object: &serde_json::Value) -> Result<()> {
             &object.to_string(),
         )
         .map(drop)
+}
+
+fn apply_list(
+    kubectl: &Kubectl,
+    items: Vec<serde_json::Value>,
+    subresource: Option<&str>,
+) -> Result<()> {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let manager = format!("--field-manager={FIELD_MANAGER}");
+    let mut args = vec!["apply", "--server-side", "--force-conflicts", &manager];
+    let subresource = subresource.map(|s| format!("--subresource={s}"));
+    args.extend(subresource.as_deref());
+    args.extend(["-f", "-"]);
+    kubectl.run_with_stdin(&args, &list.to_string()).map(drop)
 }
 
 fn patch_status(kubectl: &Kubectl, object: &[&str], status: &serde_json::Value) -> Result<()> {

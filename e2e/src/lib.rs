@@ -41,6 +41,7 @@ pub mod netns;
 pub mod observe;
 pub mod operator;
 pub mod process;
+pub mod propagation;
 pub mod state;
 pub mod topology;
 pub mod traffic;

@@ -2,6 +2,7 @@
 //! the same way a person at a shell would, and every failure carries the
 //! command line and its stderr.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
@@ -42,6 +43,45 @@ pub fn ip_in(ns: &str, args: &str) -> Result<String> {
     let mut all = vec!["-n", ns];
     all.extend(args.split_whitespace());
     run("ip", &all)
+}
+
+/// `ip [-n <ns>] -batch -` with `commands`, one per line: many changes for
+/// the price of one process. Stops at the first command that fails; the
+/// error names the namespace and carries ip's message (which names the line).
+pub fn ip_batch(ns: Option<&str>, commands: &str) -> Result<()> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    cmd.args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let spawn_error = |source| Error::Spawn {
+        program: "ip".into(),
+        source,
+    };
+    let mut child = cmd.spawn().map_err(spawn_error)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // An ip that stops early closes the pipe; its stderr says why.
+        let _ = stdin.write_all(commands.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(spawn_error)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Command {
+        command: format!(
+            "ip {}-batch ({} commands)",
+            ns.map_or(String::new(), |ns| format!("-n {ns} ")),
+            commands.lines().count()
+        ),
+        status: out
+            .status
+            .code()
+            .map_or("killed".to_owned(), |c| format!("exit {c}")),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    })
 }
 
 /// Sets a sysctl inside `ns` (sysctls under net/ are per namespace).

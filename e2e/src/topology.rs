@@ -173,9 +173,7 @@ impl Topology {
         }
         topology.route_between_nodes()?;
         for index in 1..=spec.nodes {
-            for _ in 0..spec.pods_per_node {
-                topology.add_pod(&node_name(index))?;
-            }
+            topology.add_pods(&node_name(index), spec.pods_per_node.into())?;
         }
         Ok(topology)
     }
@@ -191,6 +189,15 @@ impl Topology {
 
     /// A new pod network on `node`, with the next free index.
     pub fn add_pod(&mut self, node: &str) -> Result<PodNet> {
+        let mut pods = self.add_pods(node, 1)?;
+        pods.pop()
+            .ok_or_else(|| Error::Topology(format!("no pod network was added to {node}")))
+    }
+
+    /// `count` new pod networks on `node`, with the next free indices. Built
+    /// with a handful of `ip -batch` runs (one per namespace involved, not one
+    /// per command), so hundreds of pods take seconds.
+    pub fn add_pods(&mut self, node: &str, count: usize) -> Result<Vec<PodNet>> {
         let lab = self.record.lab;
         let node = self
             .record
@@ -198,29 +205,33 @@ impl Topology {
             .iter_mut()
             .find(|n| n.name == node)
             .ok_or_else(|| Error::Topology(format!("no node {node} in lab {lab}")))?;
-        let index = (0..=u8::MAX - POD_HOST_OFFSET)
-            .find(|j| !node.pods.iter().any(|p| p.index == *j))
-            .ok_or_else(|| Error::Topology(format!("{} has no free pod address", node.name)))?;
-        let pod = PodNet {
-            index,
-            netns: format!("bh-{lab}-pod-{}-{index}", node.index),
-            address: Ipv4Addr::new(10, lab, node.index, index + POD_HOST_OFFSET),
-            address6: Ipv6Addr::new(
-                ULA,
-                lab.into(),
-                node.index.into(),
-                0,
-                0,
-                0,
-                0,
-                (index + POD_HOST_OFFSET).into(),
-            ),
-            veth: format!("{POD_VETH_PREFIX}{index}"),
-        };
-        // Recorded before it is built, so a half-built pod is torn down too.
-        node.pods.push(pod.clone());
-        wire_pod(&node.netns, &pod)?;
-        Ok(pod)
+        let mut added = Vec::with_capacity(count);
+        for _ in 0..count {
+            let index = (0..=u8::MAX - POD_HOST_OFFSET)
+                .find(|j| !node.pods.iter().any(|p| p.index == *j))
+                .ok_or_else(|| Error::Topology(format!("{} has no free pod address", node.name)))?;
+            let pod = PodNet {
+                index,
+                netns: format!("bh-{lab}-pod-{}-{index}", node.index),
+                address: Ipv4Addr::new(10, lab, node.index, index + POD_HOST_OFFSET),
+                address6: Ipv6Addr::new(
+                    ULA,
+                    lab.into(),
+                    node.index.into(),
+                    0,
+                    0,
+                    0,
+                    0,
+                    (index + POD_HOST_OFFSET).into(),
+                ),
+                veth: format!("{POD_VETH_PREFIX}{index}"),
+            };
+            // Recorded before it is built, so a half-built pod is torn down too.
+            node.pods.push(pod.clone());
+            added.push(pod);
+        }
+        wire_pods(lab, node, &added)?;
+        Ok(added)
     }
 
     /// Removes a pod network (its namespace, and with it the veth pair).
@@ -331,72 +342,65 @@ impl Drop for Topology {
     }
 }
 
-fn wire_pod(node_ns: &str, pod: &PodNet) -> Result<()> {
-    let ns = &pod.netns;
-    netns::run("ip", &["netns", "add", ns])?;
-    ip_in(
-        node_ns,
-        &format!(
-            "link add {} type veth peer name {POD_INTERFACE} netns {ns}",
-            pod.veth
-        ),
-    )?;
-    ip_in(node_ns, &format!("link set {} up", pod.veth))?;
-    ip_in(ns, "link set lo up")?;
-    ip_in(
-        ns,
-        &format!("addr add {}/32 dev {POD_INTERFACE}", pod.address),
-    )?;
-    ip_in(
-        ns,
-        &format!("-6 addr add {}/128 dev {POD_INTERFACE} nodad", pod.address6),
-    )?;
-    ip_in(ns, &format!("link set {POD_INTERFACE} up"))?;
-    let node_mac = netns::mac_in(node_ns, &pod.veth)?;
-    let pod_mac = netns::mac_in(ns, POD_INTERFACE)?;
-    ip_in(
-        ns,
-        &format!("route add {POD_GATEWAY} dev {POD_INTERFACE} scope link"),
-    )?;
-    ip_in(
-        ns,
-        &format!("route add default via {POD_GATEWAY} dev {POD_INTERFACE}"),
-    )?;
-    ip_in(
-        ns,
-        &format!("neigh add {POD_GATEWAY} lladdr {node_mac} dev {POD_INTERFACE} nud permanent"),
-    )?;
-    ip_in(
-        ns,
-        &format!("-6 route add default via {POD_GATEWAY6} dev {POD_INTERFACE}"),
-    )?;
-    ip_in(
-        ns,
-        &format!("-6 neigh add {POD_GATEWAY6} lladdr {node_mac} dev {POD_INTERFACE} nud permanent"),
-    )?;
-    ip_in(
-        node_ns,
-        &format!("route add {}/32 dev {}", pod.address, pod.veth),
-    )?;
-    ip_in(
-        node_ns,
-        &format!("-6 route add {}/128 dev {}", pod.address6, pod.veth),
-    )?;
-    ip_in(
-        node_ns,
-        &format!(
-            "-6 neigh add {} lladdr {pod_mac} dev {} nud permanent",
-            pod.address6, pod.veth
-        ),
-    )?;
-    ip_in(
-        node_ns,
-        &format!(
-            "neigh add {} lladdr {pod_mac} dev {} nud permanent",
-            pod.address, pod.veth
-        ),
-    )?;
-    Ok(())
+/// The MAC addresses of a pod veth's two ends (node side, pod side): fixed,
+/// so the pods' permanent neighbours can be written before anything is
+/// read back. Locally administered; unique per lab, node and pod.
+fn veth_macs(lab: u8, node: u8, pod: u8) -> (String, String) {
+    let mac = |end: u8| format!("0a:42:{lab:02x}:{node:02x}:{pod:02x}:{end:02x}");
+    (mac(1), mac(2))
+}
+
+/// Wires `pods` into `node`: their namespaces, veth pairs, addresses,
+/// routes and permanent neighbours. One `ip -batch` for the namespaces, one
+/// per pod inside it and two in the node, in this order: veths up on the
+/// node, the pods' side, then the node's routes to them.
+fn wire_pods(lab: u8, node: &NodeNet, pods: &[PodNet]) -> Result<()> {
+    if pods.is_empty() {
+        return Ok(());
+    }
+    let node_ns = &node.netns;
+    let mut namespaces = String::new();
+    let mut veths = String::new();
+    let mut routes = String::new();
+    for pod in pods {
+        let (node_mac, pod_mac) = veth_macs(lab, node.index, pod.index);
+        let (ns, veth) = (&pod.netns, &pod.veth);
+        namespaces.push_str(&format!("netns add {ns}\n"));
+        veths.push_str(&format!(
+            "link add {veth} address {node_mac} type veth peer name {POD_INTERFACE} \
+             address {pod_mac} netns {ns}\nlink set {veth} up\n"
+        ));
+        routes.push_str(&format!(
+            "route add {v4}/32 dev {veth}\nroute add {v6}/128 dev {veth}\n\
+             neigh add {v6} lladdr {pod_mac} dev {veth} nud permanent\n\
+             neigh add {v4} lladdr {pod_mac} dev {veth} nud permanent\n",
+            v4 = pod.address,
+            v6 = pod.address6,
+        ));
+    }
+    netns::ip_batch(None, &namespaces)?;
+    netns::ip_batch(Some(node_ns), &veths)?;
+    for pod in pods {
+        let (node_mac, _) = veth_macs(lab, node.index, pod.index);
+        let dev = POD_INTERFACE;
+        // Families follow from the addresses (batch lines take no -6); the
+        // IPv6 default route is spelled ::/0 for that reason.
+        let inside = format!(
+            "link set lo up\n\
+             addr add {v4}/32 dev {dev}\n\
+             addr add {v6}/128 dev {dev} nodad\n\
+             link set {dev} up\n\
+             route add {POD_GATEWAY} dev {dev} scope link\n\
+             route add default via {POD_GATEWAY} dev {dev}\n\
+             neigh add {POD_GATEWAY} lladdr {node_mac} dev {dev} nud permanent\n\
+             route add ::/0 via {POD_GATEWAY6} dev {dev}\n\
+             neigh add {POD_GATEWAY6} lladdr {node_mac} dev {dev} nud permanent\n",
+            v4 = pod.address,
+            v6 = pod.address6,
+        );
+        netns::ip_batch(Some(&pod.netns), &inside)?;
+    }
+    netns::ip_batch(Some(node_ns), &routes)
 }
 
 /// Removes everything `record` lists: pod namespaces, node namespaces (and

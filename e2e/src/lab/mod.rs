@@ -36,6 +36,7 @@ use crate::state::{LabRecord, StateDir};
 use crate::topology::{self, NodeNet, Topology, TopologySpec};
 use crate::traffic;
 
+mod batch;
 mod lifecycle;
 mod objects;
 mod probes;
@@ -284,9 +285,7 @@ impl Lab {
         for (name, labels) in &spec.namespaces {
             lab.add_namespace(name, labels)?;
         }
-        for workload in &spec.workloads {
-            lab.add_pod(workload)?;
-        }
+        lab.add_pods(&spec.workloads)?;
         step.done("Namespaces and Pods");
         if !spec.listen.is_empty() {
             let keys: Vec<(String, String)> = lab
