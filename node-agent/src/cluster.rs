@@ -68,10 +68,16 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::invalid("agent", "signals", e.to_string()))?;
     let mut status_due: Option<Status> = None;
+    // Whether an update arrived since the last look (timer ticks alone
+    // change nothing to program).
+    let mut updated = false;
     loop {
         tokio::select! {
             update = rx.recv() => match update {
-                Some(u) => apply(u, &mut rule_map, &mut shards, &mut rule_map_listed, &mut shards_listed),
+                Some(u) => {
+                    updated = true;
+                    apply(u, &mut rule_map, &mut shards, &mut rule_map_listed, &mut shards_listed)
+                }
                 None => break,
             },
             _ = tick.tick() => {}
@@ -79,6 +85,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
             _ = term.recv() => break,
         }
         while let Ok(u) = rx.try_recv() {
+            updated = true;
             apply(
                 u,
                 &mut rule_map,
@@ -89,7 +96,9 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
         }
         // Program only from a complete picture: a partial shard list would
         // turn known peers into `world`.
-        if let (true, true, Some(map)) = (rule_map_listed, shards_listed, &rule_map) {
+        if let (true, true, true, Some(map)) = (updated, rule_map_listed, shards_listed, &rule_map)
+        {
+            updated = false;
             let generation = map.metadata.generation.unwrap_or(0);
             let shard_specs: Vec<IdentityMapSpec> = shards.values().cloned().collect();
             let unchanged = programmed.as_ref().is_some_and(|(g, m, s)| {

@@ -6,7 +6,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::MapData;
 use aya::Ebpf;
 
-use super::{apply_diff, capacity, check_fits, take, wrap, DiffStats};
+use super::{apply_diff, capacity, check_fits, take, wrap, DiffStats, Written};
 use crate::desired::Desired;
 use crate::error::Result;
 use crate::layout::IdentityValue;
@@ -21,6 +21,8 @@ pub struct Ipcache {
     v6: LpmTrie<MapData, [u8; 16], IdentityValue>,
     max_v4: u32,
     max_v6: u32,
+    written_v4: Written<(u32, [u8; 4]), IdentityValue>,
+    written_v6: Written<(u32, [u8; 16]), IdentityValue>,
 }
 
 impl Ipcache {
@@ -36,6 +38,8 @@ impl Ipcache {
             v6,
             max_v4,
             max_v6,
+            written_v4: Written::default(),
+            written_v6: Written::default(),
         })
     }
 
@@ -45,20 +49,22 @@ impl Ipcache {
     }
 
     pub(crate) fn program(&mut self, desired: &Desired) -> Result<(DiffStats, DiffStats)> {
-        let current = read(&self.v4, V4)?;
+        let current = self.written_v4.current(|| read(&self.v4, V4))?;
         let want = with_values(&desired.ipcache_v4);
         let v4 = &mut self.v4;
         let s4 = apply_diff(V4, &current, &want, |(len, addr), v| match v {
             Some(v) => v4.insert(&Key::new(*len, *addr), v, 0),
             None => v4.remove(&Key::new(*len, *addr)),
         })?;
-        let current = read(&self.v6, V6)?;
+        self.written_v4.remember(&want);
+        let current = self.written_v6.current(|| read(&self.v6, V6))?;
         let want = with_values(&desired.ipcache_v6);
         let v6 = &mut self.v6;
         let s6 = apply_diff(V6, &current, &want, |(len, addr), v| match v {
             Some(v) => v6.insert(&Key::new(*len, *addr), v, 0),
             None => v6.remove(&Key::new(*len, *addr)),
         })?;
+        self.written_v6.remember(&want);
         Ok((s4, s6))
     }
 }

@@ -80,6 +80,38 @@ pub(crate) fn apply_diff<K: Ord + Copy, V: PartialEq + Copy>(
     Ok(stats)
 }
 
+/// What the agent last wrote to one map, so the next diff needs no read
+/// back from the kernel (at 10,000 rules that read cost more than the
+/// writes). Empty until the first complete write, since pinned maps may
+/// hold an earlier agent's entries, and emptied again by a failed write,
+/// which leaves the kernel holding part of it: then the kernel is read.
+#[derive(Debug)]
+pub(crate) struct Written<K, V>(Option<BTreeMap<K, V>>);
+
+impl<K, V> Default for Written<K, V> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<K: Ord + Copy, V: PartialEq + Copy> Written<K, V> {
+    /// What the map holds: the last complete write, or `read` from the
+    /// kernel. Call `remember` once the diff against it went through.
+    pub(crate) fn current(
+        &mut self,
+        read: impl FnOnce() -> Result<BTreeMap<K, V>>,
+    ) -> Result<BTreeMap<K, V>> {
+        match self.0.take() {
+            Some(current) => Ok(current),
+            None => read(),
+        }
+    }
+
+    pub(crate) fn remember(&mut self, written: &BTreeMap<K, V>) {
+        self.0 = Some(written.clone());
+    }
+}
+
 pub(crate) fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map> {
     ebpf.take_map(name).ok_or(Error::MissingMap(name))
 }

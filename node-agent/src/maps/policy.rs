@@ -6,7 +6,7 @@ use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{IterableMap, MapData};
 use aya::Ebpf;
 
-use super::{apply_diff, capacity, check_fits, take, wrap, DiffStats};
+use super::{apply_diff, capacity, check_fits, take, wrap, DiffStats, Written};
 use crate::desired::Desired;
 use crate::error::Result;
 use crate::layout::{PolicyKey, PolicyKeyData, PolicyValue};
@@ -17,6 +17,7 @@ const NAME: &str = "bh_policy";
 pub struct Policy {
     map: LpmTrie<MapData, PolicyKeyData, PolicyValue>,
     max: u32,
+    written: Written<PolicyKey, PolicyValue>,
 }
 
 fn to_aya(k: &PolicyKey) -> Key<PolicyKeyData> {
@@ -49,7 +50,11 @@ impl Policy {
         let map: LpmTrie<MapData, PolicyKeyData, PolicyValue> =
             LpmTrie::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
         let max = capacity(NAME, map.map())?;
-        Ok(Policy { map, max })
+        Ok(Policy {
+            map,
+            max,
+            written: Written::default(),
+        })
     }
 
     pub(crate) fn check(&self, desired: &Desired) -> Result<()> {
@@ -58,19 +63,26 @@ impl Policy {
 
     /// Entries currently in the kernel.
     pub fn read(&self) -> Result<BTreeMap<PolicyKey, PolicyValue>> {
-        self.map
-            .iter()
-            .map(|item| item.map(|(k, v)| (from_aya(&k), v)))
-            .collect::<Result<_, _>>()
-            .map_err(wrap(NAME, "read"))
+        read_policy(&self.map)
     }
 
     pub(crate) fn program(&mut self, desired: &Desired) -> Result<DiffStats> {
-        let current = self.read()?;
+        let current = self.written.current(|| read_policy(&self.map))?;
         let map = &mut self.map;
-        apply_diff(NAME, &current, &desired.policy, |k, v| match v {
+        let stats = apply_diff(NAME, &current, &desired.policy, |k, v| match v {
             Some(v) => map.insert(&to_aya(k), v, 0),
             None => map.remove(&to_aya(k)),
-        })
+        })?;
+        self.written.remember(&desired.policy);
+        Ok(stats)
     }
+}
+
+fn read_policy(
+    map: &LpmTrie<MapData, PolicyKeyData, PolicyValue>,
+) -> Result<BTreeMap<PolicyKey, PolicyValue>> {
+    map.iter()
+        .map(|item| item.map(|(k, v)| (from_aya(&k), v)))
+        .collect::<Result<_, _>>()
+        .map_err(wrap(NAME, "read"))
 }
