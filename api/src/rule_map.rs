@@ -163,6 +163,11 @@ pub struct NodeRuleMapStatus {
     /// Policy map entries programmed.
     #[serde(default)]
     pub policy_entries: u32,
+    /// The `metadata.generation` of every IdentityMap shard whose content
+    /// is in the node's BPF maps, by shard name: an identity change moves
+    /// these, not `programmedGeneration`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub programmed_identity_maps: std::collections::BTreeMap<String, i64>,
     /// `Ready`, `Reconciling` and `Stalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -46,7 +46,8 @@ enum Update {
     RuleMap(Box<NodeRuleMap>),
     RuleMapGone,
     RuleMapListed,
-    Shard(String, IdentityMapSpec),
+    /// A shard's content and its `metadata.generation`.
+    Shard(String, IdentityMapSpec, i64),
     ShardGone(String),
     ShardsListed,
 }
@@ -59,7 +60,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
     watch_shards(client.clone(), tx);
 
     let mut rule_map: Option<NodeRuleMap> = None;
-    let mut shards: BTreeMap<String, IdentityMapSpec> = BTreeMap::new();
+    let mut shards: BTreeMap<String, (IdentityMapSpec, i64)> = BTreeMap::new();
     let (mut rule_map_listed, mut shards_listed) = (false, false);
     let mut programmed: Option<(i64, NodeRuleMap, Vec<IdentityMapSpec>)> = None;
     let mut flows = FlowAggregator::default();
@@ -100,7 +101,10 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
         {
             updated = false;
             let generation = map.metadata.generation.unwrap_or(0);
-            let shard_specs: Vec<IdentityMapSpec> = shards.values().cloned().collect();
+            let shard_specs: Vec<IdentityMapSpec> =
+                shards.values().map(|(s, _)| s.clone()).collect();
+            let shard_generations: BTreeMap<String, i64> =
+                shards.iter().map(|(n, (_, g))| (n.clone(), *g)).collect();
             let unchanged = programmed.as_ref().is_some_and(|(g, m, s)| {
                 *g == generation && m.spec == map.spec && *s == shard_specs
             });
@@ -115,7 +119,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                             "programmed"
                         );
                         programmed = Some((generation, map.clone(), shard_specs));
-                        Status::programmed(generation, map, &stats)
+                        Status::programmed(generation, map, &stats, &shard_generations)
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "programming failed; the previous maps stay in force");
@@ -151,7 +155,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
 fn apply(
     u: Update,
     rule_map: &mut Option<NodeRuleMap>,
-    shards: &mut BTreeMap<String, IdentityMapSpec>,
+    shards: &mut BTreeMap<String, (IdentityMapSpec, i64)>,
     rule_map_listed: &mut bool,
     shards_listed: &mut bool,
 ) {
@@ -163,8 +167,8 @@ fn apply(
             tracing::warn!("this node's NodeRuleMap was deleted; keeping the last one in force")
         }
         Update::RuleMapListed => *rule_map_listed = true,
-        Update::Shard(name, spec) => {
-            shards.insert(name, spec);
+        Update::Shard(name, spec, generation) => {
+            shards.insert(name, (spec, generation));
         }
         Update::ShardGone(name) => {
             shards.remove(&name);
@@ -219,7 +223,8 @@ fn watch_shards(client: Client, tx: mpsc::Sender<Update>) {
                     if !known.contains(&name) {
                         known.push(name.clone());
                     }
-                    updates.push(Update::Shard(name, m.spec));
+                    let generation = m.metadata.generation.unwrap_or(0);
+                    updates.push(Update::Shard(name, m.spec, generation));
                 }
                 Ok(Some(watcher::Event::Delete(m))) => {
                     let name = m.name_any();
@@ -255,7 +260,12 @@ fn watch_shards(client: Client, tx: mpsc::Sender<Update>) {
 struct Status(serde_json::Value);
 
 impl Status {
-    fn programmed(generation: i64, map: &NodeRuleMap, stats: &ProgramStats) -> Self {
+    fn programmed(
+        generation: i64,
+        map: &NodeRuleMap,
+        stats: &ProgramStats,
+        shards: &BTreeMap<String, i64>,
+    ) -> Self {
         let endpoints = map.spec.endpoints.len() + 1;
         let policy_entries = stats.policy.added + stats.policy.changed + stats.policy.unchanged;
         let ready = condition(
@@ -268,6 +278,7 @@ impl Status {
             "programmedGeneration": generation,
             "endpoints": endpoints,
             "policyEntries": policy_entries,
+            "programmedIdentityMaps": shards,
             "conditions": [ready],
         }}))
     }

@@ -138,16 +138,27 @@ impl Lab {
             match self.agent_mode {
                 AgentMode::Cluster => {
                     wait_until(
-                        &format!("the agent of {node} to program its rule map"),
+                        &format!(
+                            "the agent of {node} to program its rule map and the identity shards"
+                        ),
                         timeout,
                         || {
                             if let Some(dead) = self.dead_agent(node) {
                                 return Ok(Some(Err(dead)));
                             }
                             let map = crate::observe::rule_map(&admin, node)?;
+                            let shards = crate::observe::identity_maps(&admin)?;
+                            // The rule map's generation, and every shard's:
+                            // an identity change moves only the shards.
                             let programmed = map.as_ref().and_then(|m| {
-                                let status = m.status.as_ref()?.programmed_generation?;
-                                (Some(status) == m.metadata.generation).then_some(Ok(()))
+                                let status = m.status.as_ref()?;
+                                let rules =
+                                    status.programmed_generation? == m.metadata.generation?;
+                                let identities = shards.iter().all(|(name, shard)| {
+                                    status.programmed_identity_maps.get(name).copied()
+                                        >= shard.metadata.generation
+                                });
+                                (rules && identities).then_some(Ok(()))
                             });
                             Ok(programmed)
                         },
