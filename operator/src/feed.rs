@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bulkhead_api::{ExternalNode, IdentityMap, LabelMapping, NodeRuleMap, SegmentationPolicy};
 use bulkhead_policy::netpol::NetworkPolicyKey;
@@ -17,6 +18,7 @@ use bulkhead_policy::{convert, Change};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::utils::Backoff;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -100,6 +102,42 @@ pub enum FeedEvent {
 }
 
 type Sender = mpsc::Sender<FeedEvent>;
+
+/// How long a watch waits before it retries: doubling from 250 ms up to
+/// 4 s (kube's default goes up to 30 s, which after an API server outage of
+/// a few seconds leaves policy changes unseen for half a minute), back to
+/// the start once a retry gets through.
+#[derive(Debug)]
+pub struct Reconnect {
+    next: Duration,
+}
+
+impl Reconnect {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(4);
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Iterator for Reconnect {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let now = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        Some(now)
+    }
+}
+
+impl Backoff for Reconnect {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
 
 /// Starts every watch; they run until the receiver is dropped. NetworkPolicies
 /// are watched only when `network_policies` is set (the compiler ignores
@@ -216,7 +254,7 @@ fn spawn_kind<K, C, D>(
             })
             .clone();
         let mut stream = watcher(api, watcher::Config::default())
-            .default_backoff()
+            .backoff(Reconnect::default())
             .boxed();
         loop {
             let event = match stream.try_next().await {
@@ -295,7 +333,7 @@ fn spawn_published<K, A>(
 {
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default())
-            .default_backoff()
+            .backoff(Reconnect::default())
             .boxed();
         let mut known: BTreeSet<String> = BTreeSet::new();
         let mut relisting: Option<BTreeSet<String>> = None;
@@ -342,4 +380,18 @@ fn spawn_published<K, A>(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_doubles_up_to_its_cap_and_resets() {
+        let mut b = Reconnect::default();
+        let waits: Vec<u128> = b.by_ref().take(7).map(|d| d.as_millis()).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 4000, 4000]);
+        b.reset();
+        assert_eq!(b.next(), Some(Duration::from_millis(250)));
+    }
 }
