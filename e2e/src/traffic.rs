@@ -103,27 +103,6 @@ print("ready", flush=True)
 threading.Event().wait()
 "#;
 
-const PROBE: &str = r#"
-import socket, sys
-proto, addr, port, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-try:
-    if proto == "tcp":
-        s = socket.create_connection((addr, port), timeout=timeout)
-        s.settimeout(timeout)
-        s.sendall(b"ping")
-        data = s.recv(64)
-    else:
-        s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(timeout)
-        s.sendto(b"ping", (addr, port))
-        data, _ = s.recvfrom(64)
-    print(data.decode())
-    sys.exit(0 if data.startswith(b"ok") else 1)
-except OSError as e:
-    print("no answer: %s" % e)
-    sys.exit(1)
-"#;
-
 fn python() -> &'static str {
     if Path::new("/usr/bin/python3").exists() {
         "/usr/bin/python3"
@@ -247,7 +226,7 @@ pub struct ProbeResult {
 }
 
 /// Sends one request from inside `netns` to `addr:port` and waits up to
-/// `timeout` for the answer.
+/// `timeout` for the answer (a batch of one).
 pub fn probe(
     netns_name: &str,
     proto: Proto,
@@ -255,41 +234,8 @@ pub fn probe(
     port: u16,
     timeout: Duration,
 ) -> Result<ProbeResult> {
-    if proto == Proto::Sctp {
-        let mut results = probe_batch(netns_name, &[(proto, addr, port)], timeout)?;
-        return Ok(results.remove(0));
-    }
-    let mut cmd = netns::command_in(netns_name, python());
-    cmd.args([
-        "-c",
-        PROBE,
-        proto.name(),
-        &addr.to_string(),
-        &port.to_string(),
-        &format!("{:.3}", timeout.as_secs_f64()),
-    ])
-    .stdin(Stdio::null());
-    let out = cmd.output().map_err(|source| Error::Spawn {
-        program: python().into(),
-        source,
-    })?;
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    match out.status.code() {
-        Some(0) => Ok(ProbeResult {
-            answered: true,
-            detail: stdout,
-        }),
-        Some(1) if stderr.is_empty() => Ok(ProbeResult {
-            answered: false,
-            detail: stdout,
-        }),
-        _ => Err(Error::Command {
-            command: format!("probe {} {addr}:{port} from {netns_name}", proto.name()),
-            status: format!("{:?}", out.status.code()),
-            stderr: format!("{stdout}\n{stderr}"),
-        }),
-    }
+    let mut results = probe_batch(netns_name, &[(proto, addr, port)], timeout)?;
+    Ok(results.remove(0))
 }
 
 const BATCH: &str = r#"

@@ -178,26 +178,8 @@ impl Conversation {
 
 /// One probe between two of `pods`.
 pub fn probe_between(pods: &[LabPod], probe: &Probe) -> Result<ProbeResult> {
-    let find = |key: &str| -> Result<&LabPod> {
-        let (ns, name) = split_key(key)?;
-        pods.iter()
-            .find(|p| p.namespace == ns && p.name == name)
-            .ok_or_else(|| Error::Topology(format!("no pod {key} in the lab")))
-    };
-    let src = find(&probe.from)?;
-    let dst = find(&probe.to)?;
-    let addr = if probe.v6 {
-        IpAddr::V6(dst.address6)
-    } else {
-        IpAddr::V4(dst.address)
-    };
-    traffic::probe(
-        &src.netns,
-        probe.proto,
-        addr,
-        probe.port,
-        traffic::PROBE_TIMEOUT,
-    )
+    let mut results = probe_all(pods, std::slice::from_ref(probe))?;
+    Ok(results.remove(0))
 }
 
 /// Where one request goes: protocol, address, port.
