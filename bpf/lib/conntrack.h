@@ -1,7 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Conntrack: lookups of a packet as an established flow (its own tuple and
  * direction) or as the reply of one (the reversed tuple, the opposite
- * direction). Entries older than bh_cfg_ct_timeout_ns count as gone. */
+ * direction). Entries older than bh_cfg_ct_timeout_ns count as gone.
+ *
+ * Time: every CPU reads bpf_ktime_get_ns() on its own and writes
+ * last_seen_ns without a lock, so an entry's last_seen_ns may be later than
+ * the `now` this CPU read a moment ago (the other end of the flow, on another
+ * CPU, refreshed it in between). Times are therefore only ever compared
+ * through bh_ct_age(), which reads such an entry as fresh, and last_seen_ns
+ * only ever moves forward. An unsigned `now - last_seen` would wrap to ~2^64
+ * there and delete a live entry as expired. */
 #ifndef BULKHEAD_LIB_CONNTRACK_H
 #define BULKHEAD_LIB_CONNTRACK_H
 
@@ -29,11 +37,20 @@ static __always_inline void bh_ct_key(struct ct_key *k, const struct bh_pkt *p, 
 	k->pad = 0;
 }
 
+/* Nanoseconds since the entry was last seen; 0 when another CPU saw it
+ * after `now` was read. */
+static __always_inline __u64 bh_ct_age(const struct ct_value *ct, __u64 now)
+{
+	__u64 seen = *(volatile const __u64 *)&ct->last_seen_ns;
+
+	return now > seen ? now - seen : 0;
+}
+
 static __always_inline struct ct_value *bh_ct_lookup(struct ct_key *k, __u64 now)
 {
 	struct ct_value *ct = bpf_map_lookup_elem(&bh_conntrack, k);
 
-	if (ct && now - ct->last_seen_ns > bh_cfg_ct_timeout_ns) {
+	if (ct && bh_ct_age(ct, now) > bh_cfg_ct_timeout_ns) {
 		bpf_map_delete_elem(&bh_conntrack, k);
 		return 0;
 	}
@@ -54,7 +71,10 @@ static __always_inline void bh_ct_set_decision(struct ct_value *ct, const struct
 
 static __always_inline void bh_ct_touch(struct ct_value *ct, __u64 now, __u32 len)
 {
-	ct->last_seen_ns = now;
+	/* Never backwards: a CPU with an older `now` must not age an entry that
+	 * another CPU has just refreshed. */
+	if (now > *(volatile const __u64 *)&ct->last_seen_ns)
+		ct->last_seen_ns = now;
 	__sync_fetch_and_add(&ct->packets, 1);
 	__sync_fetch_and_add(&ct->bytes, len);
 }

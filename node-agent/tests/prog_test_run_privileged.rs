@@ -449,6 +449,54 @@ fn conntrack_replies_and_generation_reevaluation() {
     );
 }
 
+/// The cross-CPU conntrack hang: the client's packets are judged on one CPU,
+/// the server's replies on another, and each refreshes the same entry. When
+/// the other CPU stamps `last_seen_ns` after this CPU read its clock, the
+/// entry is "seen in the future". An unsigned age wrapped to ~2^64 there, the
+/// live entry was deleted as expired, and the reply was denied as a new flow.
+/// Staged here exactly: the entry's stamp is moved 10 s ahead of any clock
+/// this test will read, as the other CPU would have moved it.
+#[test]
+fn conntrack_entry_refreshed_by_another_cpu_is_not_expired() {
+    let (mut t, _, _) = programmed("ct-cross-cpu");
+    let (a, b) = (ip("10.98.0.10"), ip("10.98.0.11"));
+    assert_eq!(
+        run(&t, FROM_ENDPOINT, &packet(a, b, Protocol::Tcp, 40111, 8000)),
+        PASS
+    );
+    let entries = t.dp.maps.conntrack.entries();
+    let (key, mut value) = *entries
+        .iter()
+        .find(|(k, _)| u16::from_be(k.sport_be) == 40111)
+        .expect("the flow's entry");
+    let ahead = value.last_seen_ns + 10_000_000_000;
+    value.last_seen_ns = ahead;
+    t.dp.maps.conntrack.overwrite(&key, &value).expect("stage");
+
+    assert_eq!(
+        run(&t, TO_ENDPOINT, &packet(b, a, Protocol::Tcp, 8000, 40111)),
+        PASS,
+        "the reply of a flow another CPU just refreshed rides on conntrack"
+    );
+    assert_eq!(
+        run(&t, FROM_ENDPOINT, &packet(a, b, Protocol::Tcp, 40111, 8000)),
+        PASS,
+        "and so does the next packet of the flow itself"
+    );
+    let after = t.dp.maps.conntrack.entries();
+    let (_, v) = after
+        .iter()
+        .find(|(k, _)| *k == key)
+        .expect("the entry is still there");
+    assert_eq!(
+        v.last_seen_ns, ahead,
+        "an older clock never moves last_seen back"
+    );
+    assert_eq!(v.packets, 3, "both packets counted on the one entry");
+    let counters = t.dp.counters().expect("counters");
+    assert_eq!(counters["denied"], 0, "{counters:?}");
+}
+
 #[test]
 fn visibility_reports_would_be_denies_and_failsafe_holds() {
     let (mut t, _, _) = programmed("visibility");

@@ -25,6 +25,13 @@ impl Conntrack {
         self.map.iter().filter_map(|item| item.ok()).collect()
     }
 
+    /// Replaces one entry as the programs would. Tests use it to stage what
+    /// another CPU can do between two reads (refresh an entry "in the
+    /// future" of this CPU's clock); the agent never writes conntrack.
+    pub fn overwrite(&mut self, key: &CtKey, value: &CtValue) -> Result<()> {
+        self.map.insert(key, value, 0).map_err(wrap(NAME, "update"))
+    }
+
     /// Forgets every flow (used by tests between cases).
     pub fn clear(&mut self) -> Result<usize> {
         let keys: Vec<CtKey> = self.map.keys().filter_map(|k| k.ok()).collect();

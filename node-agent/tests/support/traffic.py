@@ -7,6 +7,10 @@
                                          exit 0 when every probe got its answer, 1 otherwise
   traffic.py hold DST PORT               TCP: connect and exchange; then one exchange per
                                          line read from stdin; prints "ok" or "fail" each time
+  traffic.py churn DST PORT --count N [--bytes B] [--timeout S]
+                                         TCP connect/request/reply/close, N times in a row, each
+                                         request B bytes echoed back while it is still being sent;
+                                         prints one JSON line: done, stalled, slowest_ms, seconds
 PROTO is tcp, udp, sctp or icmp (ICMP echo; ICMPv6 for IPv6 destinations).
 """
 import ipaddress
@@ -179,8 +183,48 @@ def probe_tcp(dst, port, src, timeout):
         s.close()
 
 
+def churn(dst, port, count, size, timeout):
+    """A new connection per exchange, client closing first. The request is
+    `size` bytes that the server echoes as they arrive, so segments flow both
+    ways at once and both ends' CPUs refresh the flow's conntrack entries
+    together. An exchange that does not complete within `timeout` is a stall
+    (a dropped reply that TCP would retransmit until it gives up)."""
+    import json
+    import time
+
+    request = (b"bulkhead" * (size // 8 + 1))[:size]
+    stalled, slowest, start = 0, 0.0, time.monotonic()
+    for _ in range(count):
+        t0 = time.monotonic()
+        s = socket.socket(family(dst), socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect((dst, port))
+            s.sendall(request)
+            got = 0
+            while got < size:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += len(chunk)
+            if got != size:
+                stalled += 1
+        except OSError:
+            stalled += 1
+        finally:
+            s.close()
+        slowest = max(slowest, time.monotonic() - t0)
+    print(json.dumps({"done": count, "stalled": stalled, "slowest_ms": round(slowest * 1000, 1),
+                      "seconds": round(time.monotonic() - start, 2)}), flush=True)
+    return 0 if stalled == 0 else 1
+
+
 def main():
     args = sys.argv[1:]
+    if args[0] == "churn":
+        opts = dict(zip(args[3::2], args[4::2]))
+        return churn(args[1], int(args[2]), int(opts.get("--count", "1000")),
+                     int(opts.get("--bytes", "8")), float(opts.get("--timeout", "3.0")))
     if args[0] == "serve":
         serve()
         return 0
