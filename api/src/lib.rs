@@ -19,6 +19,7 @@
 
 pub mod condition;
 pub mod external_node;
+pub mod flow;
 pub mod identity;
 pub mod identity_map;
 pub mod mapping;
