@@ -56,4 +56,8 @@ pub struct PrefixEntry {
     pub cidr: String,
     /// The identity of the addresses in it (the longest prefix wins).
     pub identity: u32,
+    /// Who the prefix belongs to, for flow records: `namespace/pod`,
+    /// `node/<name>`, `externalnode/<name>` or `cidr/<range>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }

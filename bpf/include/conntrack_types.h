@@ -23,8 +23,10 @@ struct ct_key {
 
 struct ct_value {
 	__u64 last_seen_ns;
-	__u64 packets;
+	__u64 packets;        /* since the entry was created */
 	__u64 bytes;
+	__u64 created_ns;     /* with the key, names this flow instance in events */
+	__u64 report_ns;      /* when the last flow event of this flow was emitted */
 	__u32 generation;     /* bh_state.generation when last evaluated */
 	__u32 rule_id;
 	__u32 peer_identity;

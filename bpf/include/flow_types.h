@@ -1,5 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Flow events, written to the bh_events ring buffer. */
+/* Flow events, written to the bh_events ring buffer: per connection, not
+ * per packet. A flow emits one event when it is first seen (allowed: NEW or
+ * WOULD_DENY, with the entry created), then REPORT events at most every
+ * bh_cfg_report_interval_ns while it carries traffic and at TCP FIN/RST,
+ * and REEVAL_DENY when a policy change cuts it. Those carry the entry's
+ * cumulative packets and bytes with its created_ns, so the agent takes
+ * deltas per flow instance and a lost or duplicated report loses or doubles
+ * nothing. A DENY event is one dropped packet (no entry exists for it). */
 #ifndef BULKHEAD_FLOW_TYPES_H
 #define BULKHEAD_FLOW_TYPES_H
 
@@ -7,12 +14,14 @@
 
 struct flow_event {
 	__u64 timestamp_ns;
+	__u64 packets;      /* the flow's packets so far (DENY: 1) */
+	__u64 bytes;        /* the flow's bytes so far (DENY: this packet's) */
+	__u64 flow_ns;      /* the entry's created_ns (DENY: 0) */
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u32 local_identity;
 	__u32 peer_identity;
 	__u32 rule_id;
-	__u32 bytes;
 	__u32 generation;
 	__u32 ifindex;
 	__be16 sport;
@@ -26,7 +35,7 @@ struct flow_event {
 	__u8 would_verdict; /* what full mode would do */
 	__u8 mode;
 	__u8 reason;        /* BH_REASON_* */
-	__u8 pad[3];
+	__u8 pad[7];
 };
 
 #endif

@@ -8,7 +8,7 @@
 /* Bumped whenever a map key or value changes shape. Maps are pinned under
  * /sys/fs/bpf/bulkhead/v<BH_LAYOUT_VERSION>/ so an agent of another layout
  * never reads maps it does not understand. */
-#define BH_LAYOUT_VERSION 1
+#define BH_LAYOUT_VERSION 2
 
 /* Reserved identities (api/src/identity.rs). */
 #define BH_ID_ANY 0
@@ -36,8 +36,9 @@
 /* flow_event.event */
 #define BH_EVENT_NEW 1        /* first packet of an allowed flow */
 #define BH_EVENT_DENY 2       /* a dropped packet */
-#define BH_EVENT_WOULD_DENY 3 /* visibility: a packet full mode would drop */
+#define BH_EVENT_WOULD_DENY 3 /* first packet of a flow that full mode would drop */
 #define BH_EVENT_REEVAL_DENY 4 /* an established flow the new policy stops */
+#define BH_EVENT_REPORT 5     /* an established flow's counters, at intervals and at FIN/RST */
 
 /* flow_event.reason */
 #define BH_REASON_POLICY 0   /* a rule decided */

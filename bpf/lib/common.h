@@ -22,6 +22,8 @@
 /* TCP flags (the header's 14th byte) */
 #define BH_TCP_SYN 0x02
 #define BH_TCP_ACK 0x10
+#define BH_TCP_FIN 0x01
+#define BH_TCP_RST 0x04
 #define IPPROTO_UDP_ 17
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_SCTP_ 132
@@ -33,6 +35,8 @@
 
 /* Load-time settings, written by the agent before loading (never recompiled). */
 volatile const __u64 bh_cfg_ct_timeout_ns = 600ULL * 1000000000ULL;
+/* How often an established flow reports its counters (BH_EVENT_REPORT). */
+volatile const __u64 bh_cfg_report_interval_ns = 5ULL * 1000000000ULL;
 /* Emit BH_EVENT_NEW for allowed flows (denies and would-be denies always are). */
 volatile const __u32 bh_cfg_emit_new_flows = 1;
 

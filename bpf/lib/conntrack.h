@@ -86,11 +86,28 @@ static __always_inline void bh_ct_create(struct ct_key *k, const struct bh_pkt *
 	struct ct_value v = {};
 
 	v.last_seen_ns = now;
+	v.created_ns = now;
+	v.report_ns = now;
 	v.packets = 1;
 	v.bytes = p->len;
 	v.policy_port = p->policy_port;
 	bh_ct_set_decision(&v, d, generation, peer);
 	bpf_map_update_elem(&bh_conntrack, k, &v, BPF_ANY);
+}
+
+/* Whether this packet of an established flow should carry the flow's
+ * counters to the agent: the report interval has passed, or TCP is closing.
+ * Two CPUs may both say yes at once; the event holds cumulative counts, so
+ * the duplicate costs an event, never a double count. */
+static __always_inline int bh_ct_report_due(struct ct_value *ct, const struct bh_pkt *p, __u64 now)
+{
+	__u64 last = *(volatile const __u64 *)&ct->report_ns;
+	int closing = p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_FIN | BH_TCP_RST));
+
+	if (!closing && !(now > last && now - last >= bh_cfg_report_interval_ns))
+		return 0;
+	ct->report_ns = now;
+	return 1;
 }
 
 static __always_inline void bh_decision_from_ct(const struct ct_value *ct, struct bh_decision *d)

@@ -28,10 +28,11 @@ static __always_inline int bh_reevaluate(struct __sk_buff *skb, const struct bh_
 	bh_count(BH_CNT_REEVALUATED);
 	bh_decide(ep, flow_dir, peer, p->protocol, ct->policy_port, &d);
 	if (d.verdict == BH_VERDICT_DENY) {
-		bpf_map_delete_elem(&bh_conntrack, k);
 		bh_count(BH_CNT_REEVAL_DENIED);
 		bh_count(BH_CNT_DENIED);
-		bh_emit(skb, p, ep, flow_dir, peer, &d, BH_EVENT_REEVAL_DENY, gen);
+		ct->peer_identity = peer;
+		bh_emit_ct(skb, k, ct, ep, &d, BH_EVENT_REEVAL_DENY, gen);
+		bpf_map_delete_elem(&bh_conntrack, k);
 		return BH_DROP;
 	}
 	bh_ct_set_decision(ct, &d, gen, peer);
@@ -58,10 +59,11 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		bh_ct_touch(ct, now, p->len);
 		bh_count(BH_CNT_CT_ESTABLISHED);
 		bh_count(BH_CNT_ALLOWED);
-		if (ct->would_verdict == BH_VERDICT_DENY) {
-			bh_decision_from_ct(ct, &d);
+		if (ct->would_verdict == BH_VERDICT_DENY)
 			bh_count(BH_CNT_WOULD_DENY);
-			bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_WOULD_DENY, gen);
+		if (bh_ct_report_due(ct, p, now)) {
+			bh_decision_from_ct(ct, &d);
+			bh_emit_ct(skb, &k, ct, ep, &d, BH_EVENT_REPORT, gen);
 		}
 		return BH_PASS;
 	}
@@ -75,6 +77,10 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		bh_ct_touch(ct, now, p->len);
 		bh_count(BH_CNT_CT_REPLY);
 		bh_count(BH_CNT_ALLOWED);
+		if (bh_ct_report_due(ct, p, now)) {
+			bh_decision_from_ct(ct, &d);
+			bh_emit_ct(skb, &k, ct, ep, &d, BH_EVENT_REPORT, gen);
+		}
 		return BH_PASS;
 	}
 
@@ -98,7 +104,7 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		bh_count(BH_CNT_FAILSAFE);
 	if (d.verdict == BH_VERDICT_DENY) {
 		bh_count(BH_CNT_DENIED);
-		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_DENY, gen);
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_DENY, gen, 0);
 		return BH_DROP;
 	}
 	bh_ct_key(&k, p, dir, 0);
@@ -107,9 +113,9 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 	bh_count(BH_CNT_ALLOWED);
 	if (d.would_verdict == BH_VERDICT_DENY) {
 		bh_count(BH_CNT_WOULD_DENY);
-		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_WOULD_DENY, gen);
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_WOULD_DENY, gen, now);
 	} else if (bh_cfg_emit_new_flows) {
-		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_NEW, gen);
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_NEW, gen, now);
 	}
 	return BH_PASS;
 }

@@ -480,9 +480,9 @@ fn visibility_mode_drops_nothing_and_reports_what_full_would_drop() {
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .find(|r| {
-                    r["src"] == dev.as_str()
-                        && r["dst"] == api.as_str()
-                        && r["dstPort"] == 8080
+                    r["source"]["address"] == dev.as_str()
+                        && r["destination"]["address"] == api.as_str()
+                        && r["port"] == 8080
                         && r["wouldVerdict"] == "deny"
                 }))
         },
@@ -490,6 +490,21 @@ fn visibility_mode_drops_nothing_and_reports_what_full_would_drop() {
     assert_eq!(
         record["verdict"], "allow",
         "visibility drops nothing: {record}"
+    );
+    assert_eq!(
+        (
+            &record["schema"],
+            &record["source"]["name"],
+            &record["destination"]["name"],
+            &record["destination"]["labels"]["app"],
+        ),
+        (
+            &serde_json::json!("flow/v1"),
+            &serde_json::json!("dev/web-d1"),
+            &serde_json::json!("prod/api-1"),
+            &serde_json::json!("api"),
+        ),
+        "named and labeled: {record}"
     );
 }
 

@@ -8,7 +8,6 @@
 //! when it returns the watches re-list and the agent catches up.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bulkhead_api::condition::{types, Condition, ConditionStatus};
@@ -22,9 +21,10 @@ use tokio::sync::mpsc;
 use crate::datapath::{Datapath, InterfaceConfig};
 use crate::desired::Desired;
 use crate::error::{Error, Result};
-use crate::flows::FlowAggregator;
+use crate::flows::Resolver;
 use crate::loader::LoadOptions;
 use crate::maps::ProgramStats;
+use crate::outputs::{OutputConfig, Outputs};
 
 /// The field manager of the agent's status writes.
 pub const FIELD_MANAGER: &str = "bulkhead-agent";
@@ -36,9 +36,7 @@ pub struct Config {
     pub node: String,
     pub interfaces: InterfaceConfig,
     pub poll_interval: Duration,
-    pub flow_interval: Duration,
-    /// JSON lines of flow records; `-` for stdout.
-    pub flow_log: Option<PathBuf>,
+    pub outputs: OutputConfig,
     pub detach_on_exit: bool,
 }
 
@@ -63,9 +61,8 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
     let mut shards: BTreeMap<String, (IdentityMapSpec, i64)> = BTreeMap::new();
     let (mut rule_map_listed, mut shards_listed) = (false, false);
     let mut programmed: Option<(i64, NodeRuleMap, Vec<IdentityMapSpec>)> = None;
-    let mut flows = FlowAggregator::default();
+    let mut outputs = Outputs::start(&config.node, &config.outputs)?;
     let mut tick = tokio::time::interval(config.poll_interval);
-    let mut last_flush = Instant::now();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::invalid("agent", "signals", e.to_string()))?;
     let mut status_due: Option<Status> = None;
@@ -109,10 +106,18 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                 *g == generation && m.spec == map.spec && *s == shard_specs
             });
             if !unchanged {
+                let t0 = Instant::now();
                 let result =
                     Desired::build(&map.spec, &shard_specs).and_then(|d| datapath.program(&d));
+                // Events still in the ring buffer were judged under the old maps.
+                outputs.tick(&mut datapath);
                 status_due = Some(match result {
                     Ok(stats) => {
+                        let t = &outputs.telemetry;
+                        t.programming.observe(t0.elapsed().as_secs_f64());
+                        t.generation.set(generation);
+                        t.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                        outputs.resolver = Resolver::new(&config.node, &map.spec, &shard_specs);
                         tracing::info!(
                             generation,
                             kernel_generation = stats.generation,
@@ -122,6 +127,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                         Status::programmed(generation, map, &stats, &shard_generations)
                     }
                     Err(e) => {
+                        outputs.telemetry.programming_failures.inc();
                         tracing::error!(error = %e, "programming failed; the previous maps stay in force");
                         // Remember the attempt, so the same content is not retried in a loop.
                         programmed = Some((generation, map.clone(), shard_specs));
@@ -136,16 +142,19 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                 Err(e) => tracing::warn!(error = %e, "status not written; will retry"),
             }
         }
-        if let Err(e) = datapath.sync_interfaces(&config.interfaces) {
-            tracing::warn!(error = %e, "interfaces");
+        match datapath.sync_interfaces(&config.interfaces) {
+            Ok(_) => {
+                let attached =
+                    crate::attach::interfaces_with_prefix(&config.interfaces.endpoint_prefixes)
+                        .len()
+                        + config.interfaces.host_interfaces.len();
+                outputs.telemetry.programs_attached.set(2 * attached as i64);
+            }
+            Err(e) => tracing::warn!(error = %e, "interfaces"),
         }
-        datapath.read_flows(&mut flows);
-        if last_flush.elapsed() >= config.flow_interval {
-            crate::standalone::write_flows(&mut flows, config.flow_log.as_deref());
-            last_flush = Instant::now();
-        }
+        outputs.tick(&mut datapath);
     }
-    crate::standalone::write_flows(&mut flows, config.flow_log.as_deref());
+    outputs.shutdown(&mut datapath);
     if config.detach_on_exit {
         datapath.detach_all()?;
     }
@@ -311,6 +320,6 @@ fn condition(ok: bool, reason: &str, message: String, generation: i64) -> Condit
         reason: reason.into(),
         message,
         observed_generation: Some(generation),
-        last_transition_time: Some(k8s_openapi::jiff::Timestamp::now().to_string()),
+        last_transition_time: Some(jiff::Timestamp::now().to_string()),
     }
 }

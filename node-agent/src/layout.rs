@@ -6,7 +6,7 @@
 #![allow(unsafe_code)] // aya's `Pod` is an unsafe marker trait: these are plain old data.
 
 /// Version of the map layout; maps live under `/sys/fs/bpf/bulkhead/v<N>/`.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
@@ -174,6 +174,8 @@ pub struct CtValue {
     pub last_seen_ns: u64,
     pub packets: u64,
     pub bytes: u64,
+    pub created_ns: u64,
+    pub report_ns: u64,
     pub generation: u32,
     pub rule_id: u32,
     pub peer_identity: u32,
@@ -190,12 +192,14 @@ pub struct CtValue {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowEvent {
     pub timestamp_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flow_ns: u64,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     pub local_identity: u32,
     pub peer_identity: u32,
     pub rule_id: u32,
-    pub bytes: u32,
     pub generation: u32,
     pub ifindex: u32,
     pub sport_be: u16,
@@ -209,7 +213,7 @@ pub struct FlowEvent {
     pub would_verdict: u8,
     pub mode: u8,
     pub reason: u8,
-    pub pad: [u8; 3],
+    pub pad: [u8; 7],
 }
 
 /// `struct datapath_state`.

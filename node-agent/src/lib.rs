@@ -9,7 +9,9 @@
 //!        ▼
 //!   datapath.rs ── maps/: diff into the pinned maps, bump generation
 //!               ── attach.rs: TCX links on pod veths and host interfaces
-//!               ── flows.rs: ring buffer ─► flow records
+//!               ── flows/: ring buffer ─► per-edge counts ─► flow/v1 records
+//!                  ─► JSON-lines log, batches to the collector (spooled)
+//!   telemetry.rs: /metrics, /healthz, /readyz
 //!        ▲
 //!   loader.rs: the C objects of bpf/, embedded by build.rs; layout.rs mirrors
 //!              every struct of bpf/include/ (tests/layout.rs proves it)
@@ -26,8 +28,10 @@ pub mod flows;
 pub mod layout;
 pub mod loader;
 pub mod maps;
+pub mod outputs;
 pub mod spec;
 pub mod standalone;
+pub mod telemetry;
 
 pub use datapath::{Datapath, InterfaceConfig};
 pub use desired::Desired;

@@ -39,6 +39,8 @@ pub struct LoadOptions {
     pub ct_timeout: Duration,
     /// Report the first packet of every allowed flow (denies always are).
     pub emit_new_flows: bool,
+    /// How often an established flow reports its counters.
+    pub report_interval: Duration,
     /// Capacity of the policy map (entries after flattening).
     pub policy_max_entries: u32,
 }
@@ -50,13 +52,14 @@ impl Default for LoadOptions {
             pin_name: "bulkhead".to_string(),
             ct_timeout: Duration::from_secs(600),
             emit_new_flows: true,
+            report_interval: Duration::from_secs(5),
             policy_max_entries: 262_144,
         }
     }
 }
 
 impl LoadOptions {
-    /// `/sys/fs/bpf/bulkhead/v1`.
+    /// `/sys/fs/bpf/bulkhead/v<layout version>`.
     pub fn pin_dir(&self) -> PathBuf {
         self.bpffs
             .join(&self.pin_name)
@@ -103,11 +106,13 @@ fn load_object(
 ) -> Result<Ebpf> {
     let timeout = u64::try_from(opts.ct_timeout.as_nanos()).unwrap_or(u64::MAX);
     let emit = u32::from(opts.emit_new_flows);
+    let report = u64::try_from(opts.report_interval.as_nanos()).unwrap_or(u64::MAX);
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
         .map_max_entries("bh_policy", opts.policy_max_entries)
         .override_global("bh_cfg_ct_timeout_ns", &timeout, true)
         .override_global("bh_cfg_emit_new_flows", &emit, true)
+        .override_global("bh_cfg_report_interval_ns", &report, true)
         .load(bytes)
         .map_err(|source| Error::Load {
             object,

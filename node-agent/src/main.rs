@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use bulkhead_agent::flows::export::ExportConfig;
 use bulkhead_agent::loader::LoadOptions;
+use bulkhead_agent::outputs::OutputConfig;
 use bulkhead_agent::InterfaceConfig;
 use bulkhead_agent::{cluster, standalone};
 use clap::Parser;
@@ -51,6 +53,25 @@ struct Args {
     /// Write a JSON status document here after every programming.
     #[arg(long, value_name = "FILE")]
     status_file: Option<PathBuf>,
+    /// Ship flow/v1 batches to this collector (`http://host:port`).
+    #[arg(long, env = "BULKHEAD_COLLECTOR", value_name = "URL")]
+    collector: Option<String>,
+    /// Bearer token for the collector, read before every request (default:
+    /// the pod's ServiceAccount token, when it exists).
+    #[arg(long, value_name = "FILE")]
+    collector_token_file: Option<PathBuf>,
+    /// Batches wait here until the collector has them.
+    #[arg(long, default_value = "/var/lib/bulkhead/spool")]
+    spool_dir: PathBuf,
+    /// Bound of the spool; the oldest batches are dropped (and counted) beyond it.
+    #[arg(long, default_value_t = 512)]
+    spool_max_mib: u64,
+    /// Serve /metrics, /healthz and /readyz here.
+    #[arg(long, env = "BULKHEAD_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// How often an established flow reports its packets and bytes.
+    #[arg(long, default_value_t = 5000)]
+    flow_report_interval_ms: u64,
     /// Idle time after which a conntrack entry is forgotten.
     #[arg(long, default_value_t = 600)]
     ct_timeout_secs: u64,
@@ -89,6 +110,7 @@ fn main() -> anyhow::Result<()> {
         pin_name: args.pin_name.clone(),
         ct_timeout: Duration::from_secs(args.ct_timeout_secs),
         emit_new_flows: true,
+        report_interval: Duration::from_millis(args.flow_report_interval_ms),
         policy_max_entries: args.policy_max_entries,
     };
     if args.detach {
@@ -96,6 +118,24 @@ fn main() -> anyhow::Result<()> {
         datapath.detach_all().context("detaching")?;
         return Ok(());
     }
+    const SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    let outputs = OutputConfig {
+        flow_log: args.flow_log.clone(),
+        flow_interval: Duration::from_millis(args.flow_interval_ms),
+        export: args.collector.clone().map(|url| ExportConfig {
+            url,
+            token_file: args.collector_token_file.clone().or_else(|| {
+                std::path::Path::new(SA_TOKEN)
+                    .exists()
+                    .then(|| PathBuf::from(SA_TOKEN))
+            }),
+            spool_dir: args.spool_dir.clone(),
+            spool_max_bytes: args.spool_max_mib * 1024 * 1024,
+            timeout: Duration::from_secs(10),
+        }),
+        metrics_addr: args.metrics_addr,
+        ct_timeout: Duration::from_secs(args.ct_timeout_secs),
+    };
     let interfaces = InterfaceConfig {
         endpoint_prefixes: args.endpoint_prefixes.clone(),
         host_interfaces: args.host_interfaces.clone(),
@@ -105,8 +145,7 @@ fn main() -> anyhow::Result<()> {
             node,
             interfaces,
             poll_interval: Duration::from_millis(args.poll_interval_ms),
-            flow_interval: Duration::from_millis(args.flow_interval_ms),
-            flow_log: args.flow_log,
+            outputs,
             detach_on_exit: args.detach_on_exit,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -129,8 +168,7 @@ fn main() -> anyhow::Result<()> {
         identities: args.identities,
         interfaces,
         poll_interval: Duration::from_millis(args.poll_interval_ms),
-        flow_interval: Duration::from_millis(args.flow_interval_ms),
-        flow_log: args.flow_log,
+        outputs,
         status_file: args.status_file,
         detach_on_exit: args.detach_on_exit,
     };

@@ -7,8 +7,8 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -16,9 +16,10 @@ use serde::Serialize;
 use crate::datapath::{Datapath, InterfaceConfig};
 use crate::desired::Desired;
 use crate::error::{Error, Result};
-use crate::flows::FlowAggregator;
+use crate::flows::Resolver;
 use crate::loader::LoadOptions;
 use crate::maps::ProgramStats;
+use crate::outputs::{OutputConfig, Outputs};
 use crate::spec;
 
 /// What standalone mode reads and writes.
@@ -28,9 +29,7 @@ pub struct Config {
     pub identities: Vec<PathBuf>,
     pub interfaces: InterfaceConfig,
     pub poll_interval: Duration,
-    pub flow_interval: Duration,
-    /// JSON lines of flow records; `-` for stdout.
-    pub flow_log: Option<PathBuf>,
+    pub outputs: OutputConfig,
     /// A JSON status document rewritten after every (re)programming.
     pub status_file: Option<PathBuf>,
     pub detach_on_exit: bool,
@@ -49,15 +48,18 @@ pub struct Status {
     pub interfaces: Vec<String>,
 }
 
-/// Reads and validates every input file; touches nothing.
-pub fn read_desired(config: &Config) -> Result<Desired> {
+/// Reads and validates every input file; touches nothing. Also returns
+/// the names of everything in them, for flow records, and the node's name.
+pub fn read_desired(config: &Config) -> Result<(Desired, Resolver, String)> {
     let rule_map = spec::read_rule_map(&config.rule_map)?;
     let shards = config
         .identities
         .iter()
         .map(|p| spec::read_identity_map(p))
         .collect::<Result<Vec<_>>>()?;
-    Desired::build(&rule_map, &shards)
+    let node = rule_map.host.name.clone();
+    let resolver = Resolver::new(&node, &rule_map, &shards);
+    Ok((Desired::build(&rule_map, &shards)?, resolver, node))
 }
 
 fn fingerprint(config: &Config) -> u64 {
@@ -72,7 +74,7 @@ struct Runner {
     config: Config,
     datapath: Datapath,
     status: Status,
-    flows: FlowAggregator,
+    outputs: Outputs,
 }
 
 impl Runner {
@@ -91,8 +93,20 @@ impl Runner {
     }
 
     fn reload(&mut self) -> Result<()> {
-        let desired = read_desired(&self.config)?;
+        let (desired, resolver, _) = read_desired(&self.config)?;
+        let t0 = Instant::now();
         let stats = self.datapath.program(&desired)?;
+        self.outputs
+            .telemetry
+            .programming
+            .observe(t0.elapsed().as_secs_f64());
+        self.outputs
+            .telemetry
+            .generation
+            .set(i64::from(stats.generation));
+        // Events still in the ring buffer were judged under the old maps.
+        self.outputs.tick(&mut self.datapath);
+        self.outputs.resolver = resolver;
         tracing::info!(generation = stats.generation, policy = ?stats.policy, endpoints = ?stats.endpoints, "programmed");
         self.status.programmed += 1;
         self.status.generation = stats.generation;
@@ -111,58 +125,38 @@ impl Runner {
         self.status
             .interfaces
             .extend(self.config.interfaces.host_interfaces.iter().cloned());
+        self.outputs
+            .telemetry
+            .programs_attached
+            .set(2 * self.status.interfaces.len() as i64);
         Ok(())
-    }
-
-    fn flush_flows(&mut self) {
-        self.datapath.read_flows(&mut self.flows);
-        write_flows(&mut self.flows, self.config.flow_log.as_deref());
-    }
-}
-
-/// Drains the aggregated flow records and appends them as JSON lines to
-/// `path` (`-` for stdout); with no path they are dropped.
-pub fn write_flows(flows: &mut FlowAggregator, path: Option<&std::path::Path>) {
-    if flows.is_empty() {
-        return;
-    }
-    let records = flows.drain();
-    let Some(path) = path else {
-        return;
-    };
-    let mut text = String::new();
-    for r in &records {
-        if let Ok(line) = serde_json::to_string(r) {
-            text.push_str(&line);
-            text.push('\n');
-        }
-    }
-    let written = if path.as_os_str() == "-" {
-        std::io::stdout().write_all(text.as_bytes())
-    } else {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-    };
-    if let Err(e) = written {
-        tracing::warn!(error = %e, "could not write flow records");
     }
 }
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
     // Validate before loading anything: bad input never reaches the kernel.
-    let desired = read_desired(&config)?;
+    let (desired, resolver, node) = read_desired(&config)?;
     let datapath = Datapath::open(&load)?;
+    let mut outputs = Outputs::start(&node, &config.outputs)?;
+    outputs.resolver = resolver;
     let mut runner = Runner {
         config,
         datapath,
         status: Status::default(),
-        flows: FlowAggregator::default(),
+        outputs,
     };
     let stats = runner.datapath.program(&desired)?;
+    runner
+        .outputs
+        .telemetry
+        .generation
+        .set(i64::from(stats.generation));
+    runner
+        .outputs
+        .telemetry
+        .ready
+        .store(true, Ordering::Relaxed);
     runner.status.programmed = 1;
     runner.status.generation = stats.generation;
     runner.status.stats = Some(stats);
@@ -172,7 +166,6 @@ pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
 
     let mut seen = fingerprint(&runner.config);
     let mut tick = tokio::time::interval(runner.config.poll_interval);
-    let mut last_flush = Instant::now();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::invalid("agent", "signals", e.to_string()))?;
     loop {
@@ -185,6 +178,7 @@ pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
         if now != seen {
             seen = now;
             if let Err(e) = runner.reload() {
+                runner.outputs.telemetry.programming_failures.inc();
                 tracing::error!(error = %e, "reload failed; the previous rule map stays in force");
                 runner.status.error = Some(e.to_string());
             }
@@ -193,13 +187,9 @@ pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
         if let Err(e) = runner.sync_interfaces() {
             tracing::warn!(error = %e, "interfaces");
         }
-        runner.datapath.read_flows(&mut runner.flows);
-        if last_flush.elapsed() >= runner.config.flow_interval {
-            runner.flush_flows();
-            last_flush = Instant::now();
-        }
+        runner.outputs.tick(&mut runner.datapath);
     }
-    runner.flush_flows();
+    runner.outputs.shutdown(&mut runner.datapath);
     if runner.config.detach_on_exit {
         runner.datapath.detach_all()?;
         tracing::info!("detached");

@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bulkhead_agent::flows::FlowRecord;
 use bulkhead_agent::spec;
+use bulkhead_api::flow::{EndpointKind, FlowReason, FlowRecord, FlowVerdict};
+use bulkhead_api::policy::EnforcementMode;
 use bulkhead_api::policy::Protocol;
 use bulkhead_api::rule_map::{Direction, NodeRuleMapSpec};
 use bulkhead_api::IdentityMapSpec;
@@ -658,8 +659,9 @@ fn ok(b: bool) -> &'static str {
 }
 
 fn check_flow_records(lab: &Lab) {
-    // Three datagrams from the world to C (visibility, no rule): three would-be
-    // denies, all delivered. Two datagrams from A to the world: two denies.
+    // Three datagrams of one UDP flow from the world to C (visibility, no
+    // rule): one would-be-denied flow, all delivered. Two datagrams of one
+    // flow from A to the world: one denied flow of two packets.
     let world: IpAddr = "10.99.0.254".parse().expect("ip");
     let c: IpAddr = "10.98.0.12".parse().expect("ip");
     let a: IpAddr = "10.98.0.10".parse().expect("ip");
@@ -680,50 +682,104 @@ fn check_flow_records(lab: &Lab) {
         7777,
         &["--count", "2", "--sport", "31001", "--timeout", "0.3"]
     ));
-    let mut would = 0;
-    let mut denies = 0;
-    wait_for("flow records", Duration::from_secs(5), || {
+    let find = |records: &[FlowRecord], dst: IpAddr, port: u16| {
+        records
+            .iter()
+            .filter(|r| r.destination.address == dst && r.port == port)
+            .fold((0, 0), |(f, p), r| (f + r.flows, p + r.packets))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
         let records = flows(&lab.dir);
-        would = records
-            .iter()
-            .filter(|r| r.event == "wouldDeny" && r.dst == c && r.dst_port == 9999)
-            .map(|r| r.count)
-            .sum();
-        denies = records
-            .iter()
-            .filter(|r| r.event == "deny" && r.src == a && r.dst_port == 7777)
-            .map(|r| r.count)
-            .sum();
-        would == 3 && denies == 2
-    });
+        let (would, denied) = (find(&records, c, 9999), find(&records, world, 7777));
+        if would.0 == 1 && denied == (1, 2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "flow records: would-deny to C {would:?} (want 1 flow), denied to the world {denied:?} \
+             (want 1 flow of 2 packets), in:\n{}",
+            std::fs::read_to_string(lab.dir.join("flows.jsonl")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let records = flows(&lab.dir);
+    for r in &records {
+        assert_eq!(r.schema, "flow/v1");
+        assert_eq!(r.node, "bh-node");
+        assert!(r.end >= r.start);
+    }
     let w = records
         .iter()
-        .find(|r| r.event == "wouldDeny" && r.dst == c)
+        .find(|r| r.destination.address == c && r.port == 9999)
         .expect("would-deny record");
     assert_eq!(
         (
-            w.local_identity,
-            w.peer_identity,
-            w.verdict.as_str(),
-            w.would_verdict.as_str(),
-            w.mode.as_str()
+            w.source.identity,
+            w.destination.identity,
+            w.destination.name.as_deref(),
+            w.verdict,
+            w.would_verdict,
+            w.mode,
+            w.direction,
         ),
-        (1002, 2, "allow", "deny", "visibility")
+        (
+            2,
+            1002,
+            Some("default/c"),
+            FlowVerdict::Allow,
+            FlowVerdict::Deny,
+            EnforcementMode::Visibility,
+            Direction::Ingress
+        )
     );
+    assert_eq!(w.source.kind, EndpointKind::World);
     let d = records
         .iter()
-        .find(|r| r.event == "deny" && r.src == a)
+        .find(|r| r.destination.address == world && r.port == 7777)
         .expect("deny record");
     assert_eq!(
         (
-            d.local_identity,
-            d.peer_identity,
-            d.direction.as_str(),
-            d.reason.as_str()
+            d.source.identity,
+            d.source.name.as_deref(),
+            d.destination.identity,
+            d.direction,
+            d.reason,
+            d.verdict,
         ),
-        (1000, 2, "egress", "default")
+        (
+            1000,
+            Some("default/a"),
+            2,
+            Direction::Egress,
+            FlowReason::Default,
+            FlowVerdict::Deny
+        )
     );
+    // An allowed flow carries its deciding rule by name: A -> B tcp/8000 (rule 1).
+    let b: IpAddr = "10.98.0.11".parse().expect("ip");
+    assert!(probe(PODS[0].0, "tcp", Some(a), b, 8000, &[]));
+    wait_for("the allowed flow's records", Duration::from_secs(5), || {
+        flows(&lab.dir)
+            .iter()
+            .any(|r| r.destination.address == b && r.port == 8000)
+    });
+    let records = flows(&lab.dir);
+    let egress = records
+        .iter()
+        .find(|r| r.destination.address == b && r.port == 8000 && r.direction == Direction::Egress)
+        .expect("A's egress view");
+    let rule = egress.rule.as_ref().expect("deciding rule");
+    assert_eq!(
+        (rule.policy.as_str(), rule.name.as_str(), rule.id),
+        ("a-out", "to-b", 1)
+    );
+    assert!(egress.counts() && egress.flows == 1);
+    let ingress = records
+        .iter()
+        .find(|r| r.destination.address == b && r.port == 8000 && r.direction == Direction::Ingress)
+        .expect("B's ingress view: both local endpoints report");
+    assert!(!ingress.counts(), "counted once, through the source's view");
 }
 
 fn check_policy_change_stops_established(lab: &Lab) {
@@ -789,7 +845,7 @@ fn check_policy_change_stops_established(lab: &Lab) {
     wait_for("a reevalDeny record", Duration::from_secs(5), || {
         flows(&lab.dir)
             .iter()
-            .any(|r| r.event == "reevalDeny" && r.dst_port == 8000)
+            .any(|r| r.reason == FlowReason::Reevaluated && r.port == 8000)
     });
 }
 
@@ -866,7 +922,11 @@ fn check_restart_keeps_enforcing(lab: &mut Lab) {
     );
     // The new agent re-used the 8 pinned links (bhtup and three veths, two
     // hooks each) by swapping their program, instead of adding new ones.
-    let links = Path::new(BPFFS).join(format!("bulkhead-netns-{}/v1/links", std::process::id()));
+    let links = Path::new(BPFFS).join(format!(
+        "bulkhead-netns-{}/v{}/links",
+        std::process::id(),
+        bulkhead_agent::layout::LAYOUT_VERSION
+    ));
     let pins = std::fs::read_dir(&links).map(|d| d.count()).unwrap_or(0);
     assert_eq!(
         pins,
@@ -962,16 +1022,19 @@ fn conntrack_survives_two_cpus_touching_one_entry() {
     wait_for("the marker's deny record", Duration::from_secs(5), || {
         flows(&lab.dir)
             .iter()
-            .any(|r| r.event == "deny" && r.dst_port == 9999 && r.src_port == 31999)
+            .any(|r| r.verdict == FlowVerdict::Deny && r.port == 9999 && r.destination.address == c)
     });
     let pair = |r: &FlowRecord| {
-        let ends = [r.src.to_string(), r.dst.to_string()];
+        let ends = [
+            r.source.address.to_string(),
+            r.destination.address.to_string(),
+        ];
         ends.contains(&"10.98.0.10".to_string()) && ends.contains(&"10.98.0.11".to_string())
     };
     let denied: u64 = flows(&lab.dir)
         .iter()
-        .filter(|r| pair(r) && r.event != "new")
-        .map(|r| r.count)
+        .filter(|r| pair(r) && r.verdict == FlowVerdict::Deny)
+        .map(|r| r.packets)
         .sum();
     assert_eq!(
         (

@@ -108,14 +108,15 @@ fn mirrors_match_btf_of_every_object() {
         ]);
         check!(s, "ct_value", CtValue, [
             "last_seen_ns" => last_seen_ns, "packets" => packets, "bytes" => bytes,
-            "generation" => generation, "rule_id" => rule_id, "peer_identity" => peer_identity,
+            "created_ns" => created_ns, "report_ns" => report_ns, "generation" => generation, "rule_id" => rule_id, "peer_identity" => peer_identity,
             "policy_port" => policy_port, "action" => action, "verdict" => verdict,
             "would_verdict" => would_verdict, "reason" => reason, "pad" => pad,
         ]);
         check!(s, "flow_event", FlowEvent, [
-            "timestamp_ns" => timestamp_ns, "saddr" => saddr, "daddr" => daddr,
+            "timestamp_ns" => timestamp_ns, "packets" => packets, "bytes" => bytes,
+            "flow_ns" => flow_ns, "saddr" => saddr, "daddr" => daddr,
             "local_identity" => local_identity, "peer_identity" => peer_identity, "rule_id" => rule_id,
-            "bytes" => bytes, "generation" => generation, "ifindex" => ifindex,
+            "generation" => generation, "ifindex" => ifindex,
             "sport" => sport_be, "dport" => dport_be, "family" => family, "protocol" => protocol,
             "direction" => direction, "event" => event, "action" => action, "verdict" => verdict,
             "would_verdict" => would_verdict, "mode" => mode, "reason" => reason, "pad" => pad,

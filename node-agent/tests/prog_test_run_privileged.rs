@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use bulkhead_agent::flows::aggregate::{REASON_FAILSAFE, REASON_REEVALUATED};
 use bulkhead_agent::flows::FlowAggregator;
+use bulkhead_agent::layout::{VERDICT_ALLOW, VERDICT_DENY};
 use bulkhead_agent::loader::{FROM_ENDPOINT, HOST_EGRESS, HOST_INGRESS, TO_ENDPOINT};
 use bulkhead_agent::{spec, Desired};
 use bulkhead_api::policy::Protocol;
@@ -201,15 +203,15 @@ fn verdict_table_matches_the_verdict_function() {
     );
     let mut agg = FlowAggregator::default();
     t.dp.read_flows(&mut agg);
-    let records = agg.drain();
+    let records = agg.drain(u64::MAX);
     let denies: u64 = records
         .iter()
-        .filter(|r| r.event == "deny")
-        .map(|r| r.count)
+        .filter(|(e, _)| e.verdict == VERDICT_DENY)
+        .map(|(_, c)| c.packets)
         .sum();
     assert!(
         denies >= drops as u64,
-        "every drop reported: {denies} deny events for {drops} drops"
+        "every drop reported: {denies} denied packets reported for {drops} drops"
     );
 }
 
@@ -425,19 +427,40 @@ fn conntrack_replies_and_generation_reevaluation() {
     assert_eq!(counters["reeval_denied"], 1, "{counters:?}");
     let mut agg = FlowAggregator::default();
     t.dp.read_flows(&mut agg);
-    let reeval: Vec<_> = agg
-        .drain()
+    let edges = agg.drain(u64::MAX);
+    let of_flow: u64 = edges
+        .iter()
+        .filter(|(e, _)| e.port == 8000)
+        .map(|(_, c)| c.packets)
+        .sum();
+    assert_eq!(
+        of_flow, 2,
+        "the request and its reply, over both edges: {edges:?}"
+    );
+    let reeval: Vec<_> = edges
         .into_iter()
-        .filter(|r| r.event == "reevalDeny")
+        .filter(|(e, _)| e.reason == REASON_REEVALUATED)
         .collect();
-    assert_eq!(reeval.len(), 1);
+    assert_eq!(reeval.len(), 1, "{reeval:?}");
+    let (edge, counts) = &reeval[0];
     assert_eq!(
         (
-            reeval[0].dst_port,
-            reeval[0].local_identity,
-            reeval[0].peer_identity
+            edge.port,
+            edge.local_identity,
+            edge.peer_identity,
+            edge.verdict
         ),
-        (8000, 1000, 1001)
+        (8000, 1000, 1001, VERDICT_DENY)
+    );
+    assert_eq!(
+        (edge.src, edge.dst),
+        (a, b),
+        "named by the flow's opening tuple"
+    );
+    assert_eq!(
+        (counts.flows, counts.packets),
+        (0, 1),
+        "the packets since the flow's opening event; the flow was counted then"
     );
     // Unchanged input: an empty diff.
     let again =
@@ -506,7 +529,8 @@ fn visibility_reports_would_be_denies_and_failsafe_holds() {
         ip("10.99.0.1"),
         ip("10.99.0.254"),
     );
-    // C is in visibility; rule 7 denies A -> C. Nothing is dropped, three packets reported.
+    // C is in visibility; rule 7 denies A -> C. Nothing is dropped; the
+    // connection is reported once, on its first packet.
     for _ in 0..3 {
         assert_eq!(
             run(&t, TO_ENDPOINT, &packet(a, c, Protocol::Udp, 41000, 9999)),
@@ -540,16 +564,62 @@ fn visibility_reports_would_be_denies_and_failsafe_holds() {
     );
     let mut agg = FlowAggregator::default();
     t.dp.read_flows(&mut agg);
-    let records = agg.drain();
-    let would: Vec<_> = records.iter().filter(|r| r.event == "wouldDeny").collect();
-    assert_eq!(would.len(), 1, "{records:#?}");
     assert_eq!(
-        (would[0].count, would[0].rule_id, would[0].verdict.as_str()),
-        (3, 7, "allow")
+        agg.events(),
+        4,
+        "one event per connection (A->C, SSH, DNS) and one per dropped packet (telnet)"
     );
+    let records = agg.drain(u64::MAX);
+    let would: Vec<_> = records
+        .iter()
+        .filter(|(e, _)| e.would_verdict == VERDICT_DENY && e.verdict == VERDICT_ALLOW)
+        .collect();
+    assert_eq!(would.len(), 1, "{records:#?}");
+    assert_eq!((would[0].1.flows, would[0].0.rule_id), (1, 7));
     assert!(records
         .iter()
-        .any(|r| r.reason == "failsafe" && r.dst_port == 22));
+        .any(|(e, _)| e.reason == REASON_FAILSAFE && e.port == 22));
+    t.dp.maps.conntrack.clear().expect("clear");
+}
+
+/// Events per connection, not per packet: an established flow in
+/// visibility mode with no matching rule (a new install's default state)
+/// emits its first packet and then nothing until a report is due; a TCP FIN
+/// carries the flow's cumulative counters.
+#[test]
+fn visibility_flows_emit_per_connection_not_per_packet() {
+    let (mut t, _, _) = programmed("per-connection");
+    let (world, c) = (ip("10.99.0.254"), ip("10.98.0.12"));
+    let syn = packet(world, c, Protocol::Tcp, 41500, 9999);
+    for _ in 0..500 {
+        assert_eq!(run(&t, TO_ENDPOINT, &syn), PASS);
+    }
+    let mut agg = FlowAggregator::default();
+    t.dp.read_flows(&mut agg);
+    assert_eq!(agg.events(), 1, "500 packets of one flow, one event");
+    assert_eq!(
+        run(&t, TO_ENDPOINT, &with_tcp_flags(syn.clone(), 0x11)), // FIN|ACK
+        PASS
+    );
+    t.dp.read_flows(&mut agg);
+    assert_eq!(agg.events(), 2, "the FIN reports");
+    let edges = agg.drain(u64::MAX);
+    assert_eq!(edges.len(), 1, "{edges:?}");
+    let (edge, counts) = &edges[0];
+    assert_eq!(
+        (edge.verdict, edge.would_verdict),
+        (VERDICT_ALLOW, VERDICT_DENY)
+    );
+    assert_eq!(
+        (counts.flows, counts.packets),
+        (1, 501),
+        "one connection with all its packets"
+    );
+    let counters = t.dp.counters().expect("counters");
+    assert_eq!(
+        counters["would_deny"], 501,
+        "per-packet counters still count"
+    );
     t.dp.maps.conntrack.clear().expect("clear");
 }
 

@@ -570,23 +570,22 @@ impl Compiler {
     /// Sets the prefix entry of `net` from its first owner.
     fn refresh_prefix(&mut self, net: IpNet, dirty: &mut Dirty) {
         let shard = shards::shard_of_prefix(&net, self.options.identity_shards);
-        let identity = self
+        let entry = self
             .addr_owners
             .get(&net)
             .and_then(|owners| owners.first())
-            .and_then(|owner| self.out.endpoints.get(owner))
-            .map(|f| f.identity);
+            .and_then(|owner| {
+                self.out.endpoints.get(owner).map(|f| PrefixEntry {
+                    cidr: net.to_string(),
+                    identity: f.identity,
+                    owner: Some(owner.to_string()),
+                })
+            });
         let table = self.prefixes.entry(shard).or_default();
-        let changed = match identity {
-            Some(id) if table.get(&net).is_some_and(|e| e.identity == id) => false,
-            Some(id) => {
-                table.insert(
-                    net,
-                    PrefixEntry {
-                        cidr: net.to_string(),
-                        identity: id,
-                    },
-                );
+        let changed = match entry {
+            Some(e) if table.get(&net) == Some(&e) => false,
+            Some(e) => {
+                table.insert(net, e);
                 true
             }
             None => table.remove(&net).is_some(),

@@ -108,10 +108,12 @@ fn spec(n: u32) -> (NodeRuleMapSpec, Vec<IdentityMapSpec>) {
         .map(|i| PrefixEntry {
             cidr: format!("10.97.{}.{}/32", i / 250, i % 250 + 1),
             identity: 2000 + i,
+            owner: None,
         })
         .chain((0..SUBJECTS).map(|i| PrefixEntry {
             cidr: format!("10.98.{}.{}/32", i / 250, i % 250 + 1),
             identity: 1000 + i,
+            owner: None,
         }))
         .collect();
     (

@@ -1,0 +1,68 @@
+//! Flow events from the ring buffer, aggregated into `flow/v1` records.
+//!
+//! ```text
+//!  bh_events ─► FlowReader ─► FlowAggregator ─(drain at each interval)─► Edge counts
+//!   (per connection:            per flow instance: cumulative → delta        │
+//!    first packet, REPORTs,     per edge (ephemeral port dropped):            ▼
+//!    denies)                    flows, packets, bytes                 Resolver (rule map +
+//!                                                                     identity shards) ─► FlowRecord
+//! ```
+//!
+//! A flow instance is its conntrack tuple, direction and creation time. The
+//! datapath reports cumulative counters, so a lost or duplicated report
+//! neither loses nor doubles anything: the next report carries the total.
+//! A flow whose first event was lost is counted once when it is first seen.
+
+pub mod aggregate;
+pub mod export;
+mod resolve;
+mod sink;
+
+use aya::maps::{MapData, RingBuf};
+use aya::Ebpf;
+
+pub use aggregate::{EdgeCounts, FlowAggregator, RawEdge};
+pub use resolve::Resolver;
+pub use sink::FlowSink;
+
+use crate::error::Result;
+use crate::layout::FlowEvent;
+use crate::maps::{take, wrap};
+
+const NAME: &str = "bh_events";
+
+/// The consumer side of `bh_events`.
+pub struct FlowReader {
+    ring: RingBuf<MapData>,
+    malformed: u64,
+}
+
+impl std::fmt::Debug for FlowReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowReader")
+            .field("malformed", &self.malformed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlowReader {
+    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        let ring = RingBuf::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
+        Ok(FlowReader { ring, malformed: 0 })
+    }
+
+    /// Moves every pending event into `agg`; returns how many.
+    pub fn read_into(&mut self, agg: &mut FlowAggregator) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            match FlowEvent::from_bytes(&item) {
+                Some(event) => {
+                    agg.add(&event);
+                    n += 1;
+                }
+                None => self.malformed += 1,
+            }
+        }
+        n
+    }
+}
