@@ -38,10 +38,10 @@ pub struct FlowRecord {
     /// Always `flow/v1`.
     pub schema: String,
     /// Start of the window, RFC 3339 UTC.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub start: jiff::Timestamp,
     /// End of the window (exclusive), RFC 3339 UTC.
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub end: jiff::Timestamp,
     /// The node (Node or ExternalNode name) whose agent saw the flow.
     pub node: String,
@@ -233,9 +233,9 @@ pub struct EdgeKey<'a> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LossReport {
     pub node: String,
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub start: jiff::Timestamp,
-    #[schemars(with = "String")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub end: jiff::Timestamp,
     /// Flow events the datapath could not put in the ring buffer.
     #[serde(default)]
