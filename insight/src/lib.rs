@@ -1,0 +1,21 @@
+//! Pure analysis over flow history (`flow/v1` records): no I/O, no tokio.
+//!
+//! ```text
+//!   "app=web,env=prod" ──EndpointMatch::parse──┐
+//!   since/until, verdict, port, protocol, node ─┴─► FlowFilter::matches(&FlowRecord)
+//!   "source.app,destination.app,port" ──GroupBy::parse──► aggregate(records) ─► Vec<Group>
+//! ```
+//!
+//! The same filter and group-by run in the collector (where its stores turn
+//! them into SQL and the shared store tests check the SQL against these
+//! functions), in the CLI against the collector, and in the CLI offline over
+//! an exported history.
+
+#![forbid(unsafe_code)]
+
+pub mod query;
+
+pub use query::{
+    aggregate, EndpointMatch, FlowFilter, Group, GroupBy, GroupKey, LabelRequirement, QueryError,
+    VerdictFilter,
+};
