@@ -76,7 +76,8 @@ fn the_schema_refuses_what_the_types_refuse() {
     let schema = record_schema();
     let validator = jsonschema::validator_for(&schema).expect("schema");
     let good = doc_examples().remove(0);
-    let mutations: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         ("an unknown field", Box::new(|r| r["extra"] = 1.into())),
         (
             "no node",

@@ -32,6 +32,88 @@ pub enum Command {
     /// Endpoints with their segmentation labels and identities, the unlabeled
     /// queue and label conflicts.
     Labels(LabelsArgs),
+    /// Flow history from the collector (through the API server's service
+    /// proxy, or --collector URL), or offline from an export (--flows FILE).
+    Flows(FlowsArgs),
+}
+
+/// `flows`' arguments.
+#[derive(Debug, Args)]
+pub struct FlowsArgs {
+    #[command(subcommand)]
+    pub export: Option<FlowsCommand>,
+    #[command(flatten)]
+    pub query: FlowQueryArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = FlowsFormat::Table, global = true)]
+    pub output: FlowsFormat,
+    /// Keep printing new records as the collector receives them.
+    #[arg(long, conflicts_with = "flows")]
+    pub follow: bool,
+}
+
+/// `flows export`.
+#[derive(Debug, Subcommand)]
+pub enum FlowsCommand {
+    /// Write matching records as flow/v1 JSON lines (what `--flows` reads).
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Which records, and from where.
+#[derive(Debug, Args)]
+pub struct FlowQueryArgs {
+    /// From this time: RFC 3339, or a duration back from now (30d, 1h, 15m).
+    #[arg(long, default_value = "1h", global = true)]
+    pub since: String,
+    /// Until this time (exclusive), in the same forms.
+    #[arg(long, global = true)]
+    pub until: Option<String>,
+    /// The source: a label selector (app=web,env=prod), namespace/pod,
+    /// node:NAME, an address or a CIDR.
+    #[arg(long, global = true, value_name = "ENDPOINT")]
+    pub from: Option<String>,
+    /// The destination, in the same forms.
+    #[arg(long, global = true, value_name = "ENDPOINT")]
+    pub to: Option<String>,
+    /// allow, deny or would-deny (allowed now, denied in full mode).
+    #[arg(long, global = true)]
+    pub verdict: Option<String>,
+    #[arg(long, global = true)]
+    pub port: Option<u16>,
+    /// TCP, UDP, SCTP, ICMP or ICMPv6.
+    #[arg(long, global = true)]
+    pub protocol: Option<String>,
+    /// Only what this node reported.
+    #[arg(long, global = true)]
+    pub node: Option<String>,
+    /// At most this many records.
+    #[arg(long, global = true)]
+    pub limit: Option<usize>,
+    /// Read an export (flow/v1 JSON lines) instead of asking a collector.
+    #[arg(long, value_name = "FILE", global = true, conflicts_with = "collector")]
+    pub flows: Option<PathBuf>,
+    /// The collector's URL, instead of the API server's service proxy.
+    #[arg(long, value_name = "URL", global = true, env = "BULKHEAD_COLLECTOR")]
+    pub collector: Option<String>,
+    /// The collector's Service, as namespace/name:port, for the service proxy.
+    #[arg(
+        long,
+        default_value = "bulkhead-system/bulkhead-collector:9470",
+        global = true
+    )]
+    pub service: String,
+}
+
+/// `flows -o`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlowsFormat {
+    Table,
+    Json,
+    Jsonl,
 }
 
 /// Where the manifests are, and cluster-wide settings.

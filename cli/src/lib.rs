@@ -21,6 +21,7 @@ pub mod args;
 pub mod compile_cmd;
 pub mod endpoint;
 pub mod error;
+pub mod flows;
 pub mod labels_cmd;
 pub mod load;
 pub mod matrix;

@@ -24,12 +24,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Flows(args) = &cli.command {
+        return kubectl_bulkhead::flows::run(args);
+    }
     // simulate answers "what would happen": NetworkPolicies in its input
     // count. compile writes what agents enforce: only when asked.
     let (input, shards, auto) = match &cli.command {
         Command::Simulate(a) => (&a.input, None, true),
         Command::Compile(a) => (&a.input, a.shards, false),
         Command::Labels(a) => (&a.input, None, false),
+        Command::Flows(_) => unreachable!("handled above"),
     };
     let compiled = load_and_compile(input, shards, auto)?;
     for warning in &compiled.inventory.warnings {
@@ -43,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a, &compiled)?,
         Command::Compile(a) => compile_cmd::run(a, &compiled)?,
         Command::Labels(a) => labels_cmd::run(a, &compiled)?,
+        Command::Flows(_) => unreachable!("handled above"),
     };
     let mut stdout = std::io::stdout().lock();
     let written = stdout

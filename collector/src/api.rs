@@ -25,9 +25,9 @@ use serde_json::json;
 
 use crate::auth::{Auth, AuthError};
 use crate::metrics::{Metrics, QueryLabel, ResultLabel};
-use crate::params::{self, ParamError};
 use crate::store::{Clock, NodeLoss, Store};
 use crate::StoreError;
+use bulkhead_insight::query::params::{self, ParamError};
 
 /// The default bound on a POSTed batch.
 pub const DEFAULT_BODY_LIMIT: usize = 16 << 20;

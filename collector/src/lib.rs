@@ -40,7 +40,7 @@ pub mod auth;
 pub mod edge;
 mod error;
 pub mod metrics;
-pub mod params;
+
 pub mod sql;
 pub mod store;
 pub mod tier;

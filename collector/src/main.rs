@@ -9,12 +9,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bulkhead_collector::api::{self, App};
 use bulkhead_collector::auth::{AnyAuth, TokenFileAuth, TokenReviewAuth};
-use bulkhead_collector::params::duration;
 use bulkhead_collector::store::clickhouse::ClickHouseConfig;
 use bulkhead_collector::store::{
     AnyStore, ClickHouseStore, Clock, SqliteStore, Store, StoreConfig,
 };
 use bulkhead_collector::tier::Retention;
+use bulkhead_insight::query::params::duration;
 use clap::{Parser, ValueEnum};
 use jiff::SignedDuration;
 

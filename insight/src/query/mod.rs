@@ -4,6 +4,7 @@
 mod endpoint;
 mod filter;
 mod group;
+pub mod params;
 
 pub use endpoint::{EndpointMatch, LabelRequirement};
 pub use filter::{parse_protocol, FlowFilter, VerdictFilter};

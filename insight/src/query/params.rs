@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use bulkhead_insight::{query::parse_protocol, EndpointMatch, FlowFilter, GroupBy, VerdictFilter};
+use super::{parse_protocol, EndpointMatch, FlowFilter, GroupBy, VerdictFilter};
 use jiff::{SignedDuration, Timestamp};
 
 /// A parameter that does not parse.
