@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod condition;
+pub mod exposition;
 pub mod external_node;
 pub mod flow;
 pub mod identity;

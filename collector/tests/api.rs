@@ -302,7 +302,7 @@ async fn ingest_refusals_and_queries_over_http() {
         "bulkhead_collector_refused_total{reason=\"forbidden\"} 1",
         "bulkhead_collector_refused_total{reason=\"invalid_batch\"} 1",
         "bulkhead_collector_query_duration_seconds_count{query=\"flows\"} 3",
-        "# EOF",
+        "# TYPE bulkhead_collector_records_total counter",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }

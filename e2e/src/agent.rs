@@ -86,6 +86,9 @@ pub struct AgentConfig {
     /// Where standalone files, the flow log and the status file go.
     pub dir: PathBuf,
     pub lifetime: Lifetime,
+    /// The collector's URL; the agent ships flows there with
+    /// [`AgentConfig::collector_token`].
+    pub collector: Option<String>,
 }
 
 impl AgentConfig {
@@ -98,10 +101,24 @@ impl AgentConfig {
     pub fn status_file(&self) -> PathBuf {
         self.dir.join("status.json")
     }
+    /// The node-bound ServiceAccount token the agent shows the collector.
+    pub fn collector_token(&self) -> PathBuf {
+        self.dir.join("collector-token")
+    }
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.join("spool")
+    }
+    /// `/metrics`, `/healthz`, `/readyz`, on the node's own address.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(std::net::IpAddr::V4(self.node.address), AGENT_METRICS_PORT)
+    }
     fn identities_dir(&self) -> PathBuf {
         self.dir.join("identities")
     }
 }
+
+/// The agents' metrics port, on each node's address.
+pub const AGENT_METRICS_PORT: u16 = 9465;
 
 /// The name of a node's agent among the lab's processes.
 pub fn process_name(node: &str) -> String {
@@ -122,7 +139,17 @@ pub fn start_agent(state: &StateDir, config: &AgentConfig) -> Result<Process> {
         .arg(format!("--endpoint-prefix={POD_VETH_PREFIX}"))
         .arg(format!("--bpffs={}", config.bpffs.display()))
         .arg(format!("--pin-name={}", config.node.name))
-        .arg(format!("--flow-log={}", config.flow_log().display()));
+        .arg(format!("--flow-log={}", config.flow_log().display()))
+        .arg(format!("--metrics-addr={}", config.metrics_addr()))
+        .arg("--flow-interval-ms=1000");
+    if let Some(url) = &config.collector {
+        cmd.arg(format!("--collector={url}"))
+            .arg(format!(
+                "--collector-token-file={}",
+                config.collector_token().display()
+            ))
+            .arg(format!("--spool-dir={}", config.spool_dir().display()));
+    }
     match config.mode {
         AgentMode::Cluster => {
             cmd.env("KUBECONFIG", &config.kubeconfig)

@@ -146,6 +146,11 @@ impl ProjectBinaries {
         self.operator.with_file_name("kubectl-bulkhead")
     }
 
+    /// `bulkhead-collector`, built beside the operator.
+    pub fn collector(&self) -> PathBuf {
+        self.operator.with_file_name("bulkhead-collector")
+    }
+
     /// `$BULKHEAD_OPERATOR` and `$BULKHEAD_AGENT` when both are set;
     /// otherwise builds both with cargo (once per process, so a test run
     /// always drives the code of this checkout) and uses the workspace's.
@@ -202,7 +207,7 @@ fn build_project() -> Result<ProjectBinaries> {
         operator: target.join("bulkhead-operator"),
         agent: target.join("bulkhead-agent"),
     };
-    for path in [&binaries.operator, &binaries.agent] {
+    for path in [&binaries.operator, &binaries.agent, &binaries.collector()] {
         if !is_executable(path) {
             return Err(Error::MissingBinaries(format!(
                 "cargo built, but {} is not there",

@@ -29,6 +29,7 @@ pub mod agent;
 pub mod apiserver;
 pub mod binaries;
 pub mod certs;
+pub mod collector;
 pub mod control_plane;
 pub mod error;
 pub mod etcd;

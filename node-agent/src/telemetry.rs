@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -273,17 +273,14 @@ pub async fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Resu
     axum::serve(listener, app).await
 }
 
-async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+async fn metrics(State(t): State<Arc<Telemetry>>, headers: HeaderMap) -> impl IntoResponse {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &t.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        ),
+        Ok(()) => {
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            let (body, content_type) = bulkhead_api::exposition::negotiate(body, accept);
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body)
+        }
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain")],

@@ -30,11 +30,29 @@ pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()>
     axum::serve(listener, app).await
 }
 
-async fn metrics(State(h): State<Arc<Health>>) -> (StatusCode, String) {
+async fn metrics(
+    State(h): State<Arc<Health>>,
+    headers: axum::http::HeaderMap,
+) -> (
+    StatusCode,
+    [(axum::http::HeaderName, &'static str); 1],
+    String,
+) {
     let mut body = String::new();
+    let content_type = axum::http::header::CONTENT_TYPE;
     match prometheus_client::encoding::text::encode(&mut body, &h.registry) {
-        Ok(()) => (StatusCode::OK, body),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(()) => {
+            let accept = headers
+                .get(axum::http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let (body, kind) = bulkhead_api::exposition::negotiate(body, accept);
+            (StatusCode::OK, [(content_type, kind)], body)
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(content_type, "text/plain")],
+            e.to_string(),
+        ),
     }
 }
 

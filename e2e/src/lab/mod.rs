@@ -17,7 +17,7 @@
 //! when an assertion fails.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentMode;
 use crate::binaries::ProjectBinaries;
+use crate::collector::{Collector, CollectorConfig};
 use crate::control_plane::{ControlPlane, ControlPlaneConfig, KEEP_ENV};
 use crate::error::{Error, Result};
 use crate::kubectl::Kubectl;
@@ -105,6 +106,8 @@ pub struct LabSpec {
     pub listen_sctp: bool,
     /// More flags for every operator replica (e.g. `--network-policies`).
     pub operator_args: Vec<String>,
+    /// Run the collector, and have every agent ship its flows to it.
+    pub collector: bool,
     pub lifetime: Lifetime,
     /// Print each step and its duration to stderr (also `$BULKHEAD_LAB_VERBOSE`).
     pub verbose: bool,
@@ -125,6 +128,7 @@ impl LabSpec {
             listen: Vec::new(),
             listen_sctp: false,
             operator_args: Vec::new(),
+            collector: true,
             lifetime: Lifetime::Attached,
             verbose: std::env::var_os("BULKHEAD_LAB_VERBOSE").is_some(),
         }
@@ -206,6 +210,7 @@ pub struct Lab {
     operators: BTreeMap<String, Operator>,
     agents: BTreeMap<String, Process>,
     agent_mode: AgentMode,
+    collector: Option<Collector>,
     /// Listeners by the key of the pod they run in.
     listeners: Vec<(String, Process)>,
     listen: Vec<u16>,
@@ -270,6 +275,7 @@ impl Lab {
             operators: BTreeMap::new(),
             agents: BTreeMap::new(),
             agent_mode,
+            collector: None,
             listeners: Vec::new(),
             listen: spec.listen.clone(),
             pods: BTreeMap::new(),
@@ -306,6 +312,10 @@ impl Lab {
                 lab.listen_on(&ns, &name, &ports)?;
             }
             step.done("listeners in every pod");
+        }
+        if spec.collector {
+            lab.start_collector()?;
+            step.done("collector ready");
         }
         let operator_args: Vec<&str> = spec.operator_args.iter().map(String::as_str).collect();
         for name in &spec.operators {
@@ -374,6 +384,40 @@ impl Lab {
         self.agent_mode
     }
 
+    /// The collector, when the lab runs one.
+    pub fn collector(&self) -> Option<&Collector> {
+        self.collector.as_ref()
+    }
+
+    pub fn collector_mut(&mut self) -> Option<&mut Collector> {
+        self.collector.as_mut()
+    }
+
+    /// Starts the collector (again, after a `kill`) and waits for `/readyz`.
+    pub fn start_collector(&mut self) -> Result<()> {
+        let config = match &self.collector {
+            Some(c) => c.config.clone(),
+            None => {
+                let admin = self.kubectl();
+                crate::collector::ensure_agent_service_account(&admin)?;
+                CollectorConfig {
+                    binary: self.project.collector(),
+                    listen: SocketAddr::new(
+                        IpAddr::V4(self.topology().gateway),
+                        crate::collector::COLLECTOR_PORT,
+                    ),
+                    kubeconfig: self.plane().admin_kubeconfig().to_owned(),
+                    data_dir: self.state().root().join("collector"),
+                    lifetime: self.lifetime,
+                }
+            }
+        };
+        let mut collector = Collector::start(self.state(), &config)?;
+        collector.wait_ready(Duration::from_secs(30))?;
+        self.collector = Some(collector);
+        Ok(())
+    }
+
     pub fn project_binaries(&self) -> &ProjectBinaries {
         &self.project
     }
@@ -393,6 +437,9 @@ impl Lab {
         }
         for agent in self.agents.values_mut() {
             agent.keep();
+        }
+        if let Some(c) = self.collector.as_mut() {
+            c.keep();
         }
         for (_, listener) in &mut self.listeners {
             listener.keep();
@@ -463,6 +510,9 @@ impl Drop for Lab {
         }
         for (_, mut operator) in std::mem::take(&mut self.operators) {
             let _ = operator.stop();
+        }
+        if let Some(mut c) = self.collector.take() {
+            let _ = c.kill();
         }
         let _ = netns::unmount(&self.bpffs);
         if let Some(plane) = self.plane.take() {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{Lab, OPERATOR_READY_TIMEOUT};
 use crate::agent::{self, AgentConfig, AgentMode};
+use crate::collector::Collector;
 use crate::error::{Error, Result};
 use crate::netns;
 use crate::operator::{Operator, OperatorConfig};
@@ -94,6 +95,9 @@ impl Lab {
             self.save()?;
         }
         let config = self.agent_config(node)?;
+        if config.collector.is_some() {
+            crate::collector::write_node_token(&self.kubectl(), node, &config.collector_token())?;
+        }
         if self.agent_mode == AgentMode::Standalone {
             let admin = self.kubectl();
             wait_until(
@@ -224,6 +228,7 @@ impl Lab {
             bpffs: self.bpffs.clone(),
             dir: self.state().root().join("agents").join(node),
             lifetime: self.lifetime,
+            collector: self.collector().map(Collector::url),
         })
     }
 }
