@@ -32,6 +32,27 @@ pub struct IdentityMapSpec {
     /// Address prefixes that hash to this shard, with the identity they map to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prefixes: Vec<PrefixEntry>,
+    /// Numbers of this shard that no endpoint uses any more, in quarantine:
+    /// not handed to another label set until the quarantine has passed, and
+    /// given back to the same label set if it returns. The operator reads
+    /// them back after a restart or a failover; agents ignore them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<ReleasedIdentity>,
+}
+
+/// A number in quarantine: the label set it stood for and when it was released.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleasedIdentity {
+    /// The number.
+    pub id: u32,
+    /// The label set it stood for.
+    pub labels: Labels,
+    /// When the last endpoint with it went away, RFC 3339 UTC.
+    #[schemars(with = "String")]
+    pub released_at: jiff::Timestamp,
 }
 
 /// A numeric identity and the segmentation labels it stands for.

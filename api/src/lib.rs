@@ -29,7 +29,9 @@ pub mod rule_map;
 pub mod selector;
 
 pub use external_node::{ExternalNode, ExternalNodeSpec, ExternalNodeStatus};
-pub use identity_map::{IdentityEntry, IdentityMap, IdentityMapSpec, PrefixEntry};
+pub use identity_map::{
+    IdentityEntry, IdentityMap, IdentityMapSpec, PrefixEntry, ReleasedIdentity,
+};
 pub use mapping::{LabelMapping, LabelMappingSpec, LabelMappingStatus};
 pub use policy::{SegmentationPolicy, SegmentationPolicySpec, SegmentationPolicyStatus};
 pub use rule_map::{NodeRuleMap, NodeRuleMapSpec, NodeRuleMapStatus};

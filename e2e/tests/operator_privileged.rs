@@ -556,7 +556,7 @@ fn a_restarted_operator_keeps_identities_and_catches_up_on_what_changed_while_it
     // nothing rewritten (not one resourceVersion moves).
     ok(lab.stop_operator("a"), "stopping the operator");
     ok(lab.start_operator("a"), "starting the operator again");
-    std::thread::sleep(Duration::from_secs(3));
+    published_once(&mut lab, "a");
     let (shards_after, maps_after) = shards_and_maps(&lab);
     let specs = |s: &BTreeMap<String, IdentityMap>| {
         s.iter()
@@ -678,12 +678,40 @@ fn conditions_keep_their_transition_times_across_an_operator_restart() {
 
     ok(lab.stop_operator("a"), "stopping the operator");
     ok(lab.start_operator("a"), "starting the operator again");
-    std::thread::sleep(Duration::from_secs(3));
+    published_once(&mut lab, "a");
     assert_eq!(
         transitions(&lab),
         before,
         "no condition changed status across the restart, so none may have a new lastTransitionTime"
     );
+}
+
+/// Waits until `replica` has finished a full publish pass (rule maps,
+/// shards and every status): after it, whatever a restart would rewrite has
+/// been rewritten.
+fn published_once(lab: &mut Lab, replica: &str) {
+    eventually(
+        &format!("a full publish pass of operator {replica}"),
+        || {
+            let text = lab.operator(replica)?.metrics()?;
+            let passes =
+                observe::metric_sum_where(&text, "bulkhead_operator_passes_total", "kind=\"full\"");
+            Ok((passes >= 1.0).then_some(()))
+        },
+    );
+}
+
+/// Every endpoint's identity number in every rule map.
+fn endpoint_numbers(lab: &Lab) -> BTreeMap<(String, String), u32> {
+    let (_, maps) = shards_and_maps(lab);
+    maps.iter()
+        .flat_map(|(node, m)| {
+            m.spec
+                .endpoints
+                .iter()
+                .map(|e| ((node.clone(), e.name.clone()), e.identity))
+        })
+        .collect()
 }
 
 fn leader(lab: &Lab) -> String {
@@ -709,6 +737,47 @@ fn of_two_replicas_only_the_lease_holder_writes_and_the_other_takes_over_when_it
     let first = leader(&lab);
     let standby = if first == "a" { "b" } else { "a" };
     assert!(["a", "b"].contains(&first.as_str()), "holder {first:?}");
+
+    // The standby's history differs from the leader's: a label set comes and
+    // goes while it is down, so its own numbering (from the shards at its
+    // start) would not be the leader's for the next new label set.
+    ok(lab.stop_operator(standby), "stopping the standby");
+    let temp = [("app", "temp"), ("env", "dev")];
+    ok(
+        lab.add_pod(&Workload::new(
+            "dev",
+            "temp-1",
+            "node-1",
+            &[("app", "temp")],
+        )),
+        "adding a pod",
+    );
+    eventually("the leader to number app=temp", || {
+        Ok(directory(&lab)?.identity_of(&labels(&temp)))
+    });
+    ok(lab.delete_pod("dev", "temp-1"), "deleting the pod");
+    eventually("the leader to release app=temp", || {
+        Ok(directory(&lab)?
+            .identity_of(&labels(&temp))
+            .is_none()
+            .then_some(()))
+    });
+    ok(lab.start_operator(standby), "starting the standby again");
+    let fresh = [("app", "fresh"), ("env", "dev")];
+    ok(
+        lab.add_pod(&Workload::new(
+            "dev",
+            "fresh-1",
+            "node-1",
+            &[("app", "fresh")],
+        )),
+        "adding a pod",
+    );
+    eventually("the leader to number app=fresh", || {
+        Ok(directory(&lab)?.identity_of(&labels(&fresh)))
+    });
+    let numbers_before = endpoint_numbers(&lab);
+    let dir_before = ok(directory(&lab), "identities");
     let leading = |lab: &mut Lab, r: &str| {
         ok(
             lab.operator(r)
@@ -741,6 +810,112 @@ fn of_two_replicas_only_the_lease_holder_writes_and_the_other_takes_over_when_it
     );
     assert!(writes(&mut lab, standby) > 0.0, "the new leader wrote");
     assert_eq!(leading(&mut lab, standby), Some(1.0));
+
+    // Defect 1: the new leader publishes the old leader's numbers, not its
+    // own: every endpoint keeps its identity number, every label set its.
+    assert_eq!(
+        endpoint_numbers(&lab),
+        numbers_before,
+        "identity numbers moved in the failover"
+    );
+    let dir_after = ok(directory(&lab), "identities");
+    for (id, labels) in &dir_before.labels {
+        assert_eq!(
+            dir_after.identity_of(labels),
+            Some(*id),
+            "{labels:?} was {id} before the failover"
+        );
+    }
+}
+
+/// Sends SIGCONT to the paused API server when dropped, so that a failed
+/// assertion does not leave the lab frozen.
+struct Paused(i32);
+
+impl Paused {
+    fn api_server(lab: &Lab) -> Paused {
+        let recorded = ok(
+            bulkhead_e2e::process::recorded(lab.plane().state()),
+            "the lab's processes",
+        );
+        let apiserver = recorded
+            .iter()
+            .find(|p| p.name == "kube-apiserver" && p.is_running())
+            .unwrap_or_else(|| panic!("no running kube-apiserver in {recorded:?}"));
+        signal(apiserver.pid, "-STOP");
+        Paused(apiserver.pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+fn signal(pid: i32, which: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "kill {which} {pid} failed"
+    );
+}
+
+/// Defect 2: the Lease call of a leader had no deadline; with the API server
+/// paused (SIGSTOP: connections accepted, nothing answered), the leader went
+/// on believing it led long after its Lease expired.
+#[test]
+fn defect_2_a_paused_api_server_ends_the_leadership_before_the_lease_expires() {
+    let mut lab = start(spec());
+    ok(lab.apply(MAPPING), "applying the LabelMapping");
+    ok(lab.apply(&prod_api_policy(8080)), "applying the policy");
+    rule_map_where(&lab, "node-2", "the rule", |m, dir| {
+        the_prod_api_rule(m, dir).is_some()
+    });
+    let leading = |lab: &mut Lab| {
+        ok(
+            lab.operator("a")
+                .and_then(|o| o.metric("bulkhead_operator_leader")),
+            "metrics",
+        )
+    };
+    assert_eq!(leading(&mut lab), Some(1.0));
+
+    let paused = Paused::api_server(&lab);
+    // The Lease lasts 15 s after the last renewal; the renew deadline is
+    // 10 s. The leader must have stopped before anyone could take over.
+    let stepped_down = bulkhead_e2e::wait::wait_until(
+        "the leader to step down while the API server is paused",
+        Duration::from_secs(14),
+        || {
+            let text = lab.operator("a")?.metrics()?;
+            let leading = observe::metric_sum(&text, "bulkhead_operator_leader");
+            Ok((leading == 0.0).then_some(()))
+        },
+    );
+    assert!(
+        ok(lab.operator("a"), "operator").is_running(),
+        "the operator must survive the pause"
+    );
+    drop(paused);
+    ok(stepped_down, "stepping down");
+
+    // Resumed: it leads again and publishes what changes next.
+    eventually("the operator to lead again", || {
+        let text = lab.operator("a")?.metrics()?;
+        let leading = observe::metric_sum(&text, "bulkhead_operator_leader");
+        Ok((leading == 1.0).then_some(()))
+    });
+    ok(lab.apply(&prod_api_policy(9090)), "changing the policy");
+    rule_map_where(
+        &lab,
+        "node-2",
+        "the change made after the pause",
+        |m, dir| the_prod_api_rule(m, dir).is_some_and(|(_, _, ports)| ports == tcp(9090)),
+    );
+    assert_operator_agrees_with_offline_compile(&lab, "after the pause");
 }
 
 #[test]

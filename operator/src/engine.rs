@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use bulkhead_api::{IdentityMap, NodeRuleMap};
 use bulkhead_policy::{CompileOptions, Compiler, IdentityAllocation, Snapshot};
+use kube::api::ListParams;
 use kube::runtime::events::Recorder;
-use kube::Client;
+use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 
+use crate::call::{bounded, CALL_TIMEOUT};
 use crate::feed::{FeedEvent, Kind};
 use crate::http::Health;
 use crate::metrics::{CompileLabel, Metrics};
@@ -32,7 +34,14 @@ pub struct Engine {
     shards: BTreeMap<String, IdentityMap>,
     generations: BTreeMap<(Kind, String), i64>,
     statuses: StatusWriter,
+    /// Something the rule maps or shards depend on changed: a full pass.
     dirty: bool,
+    /// Nodes whose agent reported a new status: their policies' status only.
+    status_nodes: BTreeSet<String>,
+    /// Whether this replica led at the last look, to see it win.
+    leading: bool,
+    /// Won the Lease and not yet taken over the published numbering.
+    reseed: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -67,6 +76,9 @@ impl Engine {
             generations: BTreeMap::new(),
             statuses: StatusWriter::default(),
             dirty: true,
+            status_nodes: BTreeSet::new(),
+            leading: false,
+            reseed: false,
         }
     }
 
@@ -88,7 +100,6 @@ impl Engine {
                 },
                 changed = leader.changed() => {
                     if changed.is_err() { return; }
-                    self.dirty = true;
                 }
                 _ = tokio::time::sleep(wait) => { self.dirty = true; }
             }
@@ -96,25 +107,111 @@ impl Engine {
             while let Ok(e) = rx.try_recv() {
                 self.handle(e);
             }
-            self.maybe_load();
-            if self.compiler.is_none() || !*leader.borrow() || !self.dirty {
-                continue;
-            }
+            let leading = *leader.borrow();
             let started = Instant::now();
-            match self.publish().await {
-                Ok(()) => {
-                    self.dirty = false;
-                    retry = None;
+            let pass = self.step(leading);
+            // A replica that stops leading stops writing, mid-pass too.
+            let result = tokio::select! {
+                r = pass => r,
+                _ = leader.wait_for(|l| !*l), if leading => {
+                    tracing::warn!("leadership lost during a publish pass; stopped it");
+                    self.dirty = true;
+                    Ok(false)
                 }
+            };
+            match result {
+                Ok(true) => {
+                    retry = None;
+                    self.metrics
+                        .reconcile_duration
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "publish failed; retrying");
                     retry = Some(Instant::now() + Duration::from_secs(1));
                 }
             }
-            self.metrics
-                .reconcile_duration
-                .observe(started.elapsed().as_secs_f64());
         }
+    }
+
+    /// What one turn of the loop does after taking in events: the first
+    /// compile, the clock, and (when leading) the reseed after a won Lease,
+    /// a full pass when something changed, a status pass when only agents
+    /// reported. Returns whether it wrote anything or tried to.
+    pub async fn step(&mut self, leading: bool) -> Result<bool, Error> {
+        self.maybe_load();
+        if leading && !self.leading {
+            self.reseed = true;
+        }
+        self.leading = leading;
+        let Some(compiler) = &mut self.compiler else {
+            return Ok(false);
+        };
+        let before = compiler.output().allocation.released().count();
+        compiler.advance_clock(jiff::Timestamp::now());
+        if compiler.output().allocation.released().count() != before {
+            self.dirty = true; // a quarantine ended: its shard changes
+        }
+        if !leading {
+            return Ok(false);
+        }
+        if self.reseed {
+            self.take_over_numbering().await?;
+            self.reseed = false;
+            self.dirty = true;
+        }
+        if self.dirty {
+            self.publish().await?;
+            self.dirty = false;
+            self.status_nodes.clear();
+            self.metrics.pass("full");
+            return Ok(true);
+        }
+        if !self.status_nodes.is_empty() {
+            let nodes = std::mem::take(&mut self.status_nodes);
+            self.write_policy_statuses(Some(&nodes)).await;
+            self.metrics.pass("status");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// On winning the Lease: the numbering the previous leader published
+    /// becomes ours before anything is published, read fresh from the API
+    /// server (not from the watch, which may lag the last writes).
+    async fn take_over_numbering(&mut self) -> Result<(), Error> {
+        let api: Api<IdentityMap> = Api::all(self.client.clone());
+        let listed = bounded(
+            "listing IdentityMaps",
+            CALL_TIMEOUT,
+            api.list(&ListParams::default()),
+        )
+        .await?;
+        self.shards = listed
+            .items
+            .into_iter()
+            .map(|s| (kube::ResourceExt::name_any(&s), s))
+            .collect();
+        let allocation = self.published_allocation();
+        let started = Instant::now();
+        if let Some(compiler) = &mut self.compiler {
+            compiler.reseed(allocation);
+            tracing::info!(
+                identities = compiler.output().identities.len(),
+                "took over the published identity numbering"
+            );
+        }
+        self.observe_compile("full", started);
+        Ok(())
+    }
+
+    /// The allocation in the shards as last seen, its clock at the present.
+    fn published_allocation(&self) -> IdentityAllocation {
+        let mut allocation =
+            IdentityAllocation::from_identity_maps(self.shards.values().map(|s| &s.spec));
+        allocation.advance(jiff::Timestamp::now(), self.options.identity_quarantine);
+        allocation
     }
 
     fn handle(&mut self, event: FeedEvent) {
@@ -139,8 +236,22 @@ impl Engine {
             }
             FeedEvent::RuleMap(obj) => {
                 let name = kube::ResourceExt::name_any(obj.as_ref());
+                let desired = self
+                    .compiler
+                    .as_ref()
+                    .map(|c| c.output().rule_maps.get(&name));
+                if desired.is_some_and(|d| d != Some(&obj.spec)) {
+                    // Not what we publish (someone else's write, or an event
+                    // older than our last apply): a pass puts it right.
+                    self.dirty = true;
+                } else if self.rule_maps.get(&name).is_none_or(|old| {
+                    old.status != obj.status || old.metadata.generation != obj.metadata.generation
+                }) {
+                    // The agent reported: only the status of its policies moves.
+                    self.status_nodes.insert(name.clone());
+                }
+                // Otherwise the echo of our own apply: nothing to do.
                 self.rule_maps.insert(name, *obj);
-                self.dirty = true; // an agent may have programmed a generation
             }
             FeedEvent::RuleMapGone(name) => {
                 self.rule_maps.remove(&name);
@@ -148,6 +259,13 @@ impl Engine {
             }
             FeedEvent::Shard(obj) => {
                 let name = kube::ResourceExt::name_any(obj.as_ref());
+                let desired = self.compiler.as_ref().map(|c| {
+                    let shards = &c.output().identity_maps;
+                    shards.iter().find(|s| publish::shard_name(s.shard) == name)
+                });
+                if desired.is_some_and(|d| d != Some(&obj.spec)) {
+                    self.dirty = true;
+                }
                 self.shards.insert(name, *obj);
             }
             FeedEvent::ShardGone(name) => {
@@ -179,8 +297,7 @@ impl Engine {
         {
             return;
         }
-        let allocation =
-            IdentityAllocation::from_identity_maps(self.shards.values().map(|s| &s.spec));
+        let allocation = self.published_allocation();
         let mut compiler = Compiler::new(self.options.clone(), allocation);
         let started = Instant::now();
         compiler.load(std::mem::take(&mut self.pending));
@@ -218,28 +335,11 @@ impl Engine {
             &self.metrics,
         )
         .await?;
-        // Translated NetworkPolicies (`networkpolicy:<ns>/<name>`) have no
-        // SegmentationPolicy to write a status to.
-        let segmentation_policies = out
-            .policies
-            .iter()
-            .filter(|(name, _)| !name.starts_with(bulkhead_policy::netpol::POLICY_PREFIX));
-        for (name, facts) in segmentation_policies {
-            let generation = self
-                .generations
-                .get(&(Kind::SegmentationPolicy, name.clone()))
-                .copied();
-            let programmed = status::nodes_programmed(facts, &out.rule_maps, &self.rule_maps);
-            let st = status::policy_status(facts, generation, programmed);
-            if let Err(e) = self
-                .statuses
-                .policy(&self.client, &self.recorder, name, st, &self.metrics)
-                .await
-            {
-                self.metrics.error("segmentationpolicy");
-                tracing::warn!(error = %e, "status not written");
-            }
-        }
+        self.write_policy_statuses(None).await;
+        let Some(compiler) = &self.compiler else {
+            return Ok(());
+        };
+        let out = compiler.output();
         for (name, facts) in &out.mappings {
             let generation = self
                 .generations
@@ -258,4 +358,38 @@ impl Engine {
         self.statuses.retain(&out.policies, &out.mappings);
         Ok(())
     }
+
+    /// Writes the status of every SegmentationPolicy, or of those on `nodes`.
+    async fn write_policy_statuses(&mut self, nodes: Option<&BTreeSet<String>>) {
+        let Some(compiler) = &self.compiler else {
+            return;
+        };
+        let out = compiler.output();
+        // Translated NetworkPolicies (`networkpolicy:<ns>/<name>`) have no
+        // SegmentationPolicy to write a status to.
+        let policies = out.policies.iter().filter(|(name, facts)| {
+            !name.starts_with(bulkhead_policy::netpol::POLICY_PREFIX)
+                && nodes.is_none_or(|n| facts.nodes.iter().any(|f| n.contains(f)))
+        });
+        for (name, facts) in policies {
+            let generation = self
+                .generations
+                .get(&(Kind::SegmentationPolicy, name.clone()))
+                .copied();
+            let programmed = status::nodes_programmed(facts, &out.rule_maps, &self.rule_maps);
+            let st = status::policy_status(facts, generation, programmed);
+            if let Err(e) = self
+                .statuses
+                .policy(&self.client, &self.recorder, name, st, &self.metrics)
+                .await
+            {
+                self.metrics.error("segmentationpolicy");
+                tracing::warn!(error = %e, "status not written");
+            }
+        }
+    }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

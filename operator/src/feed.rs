@@ -232,6 +232,98 @@ fn key_of<K: Resource>(obj: &K) -> String {
     }
 }
 
+/// A watcher event after the re-list bookkeeping.
+#[derive(Debug, PartialEq)]
+enum Seen<K> {
+    /// The object as it is now (`namespace/name` or `name`).
+    Applied(String, K),
+    /// The object is gone: deleted, or missing from a re-list.
+    Deleted(String),
+    /// A (re)list is complete.
+    Synced,
+}
+
+/// The one list/watch/re-list bookkeeping of every watch: what the last
+/// list and the events since say exists, so that a re-list after an
+/// outage reports what vanished meanwhile as deleted.
+#[derive(Debug, Default)]
+struct Bookkeeping {
+    known: BTreeSet<String>,
+    relisting: Option<BTreeSet<String>>,
+}
+
+impl Bookkeeping {
+    fn event<K: Resource>(&mut self, event: watcher::Event<K>) -> Vec<Seen<K>> {
+        match event {
+            watcher::Event::Init => {
+                self.relisting = Some(BTreeSet::new());
+                vec![]
+            }
+            watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                let key = key_of(&obj);
+                if let Some(seen) = &mut self.relisting {
+                    seen.insert(key.clone());
+                }
+                self.known.insert(key.clone());
+                vec![Seen::Applied(key, obj)]
+            }
+            watcher::Event::Delete(obj) => {
+                let key = key_of(&obj);
+                self.known.remove(&key);
+                vec![Seen::Deleted(key)]
+            }
+            watcher::Event::InitDone => {
+                let mut out = Vec::new();
+                if let Some(seen) = self.relisting.take() {
+                    let gone = self.known.difference(&seen);
+                    out.extend(gone.map(|k| Seen::Deleted(k.clone())));
+                    self.known = seen;
+                }
+                out.push(Seen::Synced);
+                out
+            }
+        }
+    }
+}
+
+/// Runs one watch: every event through the bookkeeping, then `on` turns
+/// what was seen into feed events. `name` labels logs and metrics.
+fn spawn_watch<K, F>(api: Api<K>, name: &'static str, tx: Sender, metrics: Arc<Metrics>, mut on: F)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: FnMut(Seen<K>) -> Option<FeedEvent> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut book = Bookkeeping::default();
+        let gauge = metrics
+            .objects
+            .get_or_create(&KindLabel { kind: name.into() })
+            .clone();
+        let mut stream = watcher(api, watcher::Config::default())
+            .backoff(Reconnect::default())
+            .boxed();
+        loop {
+            let event = match stream.try_next().await {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
+                Err(e) => {
+                    metrics.error(name);
+                    tracing::warn!(kind = name, error = %e, "watch failed; retrying");
+                    continue;
+                }
+            };
+            let seen = book.event(event);
+            gauge.set(book.known.len() as i64);
+            for e in seen.into_iter().filter_map(&mut on) {
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// A watch of a kind the compiler reads: objects become changes.
 fn spawn_kind<K, C, D>(
     api: Api<K>,
     kind: Kind,
@@ -244,82 +336,30 @@ fn spawn_kind<K, C, D>(
     C: Fn(&K) -> Result<Change, convert::ConvertError> + Send + 'static,
     D: Fn(&str) -> Change + Send + 'static,
 {
-    tokio::spawn(async move {
-        let mut known: BTreeSet<String> = BTreeSet::new();
-        let mut relisting: Option<BTreeSet<String>> = None;
-        let gauge = metrics
-            .objects
-            .get_or_create(&KindLabel {
-                kind: kind.name().into(),
-            })
-            .clone();
-        let mut stream = watcher(api, watcher::Config::default())
-            .backoff(Reconnect::default())
-            .boxed();
-        loop {
-            let event = match stream.try_next().await {
-                Ok(Some(e)) => e,
-                Ok(None) => return,
-                Err(e) => {
-                    metrics.error(kind.name());
-                    tracing::warn!(kind = kind.name(), error = %e, "watch failed; retrying");
-                    continue;
-                }
-            };
-            let mut out = Vec::new();
-            match event {
-                watcher::Event::Init => relisting = Some(BTreeSet::new()),
-                watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
-                    let key = key_of(&obj);
-                    if let Some(seen) = &mut relisting {
-                        seen.insert(key.clone());
-                    }
-                    match to_change(&obj) {
-                        Ok(change) => {
-                            known.insert(key.clone());
-                            let generation =
-                                matches!(kind, Kind::SegmentationPolicy | Kind::LabelMapping)
-                                    .then(|| obj.meta().generation.map(|g| (kind, key.clone(), g)))
-                                    .flatten();
-                            out.push(FeedEvent::Change { change, generation });
-                        }
-                        Err(e) => {
-                            metrics.error(kind.name());
-                            tracing::warn!(kind = kind.name(), object = %key, error = %e, "ignoring an object that does not convert");
-                        }
-                    }
-                }
-                watcher::Event::Delete(obj) => {
-                    let key = key_of(&obj);
-                    known.remove(&key);
-                    out.push(FeedEvent::Change {
-                        change: delete(&key),
-                        generation: None,
-                    });
-                }
-                watcher::Event::InitDone => {
-                    if let Some(seen) = relisting.take() {
-                        for gone in known.difference(&seen) {
-                            out.push(FeedEvent::Change {
-                                change: delete(gone),
-                                generation: None,
-                            });
-                        }
-                        known.retain(|k| seen.contains(k));
-                    }
-                    out.push(FeedEvent::Synced(kind));
-                }
+    let errors = metrics.clone();
+    spawn_watch(api, kind.name(), tx, metrics, move |seen| match seen {
+        Seen::Applied(key, obj) => match to_change(&obj) {
+            Ok(change) => {
+                let generation = matches!(kind, Kind::SegmentationPolicy | Kind::LabelMapping)
+                    .then(|| obj.meta().generation.map(|g| (kind, key, g)))
+                    .flatten();
+                Some(FeedEvent::Change { change, generation })
             }
-            gauge.set(known.len() as i64);
-            for e in out {
-                if tx.send(e).await.is_err() {
-                    return;
-                }
+            Err(e) => {
+                errors.error(kind.name());
+                tracing::warn!(kind = kind.name(), object = %key, error = %e, "ignoring an object that does not convert");
+                None
             }
-        }
+        },
+        Seen::Deleted(key) => Some(FeedEvent::Change {
+            change: delete(&key),
+            generation: None,
+        }),
+        Seen::Synced => Some(FeedEvent::Synced(kind)),
     });
 }
 
+/// A watch of what the operator publishes (and agents report on).
 fn spawn_published<K, A>(
     api: Api<K>,
     tx: Sender,
@@ -331,54 +371,10 @@ fn spawn_published<K, A>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     A: Fn(K) -> FeedEvent + Send + 'static,
 {
-    tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default())
-            .backoff(Reconnect::default())
-            .boxed();
-        let mut known: BTreeSet<String> = BTreeSet::new();
-        let mut relisting: Option<BTreeSet<String>> = None;
-        loop {
-            let event = match stream.try_next().await {
-                Ok(Some(e)) => e,
-                Ok(None) => return,
-                Err(e) => {
-                    metrics.error(kind);
-                    tracing::warn!(kind, error = %e, "watch failed; retrying");
-                    continue;
-                }
-            };
-            let mut out = Vec::new();
-            match event {
-                watcher::Event::Init => relisting = Some(BTreeSet::new()),
-                watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
-                    let name = obj.name_any();
-                    if let Some(seen) = &mut relisting {
-                        seen.insert(name.clone());
-                    }
-                    known.insert(name);
-                    out.push(apply(obj));
-                }
-                watcher::Event::Delete(obj) => {
-                    let name = obj.name_any();
-                    known.remove(&name);
-                    out.push(gone(name));
-                }
-                watcher::Event::InitDone => {
-                    if let Some(seen) = relisting.take() {
-                        for name in known.difference(&seen) {
-                            out.push(gone(name.clone()));
-                        }
-                        known.retain(|k| seen.contains(k));
-                    }
-                    out.push(FeedEvent::PublishedSynced(kind));
-                }
-            }
-            for e in out {
-                if tx.send(e).await.is_err() {
-                    return;
-                }
-            }
-        }
+    spawn_watch(api, kind, tx, metrics, move |seen| match seen {
+        Seen::Applied(_, obj) => Some(apply(obj)),
+        Seen::Deleted(name) => Some(gone(name)),
+        Seen::Synced => Some(FeedEvent::PublishedSynced(kind)),
     });
 }
 
@@ -393,5 +389,43 @@ mod tests {
         assert_eq!(waits, [250, 500, 1000, 2000, 4000, 4000, 4000]);
         b.reset();
         assert_eq!(b.next(), Some(Duration::from_millis(250)));
+    }
+
+    fn node(name: &str) -> Node {
+        let mut n = Node::default();
+        n.metadata.name = Some(name.into());
+        n
+    }
+
+    fn names(seen: Vec<Seen<Node>>) -> Vec<String> {
+        seen.into_iter()
+            .map(|s| match s {
+                Seen::Applied(k, _) => format!("+{k}"),
+                Seen::Deleted(k) => format!("-{k}"),
+                Seen::Synced => "synced".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_relist_reports_what_vanished_while_the_watch_was_down() {
+        let mut book = Bookkeeping::default();
+        let mut run = |e| names(book.event(e));
+        assert!(run(watcher::Event::Init).is_empty());
+        assert_eq!(run(watcher::Event::InitApply(node("a"))), ["+a"]);
+        assert_eq!(run(watcher::Event::InitApply(node("b"))), ["+b"]);
+        assert_eq!(run(watcher::Event::InitDone), ["synced"]);
+        assert_eq!(run(watcher::Event::Apply(node("c"))), ["+c"]);
+        assert_eq!(run(watcher::Event::Delete(node("a"))), ["-a"]);
+        // The watch broke; b went away unseen, d came.
+        assert!(run(watcher::Event::Init).is_empty());
+        assert_eq!(run(watcher::Event::InitApply(node("c"))), ["+c"]);
+        assert_eq!(run(watcher::Event::InitApply(node("d"))), ["+d"]);
+        assert_eq!(run(watcher::Event::InitDone), ["-b", "synced"]);
+        assert_eq!(
+            book.known.iter().collect::<Vec<_>>(),
+            ["c", "d"],
+            "what exists now"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
@@ -32,19 +32,13 @@ pub async fn serve(addr: SocketAddr, health: Arc<Health>) -> std::io::Result<()>
 
 async fn metrics(
     State(h): State<Arc<Health>>,
-    headers: axum::http::HeaderMap,
-) -> (
-    StatusCode,
-    [(axum::http::HeaderName, &'static str); 1],
-    String,
-) {
+    headers: HeaderMap,
+) -> (StatusCode, [(HeaderName, &'static str); 1], String) {
     let mut body = String::new();
-    let content_type = axum::http::header::CONTENT_TYPE;
+    let content_type = header::CONTENT_TYPE;
     match prometheus_client::encoding::text::encode(&mut body, &h.registry) {
         Ok(()) => {
-            let accept = headers
-                .get(axum::http::header::ACCEPT)
-                .and_then(|v| v.to_str().ok());
+            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
             let (body, kind) = bulkhead_api::exposition::negotiate(body, accept);
             (StatusCode::OK, [(content_type, kind)], body)
         }

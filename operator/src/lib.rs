@@ -18,8 +18,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod engine;
 pub mod feed;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -40,6 +43,14 @@ pub enum Error {
         /// The client's error.
         #[source]
         source: kube::Error,
+    },
+    /// A call to the API server got no answer in time.
+    #[error("{action}: no answer from the API server within {after:?}")]
+    Timeout {
+        /// What was being done, naming the object.
+        action: String,
+        /// How long it waited.
+        after: std::time::Duration,
     },
     /// An object could not be serialized.
     #[error("serializing {0}: {1}")]

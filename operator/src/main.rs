@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use bulkhead_api::policy::EnforcementMode;
@@ -39,6 +38,12 @@ struct Args {
     /// the same compiler: watched and translated only when set.
     #[arg(long, env = "BULKHEAD_NETWORK_POLICIES")]
     network_policies: bool,
+    /// How long a released identity number stays reserved for its label
+    /// set before another may get it ("24h", "90m", "1h30m"). It must
+    /// outlast what may still carry the number: agents catching up, their
+    /// conntrack entries, flow records in spools and in flight.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    identity_quarantine: std::time::Duration,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -53,6 +58,13 @@ fn parse_mode(s: &str) -> Result<EnforcementMode, String> {
             "{s:?} is not a mode: use visibility, selective or full"
         )),
     }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 24h or 90m: {e}"))?;
+    std::time::Duration::try_from(d).map_err(|_| format!("{s:?} is negative"))
 }
 
 #[tokio::main]
@@ -88,13 +100,7 @@ async fn main() -> anyhow::Result<()> {
     let recorder = Recorder::new(client.clone(), reporter);
 
     let (leader_tx, leader_rx) = watch::channel(false);
-    let lease = LeaseConfig {
-        namespace: args.lease_namespace,
-        name: "bulkhead-operator".into(),
-        holder: identity,
-        duration: Duration::from_secs(15),
-        renew: Duration::from_secs(2),
-    };
+    let lease = LeaseConfig::new(args.lease_namespace, "bulkhead-operator".into(), identity);
     tokio::spawn(leader::run(
         client.clone(),
         lease,
@@ -114,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         default_mode: args.default_mode,
         identity_shards: args.identity_shards,
         network_policies: args.network_policies,
+        identity_quarantine: args.identity_quarantine,
         ..CompileOptions::default()
     };
     let engine = Engine::new(client, options, metrics, health, recorder);

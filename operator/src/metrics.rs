@@ -15,6 +15,14 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// A label saying what a publish pass did.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PassLabel {
+    /// `full` (rule maps, shards and every status) or `status` (the policy
+    /// status of nodes whose agents reported).
+    pub kind: String,
+}
+
 /// A label saying whether a compile was whole or incremental.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CompileLabel {
@@ -41,6 +49,8 @@ pub struct Metrics {
     pub writes: Family<KindLabel, Counter>,
     /// 1 while this replica holds the lease.
     pub leader: Gauge,
+    /// Publish passes, by what they did.
+    pub passes: Family<PassLabel, Counter>,
 }
 
 impl Metrics {
@@ -53,6 +63,7 @@ impl Metrics {
             errors: Family::default(),
             writes: Family::default(),
             leader: Gauge::default(),
+            passes: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("bulkhead_operator");
         r.register(
@@ -77,7 +88,19 @@ impl Metrics {
             "1 while this replica holds the lease",
             m.leader.clone(),
         );
+        r.register(
+            "passes",
+            "Publish passes: full (maps, shards, statuses) or status only",
+            m.passes.clone(),
+        );
         m
+    }
+
+    /// Counts one publish pass of `kind` (`full` or `status`).
+    pub fn pass(&self, kind: &str) {
+        self.passes
+            .get_or_create(&PassLabel { kind: kind.into() })
+            .inc();
     }
 
     /// Counts one error about `kind`.

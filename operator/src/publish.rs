@@ -1,13 +1,14 @@
 //! Writes rule maps and identity shards with server-side apply, only where
 //! the cluster's copy differs from the compiled one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bulkhead_api::{IdentityMap, IdentityMapSpec, NodeRuleMap, NodeRuleMapSpec};
 use futures::stream::{self, StreamExt};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, Resource};
 
+use crate::call::{bounded, CALL_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::{Error, FIELD_MANAGER};
 
@@ -32,23 +33,9 @@ pub async fn rule_maps(
         .filter(|(name, spec)| current.get(*name).is_none_or(|o| &o.spec != *spec))
         .map(|(name, spec)| (name.clone(), NodeRuleMap::new(name, spec.clone())))
         .collect::<Vec<_>>();
-    let mut writes = apply_all(&api, &params, changed.into_iter(), current, metrics).await?;
-    let stale: Vec<String> = current
-        .keys()
-        .filter(|n| !desired.contains_key(*n))
-        .cloned()
-        .collect();
-    for name in stale {
-        match api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(Error::kube(format!("deleting NodeRuleMap {name}"))(e)),
-        }
-        current.remove(&name);
-        metrics.write("noderulemap");
-        writes += 1;
-    }
-    Ok(writes)
+    let writes = apply_all(&api, &params, changed.into_iter(), current, metrics).await?;
+    let deletes = delete_stale(&api, current, |n| desired.contains_key(n), metrics).await?;
+    Ok(writes + deletes)
 }
 
 /// Brings the cluster's IdentityMap shards to `desired` (indexed by shard).
@@ -69,23 +56,45 @@ pub async fn shards(
             (name, obj)
         })
         .collect::<Vec<_>>();
-    let mut writes = apply_all(&api, &params, changed.into_iter(), current, metrics).await?;
-    let wanted: Vec<String> = desired.iter().map(|s| shard_name(s.shard)).collect();
-    let stale: Vec<String> = current
-        .keys()
-        .filter(|n| !wanted.contains(n))
-        .cloned()
-        .collect();
-    for name in stale {
-        match api.delete(&name, &DeleteParams::default()).await {
+    let writes = apply_all(&api, &params, changed.into_iter(), current, metrics).await?;
+    let wanted: BTreeSet<String> = desired.iter().map(|s| shard_name(s.shard)).collect();
+    let deletes = delete_stale(&api, current, |n| wanted.contains(n), metrics).await?;
+    Ok(writes + deletes)
+}
+
+/// Deletes every object of `current` that `wanted` rejects (one already
+/// gone counts as deleted); returns how many.
+async fn delete_stale<K>(
+    api: &Api<K>,
+    current: &mut BTreeMap<String, K>,
+    wanted: impl Fn(&str) -> bool,
+    metrics: &Metrics,
+) -> Result<usize, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let kind = K::kind(&());
+    let stale: Vec<String> = current.keys().filter(|n| !wanted(n)).cloned().collect();
+    for name in &stale {
+        let action = format!("deleting {kind} {name}");
+        match bounded(
+            action,
+            CALL_TIMEOUT,
+            api.delete(name, &DeleteParams::default()),
+        )
+        .await
+        {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(Error::kube(format!("deleting IdentityMap {name}"))(e)),
+            Err(Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            }) if s.code == 404 => {}
+            Err(e) => return Err(e),
         }
-        current.remove(&name);
-        writes += 1;
+        current.remove(name);
+        metrics.write(&kind.to_lowercase());
     }
-    Ok(writes)
+    Ok(stale.len())
 }
 
 /// How many server-side applies of one kind are in flight at once.
@@ -110,9 +119,12 @@ where
         + serde::de::DeserializeOwned,
 {
     let kind = K::kind(&());
-    let results: Vec<(String, Result<K, kube::Error>)> = stream::iter(objects)
+    let kind = &kind;
+    let results: Vec<(String, Result<K, Error>)> = stream::iter(objects)
         .map(|(name, obj)| async move {
-            let applied = api.patch(&name, params, &Patch::Apply(&obj)).await;
+            let action = format!("applying {kind} {name}");
+            let patch = Patch::Apply(&obj);
+            let applied = bounded(action, CALL_TIMEOUT, api.patch(&name, params, &patch)).await;
             (name, applied)
         })
         .buffer_unordered(CONCURRENT_WRITES)
@@ -128,9 +140,94 @@ where
                 writes += 1;
             }
             Err(e) => {
-                first_error.get_or_insert(Error::kube(format!("applying {kind} {name}"))(e));
+                first_error.get_or_insert(e);
             }
         }
     }
     first_error.map_or(Ok(writes), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use bulkhead_api::IdentityEntry;
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::fixtures::{Call, FakeApi};
+    use crate::metrics::KindLabel;
+
+    const SHARDS: &str = "/apis/bulkhead.dev/v1alpha1/identitymaps";
+
+    fn writes(metrics: &Metrics, kind: &str) -> u64 {
+        let kind = KindLabel { kind: kind.into() };
+        metrics.writes.get_or_create(&kind).get()
+    }
+
+    fn spec(shard: u32, shards: u32, id: u32) -> IdentityMapSpec {
+        IdentityMapSpec {
+            shard,
+            shards,
+            identities: vec![IdentityEntry {
+                id,
+                labels: [("app".to_string(), format!("a{id}"))].into(),
+            }],
+            ..IdentityMapSpec::default()
+        }
+    }
+
+    /// The copies of the stale-object loop had drifted: deleting a shard
+    /// was not counted as a write.
+    #[tokio::test]
+    async fn shards_applies_what_changed_and_deletes_and_counts_what_is_stale() {
+        let (client, api) = FakeApi::start();
+        let metrics = Metrics::register(&mut Registry::default());
+        let mut current: BTreeMap<String, IdentityMap> = BTreeMap::new();
+        for (i, id) in [(0, 256), (1, 257), (2, 258)] {
+            let obj = IdentityMap::new(&shard_name(i), spec(i, 3, id));
+            let value = serde_json::to_value(&obj).expect("json");
+            api.put(&format!("{SHARDS}/shard-{i}"), value);
+            current.insert(shard_name(i), obj);
+        }
+        // Down to two shards: shard-0 keeps its content, shard-1 changes.
+        let desired = [spec(0, 3, 256), spec(1, 2, 259)];
+        let made = shards(&client, &desired, &mut current, &metrics).await;
+        assert_eq!(made.expect("published"), 2);
+        let calls: Vec<String> = api.take_calls().iter().map(Call::line).collect();
+        assert_eq!(
+            calls,
+            [
+                format!("PATCH {SHARDS}/shard-1"),
+                format!("DELETE {SHARDS}/shard-2")
+            ]
+        );
+        assert_eq!(writes(&metrics, "identitymap"), 2);
+        assert_eq!(
+            current.keys().collect::<Vec<_>>(),
+            ["shard-0", "shard-1"],
+            "what the cluster has now"
+        );
+        assert_eq!(current["shard-1"].spec, desired[1]);
+        // A shard someone else already deleted counts as deleted.
+        let obj = IdentityMap::new("shard-5", spec(5, 6, 261));
+        current.insert("shard-5".into(), obj);
+        let made = shards(&client, &desired, &mut current, &metrics).await;
+        assert_eq!(made.expect("published"), 1);
+        assert!(!current.contains_key("shard-5"));
+    }
+
+    #[tokio::test]
+    async fn rule_maps_writes_nothing_when_the_cluster_has_the_compiled_maps() {
+        let (client, api) = FakeApi::start();
+        let metrics = Metrics::register(&mut Registry::default());
+        let desired: BTreeMap<String, NodeRuleMapSpec> =
+            [("n1".to_string(), NodeRuleMapSpec::default())].into();
+        let mut current = BTreeMap::new();
+        let made = rule_maps(&client, &desired, &mut current, &metrics).await;
+        assert_eq!(made.expect("published"), 1);
+        assert_eq!(api.take_calls().len(), 1);
+        let made = rule_maps(&client, &desired, &mut current, &metrics).await;
+        assert_eq!(made.expect("published"), 0);
+        assert!(api.take_calls().is_empty());
+        assert_eq!(writes(&metrics, "noderulemap"), 1);
+    }
 }

@@ -17,6 +17,7 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::call::{bounded, CALL_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::{Error, FIELD_MANAGER};
 
@@ -163,7 +164,7 @@ pub struct StatusWriter {
 }
 
 fn stamp(conditions: &mut [Condition], before: Option<&[Condition]>) {
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let now = jiff::Timestamp::now().to_string();
     for c in conditions {
         let old = before.and_then(|b| b.iter().find(|o| o.type_ == c.type_));
         c.last_transition_time = match old {
@@ -238,10 +239,8 @@ async fn write_status<K: WithStatus>(
 ) -> Result<Option<Option<K::Status>>, Error> {
     let api: Api<K> = Api::all(client.clone());
     if !written.contains_key(name) {
-        let current = api
-            .get_status(name)
-            .await
-            .map_err(Error::kube(format!("reading status of {} {name}", K::KIND)))?;
+        let action = format!("reading status of {} {name}", K::KIND);
+        let current = bounded(action, CALL_TIMEOUT, api.get_status(name)).await?;
         if let Some(st) = current.into_status() {
             written.insert(name.to_string(), st);
         }
@@ -259,13 +258,15 @@ async fn write_status<K: WithStatus>(
         before.as_ref().map(|b| K::conditions(b)),
     );
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER),
-        &Patch::Merge(&patch),
+    let action = format!("writing status of {} {name}", K::KIND);
+    let params = PatchParams::apply(FIELD_MANAGER);
+    let patch = Patch::Merge(&patch);
+    bounded(
+        action,
+        CALL_TIMEOUT,
+        api.patch_status(name, &params, &patch),
     )
-    .await
-    .map_err(Error::kube(format!("writing status of {} {name}", K::KIND)))?;
+    .await?;
     metrics.write(&K::KIND.to_lowercase());
     written.insert(name.to_string(), status);
     Ok(Some(before))
@@ -317,7 +318,8 @@ impl StatusWriter {
                 action: "Compile".into(),
                 secondary: None,
             };
-            if let Err(e) = recorder.publish(&ev, &reference).await {
+            let publish = recorder.publish(&ev, &reference);
+            if let Err(e) = bounded("publishing an Event", CALL_TIMEOUT, publish).await {
                 metrics.error("event");
                 tracing::warn!(policy = name, error = %e, "could not publish an event");
             }
@@ -362,5 +364,99 @@ impl ObjectRefFor for SegmentationPolicy {
             name: Some(name.to_string()),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bulkhead_api::NodeRuleMapStatus;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+
+    fn facts(nodes: &[&str]) -> PolicyFacts {
+        PolicyFacts {
+            matched_endpoints: 3,
+            matched_identities: 1,
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            warnings: vec![],
+        }
+    }
+
+    fn published(spec: NodeRuleMapSpec, generation: i64, programmed: Option<i64>) -> NodeRuleMap {
+        NodeRuleMap {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: Some(NodeRuleMapStatus {
+                programmed_generation: programmed,
+                ..NodeRuleMapStatus::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_node_counts_as_programmed_only_with_the_compiled_map_at_its_generation() {
+        let compiled = NodeRuleMapSpec::default();
+        let mut other = NodeRuleMapSpec::default();
+        other.host.name = "stale".into();
+        let desired: BTreeMap<String, NodeRuleMapSpec> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|n| (n.to_string(), compiled.clone()))
+            .collect();
+        let current: BTreeMap<String, NodeRuleMap> = [
+            ("a", published(compiled.clone(), 3, Some(3))), // programmed
+            ("b", published(compiled.clone(), 3, Some(2))), // an older generation
+            ("c", published(other, 4, Some(4))),            // not what is compiled
+            ("d", published(compiled.clone(), 1, None)),    // nothing programmed yet
+        ]
+        .into_iter()
+        .map(|(n, m)| (n.to_string(), m))
+        .collect();
+        let all = facts(&["a", "b", "c", "d", "e"]);
+        assert_eq!(nodes_programmed(&all, &desired, &current), 1);
+        assert_eq!(nodes_programmed(&facts(&["b"]), &desired, &current), 0);
+    }
+
+    #[test]
+    fn policy_status_is_reconciling_until_every_node_programmed_and_stalled_on_errors() {
+        let condition = |st: &SegmentationPolicyStatus, t: &str| {
+            let c = st.conditions.iter().find(|c| c.type_ == t);
+            c.map(|c| c.status)
+        };
+        let f = facts(&["a", "b"]);
+        let pending = policy_status(&f, Some(7), 1);
+        assert_eq!(
+            condition(&pending, types::READY),
+            Some(ConditionStatus::False)
+        );
+        assert_eq!(
+            condition(&pending, types::RECONCILING),
+            Some(ConditionStatus::True)
+        );
+        assert_eq!(pending.nodes_summary.as_deref(), Some("1/2"));
+        assert_eq!(pending.observed_generation, Some(7));
+        assert!(pending
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(7)));
+        let done = policy_status(&f, Some(7), 2);
+        assert_eq!(condition(&done, types::READY), Some(ConditionStatus::True));
+        let broken = PolicyFacts {
+            warnings: vec!["not compiled: scope: bad selector".into()],
+            ..f
+        };
+        let stalled = policy_status(&broken, Some(8), 0);
+        assert_eq!(
+            condition(&stalled, types::STALLED),
+            Some(ConditionStatus::True)
+        );
+        assert_eq!(
+            condition(&stalled, types::READY),
+            Some(ConditionStatus::False)
+        );
+        assert!(stalled.conditions[0].message.contains("bad selector"));
     }
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use bulkhead_api::{IdentityEntry, IdentityMapSpec, Labels, PrefixEntry};
 use ipnet::IpNet;
 
+use crate::identities::IdentityAllocation;
+
 /// FNV-1a, 32 bits: small, stable across releases and platforms.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
@@ -24,12 +26,14 @@ pub(crate) fn shard_of_identity(id: u32, shards: u32) -> u32 {
     id % shards
 }
 
-/// Builds one shard from all identities and the shard's own prefixes.
+/// Builds one shard from all identities, the shard's own prefixes and the
+/// allocation's numbers in quarantine.
 pub(crate) fn build(
     shard: u32,
     shards: u32,
     identities: &BTreeMap<u32, Labels>,
     prefixes: Option<&BTreeMap<IpNet, PrefixEntry>>,
+    allocation: &IdentityAllocation,
 ) -> IdentityMapSpec {
     IdentityMapSpec {
         shard,
@@ -46,6 +50,10 @@ pub(crate) fn build(
             .into_iter()
             .flat_map(BTreeMap::values)
             .cloned()
+            .collect(),
+        released: allocation
+            .released()
+            .filter(|r| shard_of_identity(r.id, shards) == shard)
             .collect(),
     }
 }

@@ -578,6 +578,12 @@ fn diff(left: &Output, right: &Output) -> Vec<String> {
         &allocation(left),
         &allocation(right),
     );
+    diff_value(
+        &mut out,
+        "allocation.released",
+        &left.allocation.released().collect::<Vec<_>>(),
+        &right.allocation.released().collect::<Vec<_>>(),
+    );
     diff_map(&mut out, "rule_maps", &left.rule_maps, &right.rule_maps);
     let shards = |o: &Output| {
         o.identity_maps

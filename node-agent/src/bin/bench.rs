@@ -123,6 +123,7 @@ fn spec(n: u32) -> (NodeRuleMapSpec, Vec<IdentityMapSpec>) {
             shards: 1,
             identities: vec![],
             prefixes,
+            ..IdentityMapSpec::default()
         }],
     )
 }
