@@ -376,7 +376,8 @@ fn template_deploys_the_collector_with_its_claim_service_and_tokenreview_rbac() 
     assert_eq!(flag(&args, "--log-format"), Some("json"));
     let agents = object(&objects, "DaemonSet", AGENT);
     assert_eq!(
-        volume(agents, "collector-token")["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        volume(agents, "collector-token")["projected"]["sources"][0]["serviceAccountToken"]
+            ["audience"],
         "bulkhead-collector"
     );
 }
@@ -456,11 +457,9 @@ fn template_wires_agents_to_the_collector_with_a_bound_token_spool_and_probes() 
         source["audience"].is_null(),
         "no audience by default: {source}"
     );
-    assert!(
-        source["expirationSeconds"]
-            .as_u64()
-            .is_some_and(|s| s >= 600)
-    );
+    assert!(source["expirationSeconds"]
+        .as_u64()
+        .is_some_and(|s| s >= 600));
     assert_eq!(
         token_file,
         format!(
