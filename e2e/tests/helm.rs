@@ -3,7 +3,9 @@
 //! installs into a real kube-apiserver with its CRDs, RBAC and admission
 //! policy, upgrades and uninstalls. The admission policy is proven with
 //! impersonation: the agent of node-1 may write node-1's rule map status and
-//! nothing else.
+//! nothing else. The collector's objects (Deployment, claim, Service, RBAC
+//! for TokenReview) and the agents' wiring to it (URL, projected token,
+//! spool, metrics port and probes) are checked as rendered and as installed.
 //!
 //! There is no kubelet, scheduler or image registry here, so no pod ever
 //! runs: these tests check the objects the API server accepts and what they
@@ -25,6 +27,9 @@ const NS: &str = "bulkhead-system";
 const RELEASE: &str = "bulkhead";
 const OPERATOR: &str = "bulkhead-operator";
 const AGENT: &str = "bulkhead-agent";
+const COLLECTOR: &str = "bulkhead-collector";
+const COLLECTOR_DATA: &str = "bulkhead-collector-data";
+const COLLECTOR_URL: &str = "http://bulkhead-collector.bulkhead-system.svc:9470";
 const POLICY: &str = "bulkhead-agent-own-rule-map";
 const NODE_CLAIM: &str = "authentication.kubernetes.io/node-name";
 
@@ -100,6 +105,13 @@ fn chart_lints_strictly_and_follows_the_workspace_version() {
         &[
             "--set",
             "operator.replicas=1,agent.hostInterfaces={eth0,eth1}",
+        ],
+        &["--set", "collector.enabled=false"],
+        &[
+            "--set",
+            "collector.backend=clickhouse,collector.replicas=3,collector.clickhouse.url=http://ch:8123",
+            "--set",
+            "collector.clickhouse.passwordSecret.name=ch,collector.tokenAudience=bulkhead",
         ],
     ] {
         let mut args = vec!["lint", "--strict", &chart];
@@ -228,6 +240,336 @@ fn template_defaults_give_agents_every_node_bpffs_and_the_host_network() {
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
 }
 
+fn volume<'a>(workload: &'a Value, name: &str) -> &'a Value {
+    workload["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no volume {name} in {}", workload["metadata"]["name"]))
+}
+
+/// Where `volume` is mounted in the workload's first container.
+fn mount_path<'a>(workload: &'a Value, volume: &str) -> &'a str {
+    container(workload)["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == volume)
+        .and_then(|m| m["mountPath"].as_str())
+        .unwrap_or_else(|| panic!("volume {volume} is not mounted"))
+}
+
+/// The value of `--flag=` among `args`, if given once.
+fn flag<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
+    let prefix = format!("{flag}=");
+    let found: Vec<&str> = args
+        .iter()
+        .filter_map(|a| a.strip_prefix(&prefix))
+        .collect();
+    assert!(
+        found.len() <= 1,
+        "{flag} given {} times: {args:?}",
+        found.len()
+    );
+    found.first().copied()
+}
+
+#[test]
+fn template_deploys_the_collector_with_its_claim_service_and_tokenreview_rbac() {
+    let (helm, _home) = helm();
+    let objects = render(&helm, &[]);
+    let deployment = object(&objects, "Deployment", COLLECTOR);
+    assert_eq!(deployment["metadata"]["namespace"], NS);
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], COLLECTOR);
+    let collector = container(deployment);
+    assert_eq!(
+        collector["image"],
+        "ghcr.io/bulkhead-dev/bulkhead-collector:0.1.0"
+    );
+    assert_eq!(
+        strings(&collector["args"]),
+        [
+            "--listen=0.0.0.0:9470",
+            "--data-dir=/var/lib/bulkhead-collector",
+            "--backend=sqlite",
+            "--retention-minute=14d",
+            "--retention-hour=90d",
+            "--retention-day=400d",
+            "--auth=tokenreview",
+            "--agent-service-account=bulkhead-system:bulkhead-agent",
+            "--log-format=text",
+        ]
+    );
+    assert_eq!(collector["ports"][0]["name"], "http");
+    assert_eq!(collector["ports"][0]["containerPort"], 9470);
+    assert_eq!(collector["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(collector["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(collector["readinessProbe"]["httpGet"]["port"], "http");
+    assert_eq!(
+        volume(deployment, "data")["persistentVolumeClaim"]["claimName"],
+        COLLECTOR_DATA
+    );
+    assert_eq!(
+        mount_path(deployment, "data"),
+        "/var/lib/bulkhead-collector"
+    );
+
+    let claim = object(&objects, "PersistentVolumeClaim", COLLECTOR_DATA);
+    assert_eq!(strings(&claim["spec"]["accessModes"]), ["ReadWriteOnce"]);
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "20Gi");
+    assert!(claim["spec"]["storageClassName"].is_null());
+    assert_eq!(
+        claim["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+
+    let service = object(&objects, "Service", COLLECTOR);
+    assert_eq!(service["spec"]["ports"][0]["name"], "http");
+    assert_eq!(service["spec"]["ports"][0]["port"], 9470);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(service["spec"]["sessionAffinity"], "ClientIP");
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+
+    object(&objects, "ServiceAccount", COLLECTOR);
+    let role = object(&objects, "ClusterRole", COLLECTOR);
+    assert_eq!(
+        grants(std::slice::from_ref(role), "ClusterRole"),
+        [(
+            "authentication.k8s.io".to_owned(),
+            "tokenreviews".to_owned(),
+            "create".to_owned()
+        )]
+        .into_iter()
+        .collect()
+    );
+    let binding = object(&objects, "ClusterRoleBinding", COLLECTOR);
+    assert_eq!(binding["roleRef"]["name"], COLLECTOR);
+    assert_eq!(binding["subjects"][0]["name"], COLLECTOR);
+    assert_eq!(binding["subjects"][0]["namespace"], NS);
+
+    // Size, class, audience and retention as set.
+    let objects = render(
+        &helm,
+        &[
+            "--set",
+            "collector.persistence.size=50Gi,collector.persistence.storageClass=fast",
+            "--set",
+            "collector.persistence.keepOnUninstall=false,collector.retention.day=800d",
+            "--set",
+            "collector.tokenAudience=bulkhead-collector,logFormat=json",
+        ],
+    );
+    let claim = object(&objects, "PersistentVolumeClaim", COLLECTOR_DATA);
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "50Gi");
+    assert_eq!(claim["spec"]["storageClassName"], "fast");
+    assert!(claim["metadata"]["annotations"].is_null());
+    let args = strings(&container(object(&objects, "Deployment", COLLECTOR))["args"]);
+    assert_eq!(flag(&args, "--retention-day"), Some("800d"));
+    assert_eq!(flag(&args, "--token-audience"), Some("bulkhead-collector"));
+    assert_eq!(flag(&args, "--log-format"), Some("json"));
+    let agents = object(&objects, "DaemonSet", AGENT);
+    assert_eq!(
+        volume(agents, "collector-token")["projected"]["sources"][0]["serviceAccountToken"]
+            ["audience"],
+        "bulkhead-collector"
+    );
+}
+
+#[test]
+fn template_runs_collector_replicas_on_clickhouse_only() {
+    let (helm, _home) = helm();
+    let objects = render(
+        &helm,
+        &[
+            "--set",
+            "collector.backend=clickhouse,collector.replicas=3",
+            "--set",
+            "collector.clickhouse.url=http://clickhouse.db.svc:8123,collector.clickhouse.user=flows",
+            "--set",
+            "collector.clickhouse.passwordSecret.name=ch-secret,collector.clickhouse.passwordSecret.key=pw",
+        ],
+    );
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "PersistentVolumeClaim"),
+        "no claim with ClickHouse: {}",
+        names(&objects)
+    );
+    let deployment = object(&objects, "Deployment", COLLECTOR);
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert!(
+        deployment["spec"]["strategy"].is_null(),
+        "rolling, not Recreate"
+    );
+    let args = strings(&container(deployment)["args"]);
+    assert_eq!(flag(&args, "--backend"), Some("clickhouse"));
+    assert_eq!(
+        flag(&args, "--clickhouse-url"),
+        Some("http://clickhouse.db.svc:8123")
+    );
+    assert_eq!(flag(&args, "--clickhouse-database"), Some("bulkhead"));
+    assert_eq!(flag(&args, "--clickhouse-user"), Some("flows"));
+    let password = flag(&args, "--clickhouse-password-file").expect("a password file");
+    let secret = volume(deployment, "clickhouse-password");
+    assert_eq!(secret["secret"]["secretName"], "ch-secret");
+    assert_eq!(secret["secret"]["items"][0]["key"], "pw");
+    let file = secret["secret"]["items"][0]["path"].as_str().expect("path");
+    assert_eq!(
+        password,
+        format!("{}/{file}", mount_path(deployment, "clickhouse-password"))
+    );
+    assert!(volume(deployment, "data")["emptyDir"].is_object());
+
+    // No password, no file.
+    let objects = render(
+        &helm,
+        &[
+            "--set",
+            "collector.backend=clickhouse,collector.clickhouse.url=http://ch:8123",
+        ],
+    );
+    let args = strings(&container(object(&objects, "Deployment", COLLECTOR))["args"]);
+    assert_eq!(flag(&args, "--clickhouse-password-file"), None);
+    assert_eq!(flag(&args, "--clickhouse-user"), None);
+}
+
+#[test]
+fn template_wires_agents_to_the_collector_with_a_bound_token_spool_and_probes() {
+    let (helm, _home) = helm();
+    let objects = render(&helm, &[]);
+    let daemonset = object(&objects, "DaemonSet", AGENT);
+    let agent = container(daemonset);
+    let args = strings(&agent["args"]);
+    assert_eq!(flag(&args, "--collector"), Some(COLLECTOR_URL));
+    assert_eq!(flag(&args, "--metrics-addr"), Some("0.0.0.0:9465"));
+    assert_eq!(flag(&args, "--spool-max-mib"), Some("512"));
+    // The token file is the projected, pod-bound ServiceAccount token.
+    let token_file = flag(&args, "--collector-token-file").expect("--collector-token-file");
+    let token = volume(daemonset, "collector-token");
+    let source = &token["projected"]["sources"][0]["serviceAccountToken"];
+    assert!(
+        source["audience"].is_null(),
+        "no audience by default: {source}"
+    );
+    assert!(source["expirationSeconds"]
+        .as_u64()
+        .is_some_and(|s| s >= 600));
+    assert_eq!(
+        token_file,
+        format!(
+            "{}/{}",
+            mount_path(daemonset, "collector-token"),
+            source["path"].as_str().expect("path")
+        )
+    );
+    // The spool is on the node.
+    assert_eq!(
+        flag(&args, "--spool-dir"),
+        Some(mount_path(daemonset, "spool"))
+    );
+    let spool = volume(daemonset, "spool");
+    assert_eq!(spool["hostPath"]["path"], "/var/lib/bulkhead/spool");
+    assert_eq!(spool["hostPath"]["type"], "DirectoryOrCreate");
+    // Metrics and probes.
+    assert_eq!(agent["ports"][0]["name"], "metrics");
+    assert_eq!(agent["ports"][0]["containerPort"], 9465);
+    assert_eq!(agent["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(agent["livenessProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(agent["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(agent["readinessProbe"]["httpGet"]["port"], "metrics");
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["kind"] == "PodMonitor" || o["kind"] == "ServiceMonitor"),
+        "no monitors unless asked for"
+    );
+
+    // Another release name and namespace: the URL follows both.
+    let chart = chart();
+    let out = helm
+        .run(&["template", "edge", &chart, "--namespace", "sec"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let objects = parse_all(&out);
+    let args = strings(&container(object(&objects, "DaemonSet", "edge-bulkhead-agent"))["args"]);
+    assert_eq!(
+        flag(&args, "--collector"),
+        Some("http://edge-bulkhead-collector.sec.svc:9470")
+    );
+    object(&objects, "Service", "edge-bulkhead-collector");
+    let collector = object(&objects, "Deployment", "edge-bulkhead-collector");
+    let args = strings(&container(collector)["args"]);
+    assert_eq!(
+        flag(&args, "--agent-service-account"),
+        Some("sec:edge-bulkhead-agent")
+    );
+
+    // Without the collector: none of its objects, no --collector, the spool
+    // and metrics stay.
+    let objects = render(
+        &helm,
+        &["--set", "collector.enabled=false,agent.metrics.port=9500"],
+    );
+    let left: Vec<String> = objects
+        .iter()
+        .filter(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.contains("collector"))
+        })
+        .map(|o| format!("{}/{}", o["kind"], o["metadata"]["name"]))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "collector objects while disabled: {left:?}"
+    );
+    let daemonset = object(&objects, "DaemonSet", AGENT);
+    let args = strings(&container(daemonset)["args"]);
+    assert_eq!(flag(&args, "--collector"), None);
+    assert_eq!(flag(&args, "--collector-token-file"), None);
+    assert_eq!(flag(&args, "--metrics-addr"), Some("0.0.0.0:9500"));
+    assert!(flag(&args, "--spool-dir").is_some());
+    assert_eq!(container(daemonset)["ports"][0]["containerPort"], 9500);
+    let volumes = &daemonset["spec"]["template"]["spec"]["volumes"];
+    assert!(
+        !volumes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v["name"] == "collector-token"),
+        "{volumes}"
+    );
+
+    // Monitors, when the cluster has their CRDs.
+    let objects = render(
+        &helm,
+        &[
+            "--set",
+            "agent.metrics.podMonitor.enabled=true,collector.serviceMonitor.enabled=true",
+            "--set",
+            "agent.metrics.podMonitor.labels.release=prom",
+            "--api-versions",
+            "monitoring.coreos.com/v1",
+        ],
+    );
+    let pods = object(&objects, "PodMonitor", AGENT);
+    assert_eq!(pods["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+    assert_eq!(pods["spec"]["podMetricsEndpoints"][0]["path"], "/metrics");
+    assert_eq!(pods["metadata"]["labels"]["release"], "prom");
+    assert_eq!(
+        pods["spec"]["selector"]["matchLabels"],
+        object(&objects, "DaemonSet", AGENT)["spec"]["selector"]["matchLabels"]
+    );
+    let service = object(&objects, "ServiceMonitor", COLLECTOR);
+    assert_eq!(service["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(service["spec"]["endpoints"][0]["path"], "/metrics");
+}
+
 #[test]
 fn bad_values_fail_with_the_key_and_the_reason() {
     let (helm, _home) = helm();
@@ -242,7 +584,10 @@ fn bad_values_fail_with_the_key_and_the_reason() {
             "at '/operator/identityShards': minimum: got 0, want 1",
         ),
         ("operator.replicas=0", "at '/operator/replicas': minimum"),
-        ("logFormat=xml", "at '/logFormat': value must be one of 'text', 'json'"),
+        (
+            "logFormat=xml",
+            "at '/logFormat': value must be one of 'text', 'json'",
+        ),
         ("agent.flowLog=/var/log/flows", "at '/agent/flowLog'"),
         ("agent.bpffs=sys/fs/bpf", "at '/agent/bpffs'"),
         (
@@ -253,6 +598,35 @@ fn bad_values_fail_with_the_key_and_the_reason() {
             "operator.metrics.serviceMonitor.enabled=true",
             "operator.metrics.serviceMonitor.enabled is true, but the cluster has no ServiceMonitor",
         ),
+        (
+            "agent.metrics.podMonitor.enabled=true",
+            "agent.metrics.podMonitor.enabled is true, but the cluster has no PodMonitor",
+        ),
+        (
+            "collector.serviceMonitor.enabled=true",
+            "collector.serviceMonitor.enabled is true, but the cluster has no ServiceMonitor",
+        ),
+        (
+            "collector.backend=duckdb",
+            "at '/collector/backend': value must be one of 'sqlite', 'clickhouse'",
+        ),
+        (
+            "collector.replicas=2",
+            "collector.replicas is 2, but collector.backend sqlite keeps one store file",
+        ),
+        (
+            "collector.backend=clickhouse",
+            "collector.backend is clickhouse, but collector.clickhouse.url is empty",
+        ),
+        (
+            "collector.retention.day=400",
+            "at '/collector/retention/day'",
+        ),
+        (
+            "collector.clickhouse.url=clickhouse:8123",
+            "at '/collector/clickhouse/url'",
+        ),
+        ("agent.spool.hostPath=spool", "at '/agent/spool/hostPath'"),
     ];
     for (set, message) in cases {
         let out = helm
@@ -318,6 +692,7 @@ fn chart_grants_everything_the_lab_rbac_grants() {
     };
     let operator = parse_all(&read("operator.yaml"));
     let agent = parse_all(&read("agent.yaml.tmpl").replace("NODE", "node-1"));
+    let collector = parse_all(&read("collector.yaml"));
     let chart_role = |name: &str| vec![object(&chart, "ClusterRole", name).clone()];
     let lease = format!("{OPERATOR}-lease");
     for (what, lab, chart) in [
@@ -335,6 +710,11 @@ fn chart_grants_everything_the_lab_rbac_grants() {
             "agent ClusterRole",
             grants(&agent, "ClusterRole"),
             grants(&chart_role(AGENT), "ClusterRole"),
+        ),
+        (
+            "collector ClusterRole",
+            grants(&collector, "ClusterRole"),
+            grants(&chart_role(COLLECTOR), "ClusterRole"),
         ),
     ] {
         assert!(!lab.is_empty(), "deploy/rbac has no {what}");
@@ -566,6 +946,12 @@ fn install_makes_crds_workloads_rbac_and_the_admission_policy(plane: &ControlPla
         ("clusterrolebinding", AGENT, false),
         ("validatingadmissionpolicy", POLICY, false),
         ("validatingadmissionpolicybinding", POLICY, false),
+        ("deployment", COLLECTOR, true),
+        ("persistentvolumeclaim", COLLECTOR_DATA, true),
+        ("service", COLLECTOR, true),
+        ("serviceaccount", COLLECTOR, true),
+        ("clusterrole", COLLECTOR, false),
+        ("clusterrolebinding", COLLECTOR, false),
     ] {
         let object = format!("{kind}/{name}");
         let mut args = vec!["get", &object];
@@ -578,12 +964,33 @@ fn install_makes_crds_workloads_rbac_and_the_admission_policy(plane: &ControlPla
         .json(&["get", "deployment", OPERATOR, "-n", NS])
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!strings(&container(&deployment)["args"]).contains(&"--network-policies"));
+    // As the API server keeps them: the agents point at the collector's
+    // Service, which selects the collector's pods.
+    let daemonset = kubectl
+        .json(&["get", "daemonset", AGENT, "-n", NS])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let args = strings(&container(&daemonset)["args"]);
+    assert_eq!(flag(&args, "--collector"), Some(COLLECTOR_URL), "{args:?}");
+    let service = kubectl
+        .json(&["get", "service", COLLECTOR, "-n", NS])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(service["spec"]["ports"][0]["port"], 9470);
+    let collector = kubectl
+        .json(&["get", "deployment", COLLECTOR, "-n", NS])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let labels = &collector["spec"]["template"]["metadata"]["labels"];
+    let selector = service["spec"]["selector"].as_object().expect("a selector");
+    assert!(
+        selector.iter().all(|(k, v)| labels[k] == *v),
+        "{selector:?} does not select {labels}"
+    );
 }
 
 fn rbac_grants_each_service_account_what_it_needs(plane: &ControlPlane) {
     let kubectl = plane.kubectl();
     let operator_sa = service_account(OPERATOR);
     let agent_sa = service_account(AGENT);
+    let collector_sa = service_account(COLLECTOR);
     // What RBAC lets each ServiceAccount do.
     let rbac = [
         (&operator_sa, "list noderulemaps.bulkhead.dev", "yes"),
@@ -612,6 +1019,15 @@ fn rbac_grants_each_service_account_what_it_needs(plane: &ControlPlane) {
         ),
         (&agent_sa, "patch noderulemaps.bulkhead.dev", "no"),
         (&agent_sa, "delete noderulemaps.bulkhead.dev", "no"),
+        (&agent_sa, "create tokenreviews.authentication.k8s.io", "no"),
+        (
+            &collector_sa,
+            "create tokenreviews.authentication.k8s.io",
+            "yes",
+        ),
+        (&collector_sa, "list pods -A", "no"),
+        (&collector_sa, "list secrets -A", "no"),
+        (&collector_sa, "list noderulemaps.bulkhead.dev", "no"),
     ];
     for (user, question, answer) in rbac {
         let args: Vec<&str> = question.split(' ').collect();
@@ -801,7 +1217,7 @@ fn upgrade_applies_changed_values(plane: &ControlPlane, helm: &Helm) {
         "--set",
         "networkPolicy.enabled=true,operator.replicas=3,operator.defaultMode=full",
         "--set",
-        "operator.metrics.serviceMonitor.enabled=true",
+        "operator.metrics.serviceMonitor.enabled=true,collector.serviceMonitor.enabled=true",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
     let deployment = kubectl
@@ -822,6 +1238,10 @@ fn upgrade_applies_changed_values(plane: &ControlPlane, helm: &Helm) {
     assert!(exists(
         &kubectl,
         &["get", "servicemonitor", OPERATOR, "-n", NS]
+    ));
+    assert!(exists(
+        &kubectl,
+        &["get", "servicemonitor", COLLECTOR, "-n", NS]
     ));
     let status: Value = serde_json::from_str(
         &helm
@@ -849,6 +1269,10 @@ fn uninstall_removes_the_release_but_not_crds_or_rule_maps(plane: &ControlPlane,
         (format!("clusterrole/{AGENT}"), false),
         (format!("validatingadmissionpolicy/{POLICY}"), false),
         (format!("validatingadmissionpolicybinding/{POLICY}"), false),
+        (format!("deployment/{COLLECTOR}"), true),
+        (format!("service/{COLLECTOR}"), true),
+        (format!("servicemonitor/{COLLECTOR}"), true),
+        (format!("clusterrole/{COLLECTOR}"), false),
     ] {
         let mut args = vec!["get", object.as_str(), "--ignore-not-found"];
         if namespaced {
@@ -863,6 +1287,11 @@ fn uninstall_removes_the_release_but_not_crds_or_rule_maps(plane: &ControlPlane,
         );
     }
     assert!(exists(&kubectl, &["get", "noderulemap", "node-1"]));
+    // The flow history outlives the release (collector.persistence.keepOnUninstall).
+    assert!(
+        exists(&kubectl, &["get", "pvc", COLLECTOR_DATA, "-n", NS]),
+        "helm uninstall removed the collector's store"
+    );
     assert_eq!(
         can_i(
             &kubectl,

@@ -65,3 +65,32 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "bulkhead.agent.username" -}}
 system:serviceaccount:{{ .Release.Namespace }}:{{ include "bulkhead.agent.name" . }}
 {{- end -}}
+
+{{- define "bulkhead.collector.name" -}}
+{{- include "bulkhead.fullname" . }}-collector
+{{- end -}}
+
+{{/* The collector's URL, as the agents reach it. */}}
+{{- define "bulkhead.collector.url" -}}
+http://{{ include "bulkhead.collector.name" . }}.{{ .Release.Namespace }}.svc:{{ .Values.collector.port }}
+{{- end -}}
+
+{{/* host:port from an address and a port; IPv6 addresses in brackets. */}}
+{{- define "bulkhead.hostPort" -}}
+{{- $addr := index . 0 -}}
+{{- if contains ":" $addr -}}
+[{{ $addr }}]:{{ index . 1 }}
+{{- else -}}
+{{ $addr }}:{{ index . 1 }}
+{{- end -}}
+{{- end -}}
+
+{{/* Fails unless the cluster serves monitoring.coreos.com/v1 <kind>: include with (list . "PodMonitor" "agent.metrics.podMonitor.enabled"). */}}
+{{- define "bulkhead.requireMonitoring" -}}
+{{- $root := index . 0 -}}
+{{- $kind := index . 1 -}}
+{{- $caps := $root.Capabilities.APIVersions -}}
+{{- if not (or ($caps.Has (printf "monitoring.coreos.com/v1/%s" $kind)) ($caps.Has "monitoring.coreos.com/v1")) -}}
+{{- fail (printf "%s is true, but the cluster has no %s (monitoring.coreos.com/v1): install the Prometheus operator's CRDs first, or set it to false (with helm template, pass --api-versions monitoring.coreos.com/v1)" (index . 2) $kind) -}}
+{{- end -}}
+{{- end -}}
