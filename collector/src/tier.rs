@@ -174,19 +174,24 @@ fn align_up(second: i64, width: i64) -> i64 {
     -((-second).div_euclid(width) * width)
 }
 
-/// Splits `[since, until)` into stretches, each read from the coarsest
-/// tier that answers it exactly and still holds it at `now`. The minute
-/// tier serves from the first hour boundary inside its retention, the hour
-/// tier from the first day boundary inside its own, the day tier the rest
-/// back to its retention, except the whole months in that stretch, which
-/// the month tier serves. Stretches meet on boundaries of the coarser tier,
-/// so no record is read from two tiers. A bucket belongs to a stretch when
-/// its start does.
+/// Splits `[since, until)` into stretches over the tiers that still hold
+/// them at `now`: the minute tier from the first hour boundary inside its
+/// retention, the hour tier from the first day boundary inside its own,
+/// the day tier the rest back to its retention. Stretches meet on
+/// boundaries of the coarser tier, so no record is read from two tiers. A
+/// bucket belongs to a stretch when its start does.
+///
+/// With `coarsen` (aggregates), every whole bucket of a coarser tier inside
+/// a stretch is read from that tier instead (its sum is the same), down to
+/// whole months: a 400-day window reads about 30 rows per edge, not 400
+/// days plus 2,000 hours. Without it (records), each stretch keeps its own
+/// tier's resolution.
 pub fn plan(
     retention: &Retention,
     now: Timestamp,
     since: Option<i64>,
     until: Option<i64>,
+    coarsen: bool,
 ) -> Vec<Stretch> {
     let now = now.as_second();
     let minute_from = align_up(now - retention.minute.as_secs(), HOUR);
@@ -194,28 +199,60 @@ pub fn plan(
     let day_from = align_up(now - retention.day.as_secs(), DAY).min(hour_from);
     let lo = since.unwrap_or(i64::MIN);
     let hi = until.unwrap_or(i64::MAX);
-    let clip = |tier, from: i64, to: i64| {
-        let (from, to) = (from.max(lo), to.min(hi));
-        (from < to).then_some(Stretch { tier, from, to })
-    };
     let mut out = Vec::new();
-    if let Some(days) = clip(Tier::Day, day_from, hour_from) {
-        let (first, last) = (month_ceil(days.from), month_floor(days.to));
-        if first < last {
-            out.extend(clip(Tier::Day, days.from, first));
-            out.push(Stretch {
-                tier: Tier::Month,
-                from: first,
-                to: last,
-            });
-            out.extend(clip(Tier::Day, last, days.to));
-        } else {
-            out.push(days);
+    for (tier, from, to) in [
+        (Tier::Day, day_from, hour_from),
+        (Tier::Hour, hour_from, minute_from),
+        (Tier::Minute, minute_from, i64::MAX),
+    ] {
+        let (from, to) = (from.max(lo), to.min(hi));
+        if coarsen {
+            split(tier, from, to, &mut out);
+        } else if from < to {
+            out.push(Stretch { tier, from, to });
         }
     }
-    out.extend(clip(Tier::Hour, hour_from, minute_from));
-    out.extend(clip(Tier::Minute, minute_from, i64::MAX));
+    out.sort_by_key(|s| s.from);
     out
+}
+
+impl Tier {
+    fn coarser(self) -> Option<Tier> {
+        match self {
+            Tier::Minute => Some(Tier::Hour),
+            Tier::Hour => Some(Tier::Day),
+            Tier::Day => Some(Tier::Month),
+            Tier::Month => None,
+        }
+    }
+
+    /// The first bucket start at or after `s`.
+    fn ceil(self, s: i64) -> i64 {
+        match self.width() {
+            Some(w) => align_up(s, w),
+            None => month_ceil(s),
+        }
+    }
+}
+
+/// `[from, to)` at `tier`, with the whole buckets of coarser tiers inside
+/// handed to them. `to` may be unbounded (`i64::MAX`): a coarser bucket
+/// that has not ended yet holds exactly what was seen of it so far.
+fn split(tier: Tier, from: i64, to: i64, out: &mut Vec<Stretch>) {
+    if from >= to {
+        return;
+    }
+    if let Some(c) = tier.coarser() {
+        let first = c.ceil(from);
+        let last = if to == i64::MAX { to } else { c.bucket(to) };
+        if first < last {
+            split(tier, from, first, out);
+            split(c, first, last, out);
+            split(tier, last, to, out);
+            return;
+        }
+    }
+    out.push(Stretch { tier, from, to });
 }
 
 /// The monthly partition (`YYYYMM`, UTC) of a bucket starting at `second`.
@@ -245,45 +282,55 @@ mod tests {
     fn stretches_meet_on_boundaries() {
         let r = Retention::default();
         let now = ts("2026-06-15T12:34:56Z");
-        let p = plan(&r, now, None, None);
         let at = |s: &str| ts(s).as_second();
         let st = |tier, from: &str, to: &str| Stretch {
             tier,
             from: at(from),
             to: at(to),
         };
-        assert_eq!(p.len(), 5);
+        let p = plan(&r, now, None, None, false);
+        assert_eq!(p.len(), 3);
         assert_eq!(
             p[0],
-            st(Tier::Day, "2025-05-12T00:00:00Z", "2025-06-01T00:00:00Z")
+            st(Tier::Day, "2025-05-12T00:00:00Z", "2026-03-18T00:00:00Z")
         );
         assert_eq!(
             p[1],
-            st(Tier::Month, "2025-06-01T00:00:00Z", "2026-03-01T00:00:00Z")
-        );
-        assert_eq!(
-            p[2],
-            st(Tier::Day, "2026-03-01T00:00:00Z", "2026-03-18T00:00:00Z")
-        );
-        assert_eq!(
-            p[3],
             st(Tier::Hour, "2026-03-18T00:00:00Z", "2026-06-01T13:00:00Z")
         );
-        assert_eq!(p[4].tier, Tier::Minute);
-        assert_eq!(p[4].from, at("2026-06-01T13:00:00Z"));
-        // No whole month in the day stretch: days only.
+        assert_eq!(p[2].tier, Tier::Minute);
+        assert_eq!(p[2].from, at("2026-06-01T13:00:00Z"));
+        let c = plan(&r, now, None, None, true);
+        let mut want = vec![
+            st(Tier::Day, "2025-05-12T00:00:00Z", "2025-06-01T00:00:00Z"),
+            st(Tier::Month, "2025-06-01T00:00:00Z", "2026-03-01T00:00:00Z"),
+            st(Tier::Day, "2026-03-01T00:00:00Z", "2026-03-18T00:00:00Z"),
+            st(Tier::Day, "2026-03-18T00:00:00Z", "2026-04-01T00:00:00Z"),
+            st(Tier::Month, "2026-04-01T00:00:00Z", "2026-06-01T00:00:00Z"),
+            st(Tier::Hour, "2026-06-01T00:00:00Z", "2026-06-01T13:00:00Z"),
+            st(Tier::Hour, "2026-06-01T13:00:00Z", "2026-06-02T00:00:00Z"),
+            st(Tier::Day, "2026-06-02T00:00:00Z", "2026-07-01T00:00:00Z"),
+        ];
+        want.push(Stretch {
+            tier: Tier::Month,
+            from: at("2026-07-01T00:00:00Z"),
+            to: i64::MAX,
+        });
+        assert_eq!(c, want);
+        // No whole hour in a short range: its own tier only.
         let q = plan(
             &r,
             now,
-            Some(at("2025-07-03T00:00:00Z")),
-            Some(at("2025-07-20T00:00:00Z")),
+            Some(at("2026-06-15T10:30:00Z")),
+            Some(at("2026-06-15T11:30:00Z")),
+            true,
         );
         assert_eq!(
             q,
             vec![st(
-                Tier::Day,
-                "2025-07-03T00:00:00Z",
-                "2025-07-20T00:00:00Z"
+                Tier::Minute,
+                "2026-06-15T10:30:00Z",
+                "2026-06-15T11:30:00Z"
             )]
         );
         // A range inside the minute tier reads only it.
@@ -292,6 +339,7 @@ mod tests {
             now,
             Some(at("2026-06-15T00:00:00Z")),
             Some(at("2026-06-15T01:00:00Z")),
+            false,
         );
         assert_eq!(
             q,
@@ -302,7 +350,7 @@ mod tests {
             }]
         );
         // A range older than every tier reads nothing.
-        assert!(plan(&r, now, None, Some(at("2024-01-01T00:00:00Z"))).is_empty());
+        assert!(plan(&r, now, None, Some(at("2024-01-01T00:00:00Z")), true).is_empty());
     }
 
     #[test]

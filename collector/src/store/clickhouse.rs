@@ -431,6 +431,7 @@ impl Store for ClickHouseStore {
             self.config.clock.now(),
             since,
             until,
+            false,
         );
         if stretches.is_empty() || limit == 0 {
             return Ok(Vec::new());
@@ -484,6 +485,7 @@ impl Store for ClickHouseStore {
             self.config.clock.now(),
             since,
             until,
+            true,
         );
         if stretches.is_empty() {
             return Ok(Vec::new());

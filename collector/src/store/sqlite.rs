@@ -255,6 +255,7 @@ impl Store for SqliteStore {
             self.config.clock.now(),
             since,
             until,
+            false,
         );
         if stretches.is_empty() || limit == 0 {
             return Ok(Vec::new());
@@ -317,6 +318,7 @@ impl Store for SqliteStore {
             self.config.clock.now(),
             since,
             until,
+            true,
         );
         if stretches.is_empty() {
             return Ok(Vec::new());

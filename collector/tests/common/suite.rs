@@ -396,8 +396,7 @@ pub async fn tier_boundaries<B: Backend>(b: &mut B) {
     };
     let r = &records[0];
     let want = vec![
-        // December is a whole month inside the day stretch: its month bucket.
-        one(r, "2025-12-01T00:00:00Z", "2026-01-01T00:00:00Z", 2),
+        one(r, "2025-12-01T00:00:00Z", "2025-12-02T00:00:00Z", 2),
         one(r, "2026-03-17T00:00:00Z", "2026-03-18T00:00:00Z", 1),
         one(r, "2026-03-18T00:00:00Z", "2026-03-18T01:00:00Z", 1),
         one(r, "2026-05-20T08:00:00Z", "2026-05-20T09:00:00Z", 2),
@@ -436,6 +435,28 @@ pub async fn tier_boundaries<B: Backend>(b: &mut B) {
         store.records(&old, 100).await.expect("old").is_empty(),
         "past retention is never read"
     );
+    // Aggregates read whole coarser buckets where they fit (months for
+    // long windows): the sums are those of the records the finer tiers give.
+    let ranges = [
+        (None, None),
+        (Some("2025-11-15T00:00:00Z"), Some("2026-06-10T00:00:00Z")),
+        (Some("2026-03-01T00:00:00Z"), Some("2026-06-01T12:30:00Z")),
+        (Some("2026-06-01T12:59:30Z"), None),
+        (Some("2025-06-01T00:00:00Z"), Some("2026-05-01T00:00:00Z")),
+    ];
+    for (since, until) in ranges {
+        let f = FlowFilter {
+            since: since.map(ts),
+            until: until.map(ts),
+            ..Default::default()
+        };
+        let fine = store.records(&f, 100).await.expect("records");
+        assert_eq!(
+            store.aggregate(&f, &by).await.expect("agg"),
+            aggregate(&fine, &by),
+            "{since:?}..{until:?}"
+        );
+    }
 }
 
 pub async fn retention_drops_partitions<B: Backend>(b: &mut B) {
