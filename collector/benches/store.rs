@@ -606,7 +606,7 @@ async fn main() {
     let spec = json!({
         "workloads": workloads, "peers": PEERS, "now": now.as_second(),
         "rates": RATE.iter().map(|(t, r)| (t.name(), *r)).collect::<BTreeMap<_, _>>(),
-        "buckets": Tier::ALL.iter().map(|t| { let b = buckets(*t, now.as_second(), &r); (t.name(), [b.start, b.end]) }).collect::<BTreeMap<_, _>>(),
+        "buckets": RATE.iter().map(|(t, _)| { let b = buckets(*t, now.as_second(), &r); (t.name(), [b.start, b.end]) }).collect::<BTreeMap<_, _>>(),
         "rows": counts,
     });
     std::fs::write(out.join("spec.json"), spec.to_string()).expect("spec.json");
