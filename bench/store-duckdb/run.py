@@ -42,6 +42,34 @@ def month_ceil(s):
     return int(d.replace(year=y, month=m).timestamp())
 
 
+COARSER = {"minute": "hour", "hour": "day", "day": "month", "month": None}
+
+
+def bucket_floor(tier, s):
+    return month_floor(s) if tier == "month" else s // WIDTH[tier] * WIDTH[tier]
+
+
+def bucket_ceil(tier, s):
+    return month_ceil(s) if tier == "month" else align_up(s, WIDTH[tier])
+
+
+def split(tier, f, t, out):
+    """[f, t) at tier (t None: unbounded), whole coarser buckets to the coarser tier."""
+    if t is not None and f >= t:
+        return
+    c = COARSER[tier]
+    if c:
+        first = bucket_ceil(c, f)
+        last = None if t is None else bucket_floor(c, t)
+        if last is None or first < last:
+            split(tier, f, first, out)
+            split(c, first, last, out)
+            if last is not None:
+                split(tier, last, t, out)
+            return
+    out.append((tier, f, t))
+
+
 def main(out):
     spec = json.load(open(os.path.join(out, "spec.json")))
     now = spec["now"]
@@ -86,16 +114,18 @@ def main(out):
     h0 = align_up(now - 90 * 86400, 86400)
     d0 = align_up(now - 400 * 86400, 86400)
     since = now - 400 * 86400
-    # The store's plan: whole months of the day stretch from the month tier.
-    ds = max(d0, since)
-    mf, ml = month_ceil(ds), month_floor(h0)
+    # The stretches the store's aggregate reads (collector/src/tier.rs plan
+    # with coarsen): every whole coarser bucket from the coarser tier.
+    stretches = []
+    for tier, f, t in (("day", d0, h0), ("hour", h0, m0), ("minute", m0, None)):
+        split(tier, max(f, since), t, stretches)
+    parts = []
+    for tier, f, t in stretches:
+        cond = f"bucket >= {f}" + ("" if t is None else f" AND bucket < {t}")
+        parts.append(f"SELECT edge, flows, packets, bytes FROM flows_{tier} WHERE {cond}")
     top = f"""
       WITH c AS (SELECT edge, sum(flows) AS flows, sum(packets) AS packets, sum(bytes) AS bytes FROM (
-          SELECT edge, flows, packets, bytes FROM flows_day WHERE bucket >= {ds} AND bucket < {mf}
-          UNION ALL SELECT edge, flows, packets, bytes FROM flows_month WHERE bucket >= {mf} AND bucket < {ml}
-          UNION ALL SELECT edge, flows, packets, bytes FROM flows_day WHERE bucket >= {ml} AND bucket < {h0}
-          UNION ALL SELECT edge, flows, packets, bytes FROM flows_hour WHERE bucket >= {h0} AND bucket < {m0}
-          UNION ALL SELECT edge, flows, packets, bytes FROM flows_minute WHERE bucket >= {m0}) GROUP BY edge)
+          {" UNION ALL ".join(parts)}) GROUP BY edge)
       SELECT json_extract_string(src_labels, '$.app') IS NOT NULL AS p0,
              coalesce(json_extract_string(src_labels, '$.app'), '') AS v0,
              json_extract_string(dst_labels, '$.app') IS NOT NULL AS p1,
