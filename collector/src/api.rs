@@ -304,18 +304,62 @@ async fn get_aggregate<S: Store, A: Auth>(
     Json(json!({ "groupBy": by, "groups": groups, "lost": lost })).into_response()
 }
 
-async fn metrics<S: Store, A: Auth>(State(app): State<Arc<App<S, A>>>) -> Response {
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the
+/// Prometheus text format 0.0.4 (what `promtool check metrics` and older
+/// scrapers read).
+async fn metrics<S: Store, A: Auth>(
+    State(app): State<Arc<App<S, A>>>,
+    headers: HeaderMap,
+) -> Response {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &app.registry) {
-        Ok(()) => Response::builder()
-            .header(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
-            .body(Body::from(body))
-            .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &app.registry) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    let (content_type, body) = if openmetrics {
+        (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            body,
+        )
+    } else {
+        (
+            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus_text(&body),
+        )
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics"))
+}
+
+/// OpenMetrics to Prometheus text 0.0.4: counter families are named with
+/// their `_total` suffix in HELP and TYPE, and `# UNIT` and `# EOF` go.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 async fn ready<S: Store, A: Auth>(State(app): State<Arc<App<S, A>>>) -> Response {
