@@ -43,6 +43,22 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
     }
 }
 
+/// One global subscriber for this test binary: a thread-scoped one races
+/// with tests on other threads over tracing's per-callsite interest cache.
+fn logs() -> Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        logs
+    })
+    .clone()
+}
+
 struct Server {
     url: String,
     _dir: tempfile::TempDir,
@@ -109,12 +125,7 @@ fn json(s: &str) -> Value {
 
 #[tokio::test]
 async fn ingest_refusals_and_queries_over_http() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = logs();
     let s = serve(64 << 10).await;
     let post = format!("{}/api/v1/flows", s.url);
     let t = ts(NOW) - SignedDuration::from_hours(1);
@@ -331,6 +342,7 @@ async fn ingest_refusals_and_queries_over_http() {
 /// /metrics serves once every family has samples.
 #[tokio::test]
 async fn metrics_pass_promtool() {
+    let _logs = logs();
     let s = serve(64 << 10).await;
     let t = ts(NOW) - SignedDuration::from_mins(5);
     let (n1, _) = mixed(t);
