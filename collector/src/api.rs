@@ -304,22 +304,22 @@ async fn get_aggregate<S: Store, A: Auth>(
     Json(json!({ "groupBy": by, "groups": groups, "lost": lost })).into_response()
 }
 
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the
+/// text format 0.0.4 (what `promtool check metrics` and older scrapers read).
 async fn metrics<S: Store, A: Auth>(
     State(app): State<Arc<App<S, A>>>,
     headers: HeaderMap,
 ) -> Response {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &app.registry) {
-        Ok(()) => {
-            let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-            let (body, content_type) = bulkhead_api::exposition::negotiate(body, accept);
-            Response::builder()
-                .header(header::CONTENT_TYPE, content_type)
-                .body(Body::from(body))
-                .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics"))
-        }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &app.registry) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (body, content_type) = bulkhead_api::exposition::negotiate(body, accept);
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics"))
 }
 
 async fn ready<S: Store, A: Auth>(State(app): State<Arc<App<S, A>>>) -> Response {

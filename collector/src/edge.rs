@@ -127,7 +127,7 @@ impl EdgeColumns {
 pub fn record_of(
     key: &str,
     start: i64,
-    width: i64,
+    end: i64,
     counters: [u64; 3],
 ) -> Result<FlowRecord, StoreError> {
     let mut r: FlowRecord = serde_json::from_str(key)
@@ -136,7 +136,7 @@ pub fn record_of(
         Timestamp::from_second(s).map_err(|e| StoreError::Corrupt(format!("bucket {s}: {e}")))
     };
     r.start = ts(start)?;
-    r.end = ts(start + width)?;
+    r.end = ts(end)?;
     [r.flows, r.packets, r.bytes] = counters;
     Ok(r)
 }

@@ -43,6 +43,22 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
     }
 }
 
+/// One global subscriber for this test binary: a thread-scoped one races
+/// with tests on other threads over tracing's per-callsite interest cache.
+fn logs() -> Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        logs
+    })
+    .clone()
+}
+
 struct Server {
     url: String,
     _dir: tempfile::TempDir,
@@ -75,10 +91,21 @@ async fn serve(body_limit: usize) -> Server {
 }
 
 async fn call(method: &str, url: &str, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
+    call_accepting(method, url, token, body, "application/json").await
+}
+
+async fn call_accepting(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+    accept: &str,
+) -> (u16, String) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = hyper::Request::builder()
         .method(method)
         .uri(url)
+        .header("accept", accept)
         .header("content-type", "application/json");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -98,12 +125,7 @@ fn json(s: &str) -> Value {
 
 #[tokio::test]
 async fn ingest_refusals_and_queries_over_http() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = logs();
     let s = serve(64 << 10).await;
     let post = format!("{}/api/v1/flows", s.url);
     let t = ts(NOW) - SignedDuration::from_hours(1);
@@ -292,8 +314,15 @@ async fn ingest_refusals_and_queries_over_http() {
 
     assert_eq!(get("/healthz").await.0, 200);
     assert_eq!(get("/readyz").await.0, 200);
-    let (got, metrics) = get("/metrics").await;
+    let openmetrics = "application/openmetrics-text; version=1.0.0";
+    let url = format!("{}/metrics", s.url);
+    let (got, metrics) = call_accepting("GET", &url, None, vec![], openmetrics).await;
     assert_eq!(got, 200);
+    let (_, text) = get("/metrics").await;
+    assert!(
+        !text.contains("# EOF") && text.contains("# TYPE bulkhead_collector_records_total counter"),
+        "text format: {text}"
+    );
     for line in [
         "bulkhead_collector_batches_total{result=\"stored\"} 2",
         "bulkhead_collector_batches_total{result=\"duplicate\"} 1",
@@ -302,9 +331,52 @@ async fn ingest_refusals_and_queries_over_http() {
         "bulkhead_collector_refused_total{reason=\"forbidden\"} 1",
         "bulkhead_collector_refused_total{reason=\"invalid_batch\"} 1",
         "bulkhead_collector_query_duration_seconds_count{query=\"flows\"} 3",
-        "# TYPE bulkhead_collector_records_total counter",
+        "# EOF",
     ] {
         assert!(metrics.contains(line), "{line} in:\n{metrics}");
     }
     let _ = Direction::Egress;
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) accepts what
+/// /metrics serves once every family has samples.
+#[tokio::test]
+async fn metrics_pass_promtool() {
+    let _logs = logs();
+    let s = serve(64 << 10).await;
+    let t = ts(NOW) - SignedDuration::from_mins(5);
+    let (n1, _) = mixed(t);
+    let body = serde_json::to_vec(&batch("n1", "m-1", n1)).expect("json");
+    let post = format!("{}/api/v1/flows", s.url);
+    assert_eq!(
+        call("POST", &post, Some(N1_TOKEN), body.clone()).await.0,
+        200
+    );
+    assert_eq!(call("POST", &post, Some(N1_TOKEN), body).await.0, 200);
+    assert_eq!(call("POST", &post, None, vec![]).await.0, 401);
+    let q = format!("{}/api/v1/aggregate?groupBy=port", s.url);
+    assert_eq!(call("GET", &q, None, vec![]).await.0, 200);
+    let (_, metrics) = call("GET", &format!("{}/metrics", s.url), None, vec![]).await;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("promtool: {e}; install it with `apt-get install -y prometheus`")
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -46,16 +46,15 @@ async fn call(method: &str, url: &str, body: Vec<u8>) -> Option<(u16, String)> {
     Some((status, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-async fn start(dir: &std::path::Path, port: u16) -> Collector {
+async fn start(dir: &std::path::Path, port: u16, backend: &[&str]) -> Collector {
     let child = Command::new(env!("CARGO_BIN_EXE_bulkhead-collector"))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
-            "--backend",
-            "sqlite",
             "--auth",
             "token-file",
         ])
+        .args(backend)
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--token-file")
@@ -86,6 +85,27 @@ async fn start(dir: &std::path::Path, port: u16) -> Collector {
 
 #[tokio::test]
 async fn sigkill_and_restart_lose_nothing() {
+    kill_and_restart(&["--backend", "sqlite"]).await;
+}
+
+/// The same with `--backend clickhouse` against a real server.
+#[tokio::test]
+async fn sigkill_and_restart_lose_nothing_on_clickhouse() {
+    let server = common::clickhouse::ClickHouseServer::start();
+    let url = server.url();
+    kill_and_restart(&[
+        "--backend",
+        "clickhouse",
+        "--clickhouse-url",
+        &url,
+        "--clickhouse-database",
+        "binary",
+    ])
+    .await;
+    drop(server);
+}
+
+async fn kill_and_restart(backend: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("tokens"), format!("{TOKEN} n1\n")).expect("tokens");
     let port = free_port();
@@ -97,14 +117,14 @@ async fn sigkill_and_restart_lose_nothing() {
         "http://127.0.0.1:{port}/api/v1/aggregate?since=1h&groupBy=source.name,destination.name"
     );
 
-    let mut first = start(dir.path(), port).await;
+    let mut first = start(dir.path(), port, backend).await;
     let (status, text) = call("POST", &flows, body.clone()).await.expect("post");
     assert_eq!(status, 200, "{text}");
     let (_, before) = call("GET", &query, vec![]).await.expect("query");
     first.0.kill().expect("SIGKILL");
     let _ = first.0.wait();
 
-    let _second = start(dir.path(), port).await;
+    let _second = start(dir.path(), port, backend).await;
     let (_, after) = call("GET", &query, vec![]).await.expect("query");
     let groups = |s: &str| serde_json::from_str::<Value>(s).expect("json")["groups"].clone();
     assert_eq!(

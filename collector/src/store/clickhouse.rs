@@ -20,9 +20,11 @@
 //! id; a retry finds the id and is skipped. Inserts are serialised in this
 //! process, so concurrent retries of one batch cannot both pass the check;
 //! with several replicas, route each node to one replica (see the chart
-//! README). A collector that dies between the tiers and the batch id can
-//! count the retried batch twice: the one window ClickHouse without
-//! transactions leaves.
+//! README). A write that fails or a collector that dies after the first
+//! tier's INSERT and before the batch id's can count the retried batch
+//! twice in the tiers already written: the window ClickHouse, without
+//! transactions across tables, leaves. SQLite has no such window (one
+//! transaction per batch).
 
 use std::time::Duration;
 
@@ -68,6 +70,7 @@ fn table(tier: Tier) -> &'static str {
         Tier::Minute => "flows_minute",
         Tier::Hour => "flows_hour",
         Tier::Day => "flows_day",
+        Tier::Month => "flows_month",
     }
 }
 
@@ -428,6 +431,7 @@ impl Store for ClickHouseStore {
             self.config.clock.now(),
             since,
             until,
+            false,
         );
         if stretches.is_empty() || limit == 0 {
             return Ok(Vec::new());
@@ -437,8 +441,8 @@ impl Store for ClickHouseStore {
             .iter()
             .map(|s| {
                 format!(
-                    "SELECT bucket, {} AS width, edge, flows, packets, bytes FROM {} WHERE {} AND {cond}",
-                    s.tier.width(),
+                    "SELECT bucket, {} AS tier, edge, flows, packets, bytes FROM {} WHERE {} AND {cond}",
+                    s.tier.index(),
                     table(s.tier),
                     stretch_condition(s)
                 )
@@ -446,8 +450,8 @@ impl Store for ClickHouseStore {
             .collect();
         let rows = self
             .select(&format!(
-                "SELECT bucket, width, edge, sum(flows), sum(packets), sum(bytes) FROM ({})
-                 GROUP BY bucket, width, edge ORDER BY bucket, edge LIMIT {}",
+                "SELECT bucket, tier, edge, sum(flows), sum(packets), sum(bytes) FROM ({})
+                 GROUP BY bucket, tier, edge ORDER BY bucket, edge LIMIT {}",
                 parts.join(" UNION ALL "),
                 limit.min(i64::MAX as usize)
             ))
@@ -460,10 +464,13 @@ impl Store for ClickHouseStore {
                         r.len()
                     )));
                 }
+                let bucket = i64_of(&r[0])?;
+                let tier = Tier::from_index(i64_of(&r[1])?)
+                    .ok_or_else(|| StoreError::Corrupt(format!("tier {}", r[1])))?;
                 edge::record_of(
                     &str_of(&r[2])?,
-                    i64_of(&r[0])?,
-                    i64_of(&r[1])?,
+                    bucket,
+                    tier.end(bucket),
                     [u64_of(&r[3])?, u64_of(&r[4])?, u64_of(&r[5])?],
                 )
             })
@@ -478,6 +485,7 @@ impl Store for ClickHouseStore {
             self.config.clock.now(),
             since,
             until,
+            true,
         );
         if stretches.is_empty() {
             return Ok(Vec::new());

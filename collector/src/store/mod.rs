@@ -194,10 +194,10 @@ pub(crate) fn group_key(pairs: Vec<(bool, String)>) -> Vec<Option<String>> {
     pairs.into_iter().map(|(p, v)| p.then_some(v)).collect()
 }
 
-/// The [since, until) of a filter in Unix seconds.
+/// The [since, until) of a filter in whole Unix seconds. Buckets start on
+/// whole seconds, so rounding both up keeps `start >= since` and
+/// `start < until` exactly what they were.
 pub(crate) fn range(filter: &FlowFilter) -> (Option<i64>, Option<i64>) {
-    (
-        filter.since.map(|t| t.as_second()),
-        filter.until.map(|t| t.as_second()),
-    )
+    let ceil = |t: Timestamp| t.as_second() + i64::from(t.subsec_nanosecond() > 0);
+    (filter.since.map(ceil), filter.until.map(ceil))
 }

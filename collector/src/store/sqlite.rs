@@ -51,6 +51,7 @@ fn table(tier: Tier) -> &'static str {
         Tier::Minute => "flows_minute",
         Tier::Hour => "flows_hour",
         Tier::Day => "flows_day",
+        Tier::Month => "flows_month",
     }
 }
 
@@ -77,6 +78,9 @@ CREATE TABLE IF NOT EXISTS flows_hour (bucket INTEGER NOT NULL, edge INTEGER NOT
   flows INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL,
   PRIMARY KEY (bucket, edge)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS flows_day (bucket INTEGER NOT NULL, edge INTEGER NOT NULL,
+  flows INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL,
+  PRIMARY KEY (bucket, edge)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS flows_month (bucket INTEGER NOT NULL, edge INTEGER NOT NULL,
   flows INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL,
   PRIMARY KEY (bucket, edge)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS batches (node TEXT NOT NULL, batch_id TEXT NOT NULL,
@@ -251,6 +255,7 @@ impl Store for SqliteStore {
             self.config.clock.now(),
             since,
             until,
+            false,
         );
         if stretches.is_empty() || limit == 0 {
             return Ok(Vec::new());
@@ -259,15 +264,15 @@ impl Store for SqliteStore {
             .iter()
             .map(|s| {
                 format!(
-                    "SELECT bucket, {} AS width, edge, flows, packets, bytes FROM {} WHERE {}",
-                    s.tier.width(),
+                    "SELECT bucket, {} AS tier, edge, flows, packets, bytes FROM {} WHERE {}",
+                    s.tier.index(),
                     table(s.tier),
                     stretch_condition(s)
                 )
             })
             .collect();
         let sql = format!(
-            "SELECT t.bucket, t.width, e.key, t.flows, t.packets, t.bytes
+            "SELECT t.bucket, t.tier, e.key, t.flows, t.packets, t.bytes
              FROM ({}) t JOIN edges e ON e.id = t.edge WHERE {}
              ORDER BY t.bucket, e.key LIMIT {}",
             parts.join(" UNION ALL "),
@@ -290,8 +295,15 @@ impl Store for SqliteStore {
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (bucket, width, key, c) = row?;
-                out.push(edge::record_of(&key, bucket, width, c.map(u64_of))?);
+                let (bucket, tier, key, c) = row?;
+                let tier = Tier::from_index(tier)
+                    .ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?;
+                out.push(edge::record_of(
+                    &key,
+                    bucket,
+                    tier.end(bucket),
+                    c.map(u64_of),
+                )?);
             }
             Ok(out)
         })
@@ -306,6 +318,7 @@ impl Store for SqliteStore {
             self.config.clock.now(),
             since,
             until,
+            true,
         );
         if stretches.is_empty() {
             return Ok(Vec::new());

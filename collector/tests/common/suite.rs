@@ -385,10 +385,10 @@ pub async fn tier_boundaries<B: Backend>(b: &mut B) {
         .insert(&batch("n1", "tiers", records.clone()))
         .await
         .expect("insert");
-    let one = |r: &FlowRecord, start: &str, width: i64, n: u64| {
+    let one = |r: &FlowRecord, start: &str, end: &str, n: u64| {
         let mut x = r.clone();
         x.start = ts(start);
-        x.end = ts(start) + SignedDuration::from_secs(width);
+        x.end = ts(end);
         x.flows = n;
         x.packets = 10 * n;
         x.bytes = 1000 * n;
@@ -396,13 +396,13 @@ pub async fn tier_boundaries<B: Backend>(b: &mut B) {
     };
     let r = &records[0];
     let want = vec![
-        one(r, "2025-12-01T00:00:00Z", 86_400, 2),
-        one(r, "2026-03-17T00:00:00Z", 86_400, 1),
-        one(r, "2026-03-18T00:00:00Z", 3_600, 1),
-        one(r, "2026-05-20T08:00:00Z", 3_600, 2),
-        one(r, "2026-06-01T12:00:00Z", 3_600, 1),
-        one(r, "2026-06-01T13:00:00Z", 60, 1),
-        one(r, "2026-06-15T11:05:00Z", 60, 1),
+        one(r, "2025-12-01T00:00:00Z", "2025-12-02T00:00:00Z", 2),
+        one(r, "2026-03-17T00:00:00Z", "2026-03-18T00:00:00Z", 1),
+        one(r, "2026-03-18T00:00:00Z", "2026-03-18T01:00:00Z", 1),
+        one(r, "2026-05-20T08:00:00Z", "2026-05-20T09:00:00Z", 2),
+        one(r, "2026-06-01T12:00:00Z", "2026-06-01T13:00:00Z", 1),
+        one(r, "2026-06-01T13:00:00Z", "2026-06-01T13:01:00Z", 1),
+        one(r, "2026-06-15T11:05:00Z", "2026-06-15T11:06:00Z", 1),
     ];
     assert_eq!(
         store
@@ -435,6 +435,28 @@ pub async fn tier_boundaries<B: Backend>(b: &mut B) {
         store.records(&old, 100).await.expect("old").is_empty(),
         "past retention is never read"
     );
+    // Aggregates read whole coarser buckets where they fit (months for
+    // long windows): the sums are those of the records the finer tiers give.
+    let ranges = [
+        (None, None),
+        (Some("2025-11-15T00:00:00Z"), Some("2026-06-10T00:00:00Z")),
+        (Some("2026-03-01T00:00:00Z"), Some("2026-06-01T12:30:00Z")),
+        (Some("2026-06-01T12:59:30Z"), None),
+        (Some("2025-06-01T00:00:00Z"), Some("2026-05-01T00:00:00Z")),
+    ];
+    for (since, until) in ranges {
+        let f = FlowFilter {
+            since: since.map(ts),
+            until: until.map(ts),
+            ..Default::default()
+        };
+        let fine = store.records(&f, 100).await.expect("records");
+        assert_eq!(
+            store.aggregate(&f, &by).await.expect("agg"),
+            aggregate(&fine, &by),
+            "{since:?}..{until:?}"
+        );
+    }
 }
 
 pub async fn retention_drops_partitions<B: Backend>(b: &mut B) {
@@ -484,15 +506,17 @@ pub async fn retention_drops_partitions<B: Backend>(b: &mut B) {
             "day:202501",
             "hour:202501",
             "minute:202501",
-            "minute:202605"
+            "minute:202605",
+            "month:202501"
         ]
     );
     let after = store.stats().await.expect("stats");
     assert_eq!(parts(&after, Tier::Minute), [202606]);
     assert_eq!(parts(&after, Tier::Hour), [202605, 202606]);
     assert_eq!(parts(&after, Tier::Day), [202605, 202606]);
+    assert_eq!(parts(&after, Tier::Month), [202605, 202606]);
     let rows: Vec<u64> = after.iter().map(|s| s.rows).collect();
-    assert_eq!(rows, [1, 2, 2]);
+    assert_eq!(rows, [1, 2, 2, 2]);
     assert_eq!(
         store
             .records(&FlowFilter::default(), 100)
