@@ -69,21 +69,12 @@ policy visibility
 run "$KUBECTL" wait --for=condition=Ready --timeout=30s segpol/prod-api
 say "Nothing is dropped yet: every pod still reaches every other."
 run lab matrix --port 8080
-sleep 2
-say "But the agents report what full enforcement would drop (their JSON flow logs, what a SIEM ingests). Flows into the prod apis that the policy would deny:"
-"$KUBECTL" get pods -A -o json | python3 -c '
-import glob, json, sys
-pods = {p["status"]["podIP"]: p["metadata"]["namespace"] + "/" + p["metadata"]["name"] for p in json.load(sys.stdin)["items"]}
-apis = {ip for ip, name in pods.items() if name.startswith("prod/api-")}
-seen = set()
-for path in sorted(glob.glob(sys.argv[1] + "/agents/*/flows.jsonl")):
-    for line in open(path):
-        r = json.loads(line)
-        if r["direction"] == "ingress" and r["dst"] in apis and r["wouldVerdict"] == "deny":
-            seen.add((pods.get(r["src"], r["src"]), pods[r["dst"]], r["dstPort"], r["verdict"]))
-for src, dst, port, verdict in sorted(seen):
-    print(f"  {src:>14} -> {dst:<14} TCP {port}: would be denied, {verdict}ed (visibility)")
-' "$dir"
+say "(The agents send a window of records every second.)"
+sleep 3
+say "But every agent reports what full enforcement would drop, as flow/v1 records shipped to the collector (the lab runs one; the agents authenticate with node-bound ServiceAccount tokens). Flows into the prod apis that the policy would deny, from the collector:"
+run "$kb" flows --collector "$BULKHEAD_COLLECTOR" --since 10m --to app=api,env=prod --verdict would-deny --limit 12
+say "The same history from the other side: everything prod/web pods sent, with the rule that decided it."
+run "$kb" flows --collector "$BULKHEAD_COLLECTOR" --since 10m --from app=web,env=prod --limit 8
 
 step "4. Before enforcing: what would change? (simulated on the objects in the cluster)"
 snap=$(mktemp -d)

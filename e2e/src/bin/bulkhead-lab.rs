@@ -101,7 +101,8 @@ enum Command {
         #[arg(long)]
         ipv6: bool,
     },
-    /// Print `export` lines for a shell: KUBECONFIG (admin) and KUBECTL.
+    /// Print `export` lines for a shell: KUBECONFIG (admin), KUBECTL, and
+    /// BULKHEAD_COLLECTOR (what `kubectl bulkhead flows` reads) when the lab runs one.
     Env,
     /// Remove what crashed labs left behind (namespaces, bridges, processes,
     /// state directories); live labs are left alone.
@@ -213,6 +214,15 @@ fn main() -> Result<()> {
                 println!("export KUBECONFIG={}", admin.display());
             }
             println!("export KUBECTL={}", record.kubectl.display());
+            if let Some(topology) = record.parts.as_ref().and_then(|p| p.topology.as_ref()) {
+                if state.root().join("collector").exists() {
+                    println!(
+                        "export BULKHEAD_COLLECTOR=http://{}:{}",
+                        topology.gateway,
+                        bulkhead_e2e::collector::COLLECTOR_PORT
+                    );
+                }
+            }
         }
         Command::Prune => {
             let pruned = lab::prune().context("pruning crashed labs")?;
