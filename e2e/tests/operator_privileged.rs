@@ -701,6 +701,18 @@ fn published_once(lab: &mut Lab, replica: &str) {
     );
 }
 
+/// Adds pod `dev/<app>-1` on node-1 with a new label set and waits until
+/// the leader has numbered it; returns its labels.
+fn add_numbered_pod(lab: &mut Lab, app: &str) -> Labels {
+    let pod = Workload::new("dev", &format!("{app}-1"), "node-1", &[("app", app)]);
+    ok(lab.add_pod(&pod), "adding a pod");
+    let set = labels(&[("app", app), ("env", "dev")]);
+    eventually(&format!("the leader to number app={app}"), || {
+        Ok(directory(lab)?.identity_of(&set))
+    });
+    set
+}
+
 /// Every endpoint's identity number in every rule map.
 fn endpoint_numbers(lab: &Lab) -> BTreeMap<(String, String), u32> {
     let (_, maps) = shards_and_maps(lab);
@@ -742,40 +754,14 @@ fn of_two_replicas_only_the_lease_holder_writes_and_the_other_takes_over_when_it
     // goes while it is down, so its own numbering (from the shards at its
     // start) would not be the leader's for the next new label set.
     ok(lab.stop_operator(standby), "stopping the standby");
-    let temp = [("app", "temp"), ("env", "dev")];
-    ok(
-        lab.add_pod(&Workload::new(
-            "dev",
-            "temp-1",
-            "node-1",
-            &[("app", "temp")],
-        )),
-        "adding a pod",
-    );
-    eventually("the leader to number app=temp", || {
-        Ok(directory(&lab)?.identity_of(&labels(&temp)))
-    });
+    let temp = add_numbered_pod(&mut lab, "temp");
     ok(lab.delete_pod("dev", "temp-1"), "deleting the pod");
     eventually("the leader to release app=temp", || {
-        Ok(directory(&lab)?
-            .identity_of(&labels(&temp))
-            .is_none()
-            .then_some(()))
+        let gone = directory(&lab)?.identity_of(&temp).is_none();
+        Ok(gone.then_some(()))
     });
     ok(lab.start_operator(standby), "starting the standby again");
-    let fresh = [("app", "fresh"), ("env", "dev")];
-    ok(
-        lab.add_pod(&Workload::new(
-            "dev",
-            "fresh-1",
-            "node-1",
-            &[("app", "fresh")],
-        )),
-        "adding a pod",
-    );
-    eventually("the leader to number app=fresh", || {
-        Ok(directory(&lab)?.identity_of(&labels(&fresh)))
-    });
+    add_numbered_pod(&mut lab, "fresh");
     let numbers_before = endpoint_numbers(&lab);
     let dir_before = ok(directory(&lab), "identities");
     let leading = |lab: &mut Lab, r: &str| {
