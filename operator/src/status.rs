@@ -197,33 +197,27 @@ trait WithStatus:
     fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition>;
 }
 
-impl WithStatus for SegmentationPolicy {
-    type Status = SegmentationPolicyStatus;
-    const KIND: &'static str = "SegmentationPolicy";
-    fn into_status(self) -> Option<Self::Status> {
-        self.status
-    }
-    fn conditions(status: &Self::Status) -> &[Condition] {
-        &status.conditions
-    }
-    fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition> {
-        &mut status.conditions
-    }
+/// The two kinds have the same shape: `status: Option<_>` with `conditions`.
+macro_rules! with_status {
+    ($kind:ident, $status:ident) => {
+        impl WithStatus for $kind {
+            type Status = $status;
+            const KIND: &'static str = stringify!($kind);
+            fn into_status(self) -> Option<Self::Status> {
+                self.status
+            }
+            fn conditions(status: &Self::Status) -> &[Condition] {
+                &status.conditions
+            }
+            fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition> {
+                &mut status.conditions
+            }
+        }
+    };
 }
 
-impl WithStatus for LabelMapping {
-    type Status = LabelMappingStatus;
-    const KIND: &'static str = "LabelMapping";
-    fn into_status(self) -> Option<Self::Status> {
-        self.status
-    }
-    fn conditions(status: &Self::Status) -> &[Condition] {
-        &status.conditions
-    }
-    fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition> {
-        &mut status.conditions
-    }
-}
+with_status!(SegmentationPolicy, SegmentationPolicyStatus);
+with_status!(LabelMapping, LabelMappingStatus);
 
 /// Writes `status` to object `name` unless it equals the last one written
 /// (transition times aside); stamps transition times from the last one.
