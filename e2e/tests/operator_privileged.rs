@@ -525,6 +525,18 @@ fn an_agent_may_write_only_its_own_rule_maps_status() {
     );
 }
 
+/// A lab with the mapping and the prod-api policy (port 8080) applied and
+/// node-2's rule map carrying its rule.
+fn with_the_rule(spec: LabSpec) -> Lab {
+    let lab = start(spec);
+    ok(lab.apply(MAPPING), "applying the LabelMapping");
+    ok(lab.apply(&prod_api_policy(8080)), "applying the policy");
+    rule_map_where(&lab, "node-2", "the rule", |m, dir| {
+        the_prod_api_rule(m, dir).is_some()
+    });
+    lab
+}
+
 fn shards_and_maps(lab: &Lab) -> (BTreeMap<String, IdentityMap>, BTreeMap<String, NodeRuleMap>) {
     let kubectl = lab.kubectl();
     (
@@ -544,12 +556,7 @@ fn resource_versions<K: kube::Resource>(
 
 #[test]
 fn a_restarted_operator_keeps_identities_and_catches_up_on_what_changed_while_it_was_down() {
-    let mut lab = start(spec());
-    ok(lab.apply(MAPPING), "applying the LabelMapping");
-    ok(lab.apply(&prod_api_policy(8080)), "applying the policy");
-    rule_map_where(&lab, "node-2", "the rule", |m, dir| {
-        the_prod_api_rule(m, dir).is_some()
-    });
+    let mut lab = with_the_rule(spec());
     assert_operator_agrees_with_offline_compile(&lab, "before the restart");
     let (shards, maps) = shards_and_maps(&lab);
     // Stopped and started again with nothing changed: same identities, and
@@ -701,6 +708,18 @@ fn published_once(lab: &mut Lab, replica: &str) {
     );
 }
 
+/// Adds pod `dev/<app>-1` on node-1 with a new label set and waits until
+/// the leader has numbered it; returns its labels.
+fn add_numbered_pod(lab: &mut Lab, app: &str) -> Labels {
+    let pod = Workload::new("dev", &format!("{app}-1"), "node-1", &[("app", app)]);
+    ok(lab.add_pod(&pod), "adding a pod");
+    let set = labels(&[("app", app), ("env", "dev")]);
+    eventually(&format!("the leader to number app={app}"), || {
+        Ok(directory(lab)?.identity_of(&set))
+    });
+    set
+}
+
 /// Every endpoint's identity number in every rule map.
 fn endpoint_numbers(lab: &Lab) -> BTreeMap<(String, String), u32> {
     let (_, maps) = shards_and_maps(lab);
@@ -727,12 +746,7 @@ fn writes(lab: &mut Lab, replica: &str) -> f64 {
 fn of_two_replicas_only_the_lease_holder_writes_and_the_other_takes_over_when_it_dies() {
     let mut spec = spec();
     spec.operators = vec!["a".into(), "b".into()];
-    let mut lab = start(spec);
-    ok(lab.apply(MAPPING), "applying the LabelMapping");
-    ok(lab.apply(&prod_api_policy(8080)), "applying the policy");
-    rule_map_where(&lab, "node-2", "the rule", |m, dir| {
-        the_prod_api_rule(m, dir).is_some()
-    });
+    let mut lab = with_the_rule(spec);
 
     let first = leader(&lab);
     let standby = if first == "a" { "b" } else { "a" };
@@ -742,40 +756,14 @@ fn of_two_replicas_only_the_lease_holder_writes_and_the_other_takes_over_when_it
     // goes while it is down, so its own numbering (from the shards at its
     // start) would not be the leader's for the next new label set.
     ok(lab.stop_operator(standby), "stopping the standby");
-    let temp = [("app", "temp"), ("env", "dev")];
-    ok(
-        lab.add_pod(&Workload::new(
-            "dev",
-            "temp-1",
-            "node-1",
-            &[("app", "temp")],
-        )),
-        "adding a pod",
-    );
-    eventually("the leader to number app=temp", || {
-        Ok(directory(&lab)?.identity_of(&labels(&temp)))
-    });
+    let temp = add_numbered_pod(&mut lab, "temp");
     ok(lab.delete_pod("dev", "temp-1"), "deleting the pod");
     eventually("the leader to release app=temp", || {
-        Ok(directory(&lab)?
-            .identity_of(&labels(&temp))
-            .is_none()
-            .then_some(()))
+        let gone = directory(&lab)?.identity_of(&temp).is_none();
+        Ok(gone.then_some(()))
     });
     ok(lab.start_operator(standby), "starting the standby again");
-    let fresh = [("app", "fresh"), ("env", "dev")];
-    ok(
-        lab.add_pod(&Workload::new(
-            "dev",
-            "fresh-1",
-            "node-1",
-            &[("app", "fresh")],
-        )),
-        "adding a pod",
-    );
-    eventually("the leader to number app=fresh", || {
-        Ok(directory(&lab)?.identity_of(&labels(&fresh)))
-    });
+    add_numbered_pod(&mut lab, "fresh");
     let numbers_before = endpoint_numbers(&lab);
     let dir_before = ok(directory(&lab), "identities");
     let leading = |lab: &mut Lab, r: &str| {
@@ -868,12 +856,7 @@ fn signal(pid: i32, which: &str) {
 /// on believing it led long after its Lease expired.
 #[test]
 fn defect_2_a_paused_api_server_ends_the_leadership_before_the_lease_expires() {
-    let mut lab = start(spec());
-    ok(lab.apply(MAPPING), "applying the LabelMapping");
-    ok(lab.apply(&prod_api_policy(8080)), "applying the policy");
-    rule_map_where(&lab, "node-2", "the rule", |m, dir| {
-        the_prod_api_rule(m, dir).is_some()
-    });
+    let mut lab = with_the_rule(spec());
     let leading = |lab: &mut Lab| {
         ok(
             lab.operator("a")
@@ -920,12 +903,7 @@ fn defect_2_a_paused_api_server_ends_the_leadership_before_the_lease_expires() {
 
 #[test]
 fn the_operator_rides_out_an_api_server_outage_and_catches_up() {
-    let mut lab = start(spec());
-    ok(lab.apply(MAPPING), "applying the LabelMapping");
-    ok(lab.apply(&prod_api_policy(8080)), "applying the policy");
-    rule_map_where(&lab, "node-2", "the rule", |m, dir| {
-        the_prod_api_rule(m, dir).is_some()
-    });
+    let mut lab = with_the_rule(spec());
 
     ok(lab.plane_mut().stop_api_server(), "stopping the API server");
     std::thread::sleep(Duration::from_secs(5));

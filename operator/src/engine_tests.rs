@@ -130,6 +130,17 @@ fn echo(engine: &mut Engine, api: &FakeApi) {
     }
 }
 
+/// An engine that has published the cluster once, and its fake API with
+/// the calls of that pass forgotten.
+async fn published() -> (Engine, Arc<Metrics>, FakeApi) {
+    let (client, api) = FakeApi::start();
+    let (mut engine, metrics) = engine(client);
+    feed_cluster(&mut engine, &api);
+    assert!(matches!(engine.step(true).await, Ok(true)));
+    api.take_calls();
+    (engine, metrics, api)
+}
+
 fn lines(calls: &[Call]) -> Vec<String> {
     let mut l: Vec<String> = calls.iter().map(Call::line).collect();
     l.sort();
@@ -172,11 +183,7 @@ async fn the_first_pass_applies_shards_and_maps_and_writes_the_policy_status() {
 /// write each cost a full publish pass.
 #[tokio::test]
 async fn defect_4_the_operators_own_echo_costs_nothing_and_an_agent_status_only_a_status_pass() {
-    let (client, api) = FakeApi::start();
-    let (mut engine, metrics) = engine(client);
-    feed_cluster(&mut engine, &api);
-    assert!(matches!(engine.step(true).await, Ok(true)));
-    api.take_calls();
+    let (mut engine, metrics, api) = published().await;
 
     echo(&mut engine, &api);
     assert!(matches!(engine.step(true).await, Ok(false)));
@@ -215,12 +222,8 @@ async fn defect_4_the_operators_own_echo_costs_nothing_and_an_agent_status_only_
 
 #[tokio::test]
 async fn a_rule_map_changed_by_someone_else_is_put_back() {
-    let (client, api) = FakeApi::start();
-    let (mut engine, metrics) = engine(client);
-    feed_cluster(&mut engine, &api);
-    assert!(matches!(engine.step(true).await, Ok(true)));
+    let (mut engine, metrics, api) = published().await;
     echo(&mut engine, &api);
-    api.take_calls();
     let path = format!("{RULE_MAPS}/n1");
     let mut map = api.get(&path).expect("map");
     map["spec"]["rules"] = json!([]);

@@ -13,8 +13,12 @@
 //!
 //! Nothing is published until every watch has listed once: a partial
 //! picture would withdraw rules that are merely not seen yet. Identities
-//! survive restarts: the compiler starts from the allocation found in the
-//! published IdentityMaps. Only the holder of the Lease (leader.rs) writes.
+//! survive restarts and failovers: the compiler starts from the allocation
+//! published in the IdentityMaps (numbers in use and in quarantine), and a
+//! replica that wins the Lease re-reads them before it publishes anything.
+//! Only the holder of the Lease (leader.rs) writes, and every call has a
+//! deadline (call.rs). Agents' status writes cost a status pass, the echo
+//! of the operator's own writes nothing.
 
 #![forbid(unsafe_code)]
 

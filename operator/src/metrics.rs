@@ -98,26 +98,19 @@ impl Metrics {
 
     /// Counts one publish pass of `kind` (`full` or `status`).
     pub fn pass(&self, kind: &str) {
-        self.passes
-            .get_or_create(&PassLabel { kind: kind.into() })
-            .inc();
+        let label = PassLabel { kind: kind.into() };
+        self.passes.get_or_create(&label).inc();
     }
 
     /// Counts one error about `kind`.
     pub fn error(&self, kind: &str) {
-        self.errors
-            .get_or_create(&KindLabel {
-                kind: kind.to_string(),
-            })
-            .inc();
+        let label = KindLabel { kind: kind.into() };
+        self.errors.get_or_create(&label).inc();
     }
 
     /// Counts one write of `kind`.
     pub fn write(&self, kind: &str) {
-        self.writes
-            .get_or_create(&KindLabel {
-                kind: kind.to_string(),
-            })
-            .inc();
+        let label = KindLabel { kind: kind.into() };
+        self.writes.get_or_create(&label).inc();
     }
 }

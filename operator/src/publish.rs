@@ -1,7 +1,7 @@
 //! Writes rule maps and identity shards with server-side apply, only where
 //! the cluster's copy differs from the compiled one.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bulkhead_api::{IdentityMap, IdentityMapSpec, NodeRuleMap, NodeRuleMapSpec};
 use futures::stream::{self, StreamExt};
@@ -17,6 +17,25 @@ pub fn shard_name(i: u32) -> String {
     format!("shard-{i}")
 }
 
+/// What a published kind must be to be applied and deleted by name.
+trait Published:
+    Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+{
+}
+
+impl<K> Published for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+{
+}
+
 /// Brings the cluster's NodeRuleMaps to `desired`; `current` is the cluster's
 /// view and is updated with what the server returns. Returns how many writes
 /// were made.
@@ -26,16 +45,16 @@ pub async fn rule_maps(
     current: &mut BTreeMap<String, NodeRuleMap>,
     metrics: &Metrics,
 ) -> Result<usize, Error> {
-    let api: Api<NodeRuleMap> = Api::all(client.clone());
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let changed = desired
-        .iter()
-        .filter(|(name, spec)| current.get(*name).is_none_or(|o| &o.spec != *spec))
-        .map(|(name, spec)| (name.clone(), NodeRuleMap::new(name, spec.clone())))
-        .collect::<Vec<_>>();
-    let writes = apply_all(&api, &params, changed.into_iter(), current, metrics).await?;
-    let deletes = delete_stale(&api, current, |n| desired.contains_key(n), metrics).await?;
-    Ok(writes + deletes)
+    let desired = desired.iter().map(|(n, s)| (n.clone(), s)).collect();
+    converge(
+        client,
+        desired,
+        current,
+        |o| &o.spec,
+        NodeRuleMap::new,
+        metrics,
+    )
+    .await
 }
 
 /// Brings the cluster's IdentityMap shards to `desired` (indexed by shard).
@@ -45,20 +64,40 @@ pub async fn shards(
     current: &mut BTreeMap<String, IdentityMap>,
     metrics: &Metrics,
 ) -> Result<usize, Error> {
-    let api: Api<IdentityMap> = Api::all(client.clone());
+    let desired = desired.iter().map(|s| (shard_name(s.shard), s)).collect();
+    converge(
+        client,
+        desired,
+        current,
+        |o| &o.spec,
+        IdentityMap::new,
+        metrics,
+    )
+    .await
+}
+
+/// Applies what differs from `current` (by `spec_of`), deletes what is not
+/// desired.
+async fn converge<K, S: PartialEq + Clone>(
+    client: &Client,
+    desired: BTreeMap<String, &S>,
+    current: &mut BTreeMap<String, K>,
+    spec_of: fn(&K) -> &S,
+    build: fn(&str, S) -> K,
+    metrics: &Metrics,
+) -> Result<usize, Error>
+where
+    K: Published,
+{
+    let api: Api<K> = Api::all(client.clone());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let changed = desired
         .iter()
-        .map(|spec| (shard_name(spec.shard), spec))
-        .filter(|(name, spec)| current.get(name).is_none_or(|o| &o.spec != *spec))
-        .map(|(name, spec)| {
-            let obj = IdentityMap::new(&name, spec.clone());
-            (name, obj)
-        })
+        .filter(|(name, spec)| current.get(*name).is_none_or(|o| spec_of(o) != **spec))
+        .map(|(name, spec)| (name.clone(), build(name, (*spec).clone())))
         .collect::<Vec<_>>();
     let writes = apply_all(&api, &params, changed.into_iter(), current, metrics).await?;
-    let wanted: BTreeSet<String> = desired.iter().map(|s| shard_name(s.shard)).collect();
-    let deletes = delete_stale(&api, current, |n| wanted.contains(n), metrics).await?;
+    let deletes = delete_stale(&api, current, |n| desired.contains_key(n), metrics).await?;
     Ok(writes + deletes)
 }
 
@@ -71,7 +110,7 @@ async fn delete_stale<K>(
     metrics: &Metrics,
 ) -> Result<usize, Error>
 where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K: Published,
 {
     let kind = K::kind(&());
     let stale: Vec<String> = current.keys().filter(|n| !wanted(n)).cloned().collect();
@@ -112,11 +151,7 @@ async fn apply_all<K>(
     metrics: &Metrics,
 ) -> Result<usize, Error>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::Serialize
-        + serde::de::DeserializeOwned,
+    K: Published,
 {
     let kind = K::kind(&());
     let kind = &kind;

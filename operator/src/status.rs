@@ -197,33 +197,27 @@ trait WithStatus:
     fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition>;
 }
 
-impl WithStatus for SegmentationPolicy {
-    type Status = SegmentationPolicyStatus;
-    const KIND: &'static str = "SegmentationPolicy";
-    fn into_status(self) -> Option<Self::Status> {
-        self.status
-    }
-    fn conditions(status: &Self::Status) -> &[Condition] {
-        &status.conditions
-    }
-    fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition> {
-        &mut status.conditions
-    }
+/// The two kinds have the same shape: `status: Option<_>` with `conditions`.
+macro_rules! with_status {
+    ($kind:ident, $status:ident) => {
+        impl WithStatus for $kind {
+            type Status = $status;
+            const KIND: &'static str = stringify!($kind);
+            fn into_status(self) -> Option<Self::Status> {
+                self.status
+            }
+            fn conditions(status: &Self::Status) -> &[Condition] {
+                &status.conditions
+            }
+            fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition> {
+                &mut status.conditions
+            }
+        }
+    };
 }
 
-impl WithStatus for LabelMapping {
-    type Status = LabelMappingStatus;
-    const KIND: &'static str = "LabelMapping";
-    fn into_status(self) -> Option<Self::Status> {
-        self.status
-    }
-    fn conditions(status: &Self::Status) -> &[Condition] {
-        &status.conditions
-    }
-    fn conditions_mut(status: &mut Self::Status) -> &mut Vec<Condition> {
-        &mut status.conditions
-    }
-}
+with_status!(SegmentationPolicy, SegmentationPolicyStatus);
+with_status!(LabelMapping, LabelMappingStatus);
 
 /// Writes `status` to object `name` unless it equals the last one written
 /// (transition times aside); stamps transition times from the last one.
@@ -422,41 +416,29 @@ mod tests {
 
     #[test]
     fn policy_status_is_reconciling_until_every_node_programmed_and_stalled_on_errors() {
-        let condition = |st: &SegmentationPolicyStatus, t: &str| {
-            let c = st.conditions.iter().find(|c| c.type_ == t);
-            c.map(|c| c.status)
+        // Which of Ready, Reconciling, Stalled hold.
+        let holding = |st: &SegmentationPolicyStatus| {
+            [types::READY, types::RECONCILING, types::STALLED].map(|t| {
+                st.conditions
+                    .iter()
+                    .any(|c| c.type_ == t && c.status == ConditionStatus::True)
+            })
         };
         let f = facts(&["a", "b"]);
         let pending = policy_status(&f, Some(7), 1);
-        assert_eq!(
-            condition(&pending, types::READY),
-            Some(ConditionStatus::False)
-        );
-        assert_eq!(
-            condition(&pending, types::RECONCILING),
-            Some(ConditionStatus::True)
-        );
+        assert_eq!(holding(&pending), [false, true, false]);
         assert_eq!(pending.nodes_summary.as_deref(), Some("1/2"));
         assert_eq!(pending.observed_generation, Some(7));
-        assert!(pending
-            .conditions
-            .iter()
-            .all(|c| c.observed_generation == Some(7)));
+        let observed = pending.conditions.iter().map(|c| c.observed_generation);
+        assert!(observed.into_iter().all(|g| g == Some(7)));
         let done = policy_status(&f, Some(7), 2);
-        assert_eq!(condition(&done, types::READY), Some(ConditionStatus::True));
+        assert_eq!(holding(&done), [true, false, false]);
         let broken = PolicyFacts {
             warnings: vec!["not compiled: scope: bad selector".into()],
             ..f
         };
         let stalled = policy_status(&broken, Some(8), 0);
-        assert_eq!(
-            condition(&stalled, types::STALLED),
-            Some(ConditionStatus::True)
-        );
-        assert_eq!(
-            condition(&stalled, types::READY),
-            Some(ConditionStatus::False)
-        );
+        assert_eq!(holding(&stalled), [false, false, true]);
         assert!(stalled.conditions[0].message.contains("bad selector"));
     }
 }
