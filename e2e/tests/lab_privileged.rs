@@ -214,6 +214,7 @@ fn lab_up_leaves_the_whole_lab_running_and_down_removes_exactly_it() {
         [
             ("etcd", true),
             ("kube-apiserver", true),
+            ("collector", true),
             ("operator-a", true)
         ]
     );

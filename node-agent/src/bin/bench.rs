@@ -86,11 +86,16 @@ fn rules(n: u32) -> Vec<CompiledRule> {
 }
 
 fn spec(n: u32) -> (NodeRuleMapSpec, Vec<IdentityMapSpec>) {
+    spec_in(n, EnforcementMode::Full)
+}
+
+/// The same node with every pod in `mode` (visibility: a new install).
+fn spec_in(n: u32, mode: EnforcementMode) -> (NodeRuleMapSpec, Vec<IdentityMapSpec>) {
     let endpoint = |i: u32| LocalEndpoint {
         name: format!("default/p{i}"),
         addresses: vec![format!("10.98.{}.{}", i / 250, i % 250 + 1)],
         identity: 1000 + i,
-        mode: EnforcementMode::Full,
+        mode,
     };
     let rule_map = NodeRuleMapSpec {
         node_kind: NodeKind::Node,
@@ -153,6 +158,8 @@ fn bpf_stats(id: u32) -> anyhow::Result<(u64, u64)> {
 struct Run {
     test_run_ns: f64,
     stats_ns: f64,
+    /// Ring-buffer events per packet, emitted or lost.
+    events_per_packet: f64,
 }
 
 fn measure(dp: &mut Datapath, pkt: &[u8], repeat: u32) -> anyhow::Result<Run> {
@@ -164,6 +171,10 @@ fn measure(dp: &mut Datapath, pkt: &[u8], repeat: u32) -> anyhow::Result<Run> {
         .context("program")?
         .try_into()?;
     let id = prog.info()?.id();
+    let lost = |dp: &Datapath| -> anyhow::Result<u64> {
+        Ok(dp.counters()?.get("events_lost").copied().unwrap_or(0))
+    };
+    let lost0 = lost(dp)?;
     let (t0, c0) = bpf_stats(id)?;
     let mut out = vec![0u8; pkt.len() + 64];
     let res = prog.test_run(TestRunOptions {
@@ -181,9 +192,11 @@ fn measure(dp: &mut Datapath, pkt: &[u8], repeat: u32) -> anyhow::Result<Run> {
     // The kernel reports the mean duration of one run.
     let mut events = bulkhead_agent::flows::FlowAggregator::default();
     dp.read_flows(&mut events);
+    let emitted = events.events() + lost(dp)?.saturating_sub(lost0);
     Ok(Run {
         test_run_ns: res.duration.as_nanos() as f64,
         stats_ns,
+        events_per_packet: emitted as f64 / f64::from(repeat.max(1)),
     })
 }
 
@@ -256,13 +269,23 @@ fn main() -> anyhow::Result<()> {
             None => None,
         };
 
+        // Visibility mode, no matching rule (a new install's default state):
+        // every packet of the flow is a would-be deny.
+        let (vis_map, vis_ids) = spec_in(n, EnforcementMode::Visibility);
+        dp.program(&Desired::build(&vis_map, &vis_ids)?)?;
+        let vis_est = measure(&mut dp, &denied, repeat)?;
+        dp.program(&full)?;
+
         println!("\n# Bulkhead datapath benchmark: {n} rules ({} policy-map entries), {repeat} runs per figure\n", full.policy.len());
         println!(
-            "{:<52} {:>14} {:>14}",
-            "per packet (bh_from_endpoint)", "test_run ns", "bpf_stats ns"
+            "{:<52} {:>14} {:>14} {:>16}",
+            "per packet (bh_from_endpoint)", "test_run ns", "bpf_stats ns", "events/packet"
         );
         let row = |name: &str, r: &Run| {
-            println!("{:<52} {:>14.1} {:>14.1}", name, r.test_run_ns, r.stats_ns)
+            println!(
+                "{:<52} {:>14.1} {:>14.1} {:>16.6}",
+                name, r.test_run_ns, r.stats_ns, r.events_per_packet
+            )
         };
         row("baseline: not a local endpoint, 0 rules", &base_out);
         row(&format!("not a local endpoint, {n} rules"), &out);
@@ -274,6 +297,10 @@ fn main() -> anyhow::Result<()> {
         if let Some(e) = &est {
             row(&format!("established flow (conntrack hit), {n} rules"), e);
         }
+        row(
+            &format!("visibility, established would-be deny, {n} rules"),
+            &vis_est,
+        );
         println!();
         println!("{:<52} {:>14} {:>14}", "programming", "time", "map writes");
         rows.push((
