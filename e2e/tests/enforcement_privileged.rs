@@ -26,18 +26,8 @@ use bulkhead_e2e::observe;
 use bulkhead_e2e::{kubelet, Lab, LabSpec, Proto, Workload};
 use support::*;
 
-const MAPPING: &str = r#"
-apiVersion: bulkhead.dev/v1alpha1
-kind: LabelMapping
-metadata: {name: workloads}
-spec:
-  rules:
-  - name: app-and-env
-    match: {pods: {}}
-    copyLabels:
-    - {key: app, fromLabel: app}
-    - {key: env, fromLabel: env, source: namespace}
-"#;
+/// app from the pod, env from its namespace.
+const MAPPING: &str = include_str!("../fixtures/workloads-mapping.yaml");
 
 /// The mapping without env: no endpoint is `env=prod` any more.
 const MAPPING_WITHOUT_ENV: &str = r#"

@@ -22,18 +22,8 @@ use bulkhead_e2e::lab::{Agents, Probe};
 use bulkhead_e2e::{kubelet, Lab, LabSpec, Workload};
 use support::*;
 
-const MAPPING: &str = r#"
-apiVersion: bulkhead.dev/v1alpha1
-kind: LabelMapping
-metadata: {name: workloads}
-spec:
-  rules:
-  - name: app-and-env
-    match: {pods: {}}
-    copyLabels:
-    - {key: app, fromLabel: app}
-    - {key: env, fromLabel: env, source: namespace}
-"#;
+/// app from the pod, env from its namespace.
+const MAPPING: &str = include_str!("../fixtures/workloads-mapping.yaml");
 
 const POLICY: &str = r#"
 apiVersion: bulkhead.dev/v1alpha1
