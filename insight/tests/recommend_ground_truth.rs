@@ -262,3 +262,64 @@ fn the_monthly_batch_and_the_quarterly_dr_test_are_periodic() {
             > 20
     );
 }
+
+#[test]
+fn the_indexed_judge_agrees_with_simulate_on_every_record() {
+    use bulkhead_insight::replay::{HistoryCluster, PolicySet};
+    let records = history();
+    let cluster = HistoryCluster::new(&cluster(), &records);
+    let mut sets = vec![truth()];
+    for layer in [Layer::Env, Layer::Role] {
+        let rec = recommend(&records, &options(layer)).expect("recommends");
+        sets.push(
+            rec.policies
+                .iter()
+                .map(|p| (p.name.clone(), p.spec.clone()))
+                .collect(),
+        );
+        sets.push(enforced(&rec));
+    }
+    // Selective mode with a deny and an overrideDeny on top of the truth.
+    let mut mixed = truth();
+    for (i, spec) in mixed.values_mut().enumerate() {
+        spec.enforcement = Some(
+            [
+                EnforcementMode::Selective,
+                EnforcementMode::Full,
+                EnforcementMode::Visibility,
+            ][i % 3],
+        );
+        if i % 4 == 0 {
+            let mut deny = spec
+                .ingress
+                .first()
+                .cloned()
+                .unwrap_or_else(|| spec.egress[0].clone());
+            deny.action = if i % 8 == 0 {
+                bulkhead_api::policy::Action::OverrideDeny
+            } else {
+                bulkhead_api::policy::Action::Deny
+            };
+            deny.ports.clear();
+            spec.ingress.push(deny);
+        }
+    }
+    sets.push(mixed);
+    let mut denied = 0;
+    for policies in sets {
+        let out = cluster.compile(
+            &PolicySet {
+                policies,
+                ..PolicySet::default()
+            },
+            &CompileOptions::default(),
+        );
+        let replay = cluster.judge(&out);
+        for r in &records {
+            let v = replay.verdict(r);
+            assert_eq!(v, replay.simulated(r), "{r:?}");
+            denied += usize::from(v == Verdict::Deny);
+        }
+    }
+    assert!(denied > 500, "the sets deny something: {denied}");
+}

@@ -24,7 +24,10 @@ use bulkhead_api::mapping::{CopyLabel, EndpointMatch, LabelSource, MappingRule, 
 use bulkhead_api::{LabelMappingSpec, LabelSelector, Labels};
 use bulkhead_policy::snapshot::{Node, Pod, PodKey, Snapshot};
 use bulkhead_policy::Verdict;
+
+mod judge;
 use bulkhead_policy::{compile, CompileOptions, FlowEnd, FlowQuery, IdentityAllocation, Output};
+use judge::Judge;
 
 /// The node every synthetic pod runs on.
 pub const REPLAY_NODE: &str = "bulkhead-history-replay";
@@ -136,24 +139,60 @@ impl HistoryCluster {
         compile(&snapshot, &options, &IdentityAllocation::default())
     }
 
-    /// What `out` enforces on the flow of `record`: deny when either managed
-    /// side drops it in its mode.
-    pub fn judge(&self, out: &Output, record: &FlowRecord) -> Verdict {
-        let at = |ep: &FlowEndpoint| {
-            self.addresses
-                .get(&EndKey::of(ep))
-                .copied()
-                .unwrap_or(ep.address)
-        };
+    /// `out` (a [`HistoryCluster::compile`] of this cluster), ready to judge records.
+    pub fn judge<'a>(&'a self, out: &'a Output) -> Replay<'a> {
+        Replay {
+            cluster: self,
+            judge: Judge::new(out),
+            out,
+        }
+    }
+
+    fn address(&self, ep: &FlowEndpoint) -> IpAddr {
+        self.addresses
+            .get(&EndKey::of(ep))
+            .copied()
+            .unwrap_or(ep.address)
+    }
+}
+
+/// One compiled policy set over history.
+pub struct Replay<'a> {
+    cluster: &'a HistoryCluster,
+    judge: Judge<'a>,
+    out: &'a Output,
+}
+
+impl std::fmt::Debug for Replay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replay")
+            .field("rule_maps", &self.out.rule_maps.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Replay<'_> {
+    /// What the policy set enforces on the flow of `record`: deny when
+    /// either managed side drops it in its mode.
+    pub fn verdict(&self, record: &FlowRecord) -> Verdict {
+        self.judge.verdict(
+            self.cluster.address(&record.source),
+            self.cluster.address(&record.destination),
+            record.protocol,
+            record.port,
+        )
+    }
+
+    /// The same question through `bulkhead_policy::simulate`, one scan of
+    /// the whole output per flow: what [`Replay::verdict`] is held equal to.
+    pub fn simulated(&self, record: &FlowRecord) -> Verdict {
         let query = FlowQuery {
-            from: FlowEnd::Address(at(&record.source)),
-            to: FlowEnd::Address(at(&record.destination)),
+            from: FlowEnd::Address(self.cluster.address(&record.source)),
+            to: FlowEnd::Address(self.cluster.address(&record.destination)),
             protocol: record.protocol,
             port: record.port,
         };
-        // Two addresses never fail to resolve; a family mismatch cannot
-        // happen on a recorded flow, and would mean nothing is enforced.
-        bulkhead_policy::simulate(out, &query).map_or(Verdict::Allow, |v| v.verdict)
+        bulkhead_policy::simulate(self.out, &query).map_or(Verdict::Allow, |v| v.verdict)
     }
 }
 

@@ -131,10 +131,11 @@ pub fn what_if(
     let cluster = HistoryCluster::new(today, edges.values().map(|e| e.0));
     let before = cluster.compile(&before_set, &options.compile);
     let after = cluster.compile(&after_set, &options.compile);
+    let (was_set, will_set) = (cluster.judge(&before), cluster.judge(&after));
     let mut report = report::Builder::default();
     for (record, flows, last_seen) in edges.values() {
-        let was = cluster.judge(&before, record);
-        let will = cluster.judge(&after, record);
+        let was = was_set.verdict(record);
+        let will = will_set.verdict(record);
         match (was, will) {
             (Verdict::Allow, Verdict::Deny) => report.denied(record, *flows, *last_seen),
             (Verdict::Deny, Verdict::Allow) => report.allowed(record, *flows, *last_seen),
