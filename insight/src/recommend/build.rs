@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use bulkhead_api::flow::{EndpointKind, FlowEndpoint, FlowRecord};
-use bulkhead_api::policy::{Action, Peer, PortSpec, Protocol, Rule, Scope};
+use bulkhead_api::policy::{Peer, Protocol};
 use bulkhead_api::rule_map::Direction;
-use bulkhead_api::{LabelSelector, Labels, SegmentationPolicySpec};
+use bulkhead_api::{LabelSelector, Labels};
 use ipnet::IpNet;
 
 use super::evidence::Tally;
+use super::spec::Candidate;
 use super::{Layer, RecommendOptions, RecommendedPolicy, UnlabeledPeer};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,7 +20,7 @@ enum PeerKey {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum PortKey {
+pub(super) enum PortKey {
     Any,
     Port(Protocol, u16),
     Range(Protocol, u16, u16),
@@ -62,10 +63,12 @@ impl<'a> Accumulator<'a> {
         }
     }
 
-    /// One record seen from its in-scope side `local`.
+    /// The records of one edge (`r` is one of them, `seen` their sum),
+    /// from its in-scope side `local`.
     pub(super) fn add(
         &mut self,
         r: &FlowRecord,
+        seen: &Tally,
         direction: Direction,
         local: &FlowEndpoint,
         peer: &FlowEndpoint,
@@ -81,9 +84,10 @@ impl<'a> Accumulator<'a> {
                     subject,
                     direction,
                 );
-                let e = self.unlabeled.entry(key).or_insert((0, r.end));
-                e.0 += r.flows;
-                e.1 = e.1.max(r.end);
+                let last = seen.last.unwrap_or(r.end);
+                let e = self.unlabeled.entry(key).or_insert((0, last));
+                e.0 += seen.flows;
+                e.1 = e.1.max(last);
                 return;
             }
         };
@@ -93,7 +97,7 @@ impl<'a> Accumulator<'a> {
             .or_default()
             .entry(port)
             .or_default()
-            .add(r.start, r.end, r.flows);
+            .merge(seen);
     }
 
     fn peer_key(&self, peer: &FlowEndpoint) -> Option<PeerKey> {
@@ -220,112 +224,4 @@ impl<'a> Accumulator<'a> {
             .collect();
         (policies, unlabeled)
     }
-}
-
-struct Candidate {
-    direction: Direction,
-    peers: Vec<Peer>,
-    ports: Vec<PortKey>,
-    periodic: bool,
-    tally: Tally,
-}
-
-impl RecommendOptions {
-    fn policy(&self, subject: Labels, candidates: Vec<Candidate>) -> RecommendedPolicy {
-        let mut spec = SegmentationPolicySpec {
-            scope: Scope {
-                selector: Some(LabelSelector::from_labels(subject.clone())),
-                cluster_wide: false,
-            },
-            enforcement: Some(self.enforcement),
-            ingress: Vec::new(),
-            egress: Vec::new(),
-        };
-        let mut evidence = BTreeMap::new();
-        for c in candidates {
-            let list = match c.direction {
-                Direction::Ingress => &mut spec.ingress,
-                Direction::Egress => &mut spec.egress,
-            };
-            let dir = match c.direction {
-                Direction::Ingress => "ingress",
-                Direction::Egress => "egress",
-            };
-            let mut name = format!("{dir}-{}", list.len() + 1);
-            if c.periodic {
-                name.push_str("-periodic");
-            }
-            evidence.insert(name.clone(), c.tally.evidence(c.periodic));
-            list.push(Rule {
-                name: Some(name),
-                action: Action::Allow,
-                peers: c.peers,
-                ports: c.ports.iter().filter_map(|p| port_spec(*p)).collect(),
-            });
-        }
-        RecommendedPolicy {
-            name: self.policy_name(&subject),
-            spec,
-            evidence,
-        }
-    }
-
-    fn policy_name(&self, subject: &Labels) -> String {
-        let mut name = format!("{}-{}", self.name_prefix, self.layer.as_str());
-        for key in self.layer.keys() {
-            if let Some(v) = subject.get(*key) {
-                name.push('-');
-                name.push_str(v);
-            }
-        }
-        if !self.layer.keys().iter().any(|k| subject.contains_key(*k)) {
-            for v in subject.values() {
-                name.push('-');
-                name.push_str(v);
-            }
-        }
-        dns_name(&name)
-    }
-}
-
-fn port_spec(p: PortKey) -> Option<PortSpec> {
-    let spec = |protocol| PortSpec {
-        protocol,
-        port: None,
-        end_port: None,
-        icmp_type: None,
-    };
-    match p {
-        PortKey::Any => None,
-        PortKey::Port(protocol, port) => Some(PortSpec {
-            port: Some(port),
-            ..spec(protocol)
-        }),
-        PortKey::Range(protocol, from, to) => Some(PortSpec {
-            port: Some(from),
-            end_port: Some(to),
-            ..spec(protocol)
-        }),
-        PortKey::Icmp(protocol, t) => Some(PortSpec {
-            icmp_type: Some(t),
-            ..spec(protocol)
-        }),
-    }
-}
-
-/// A DNS subdomain name: lower case, `[a-z0-9-.]`, at most 253 characters.
-fn dns_name(raw: &str) -> String {
-    let mut s: String = raw
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    s.truncate(253);
-    s.trim_matches(|c| c == '-' || c == '.').to_string()
 }

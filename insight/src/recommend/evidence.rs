@@ -2,8 +2,6 @@
 
 use std::collections::BTreeSet;
 
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -43,7 +41,8 @@ pub(super) struct Tally {
     pub(super) flows: u64,
     pub(super) first: Option<Timestamp>,
     pub(super) last: Option<Timestamp>,
-    pub(super) days: BTreeSet<Date>,
+    /// UTC days since the epoch.
+    pub(super) days: BTreeSet<i64>,
 }
 
 impl Tally {
@@ -51,7 +50,7 @@ impl Tally {
         self.flows += flows;
         self.first = Some(self.first.map_or(start, |f| f.min(start)));
         self.last = Some(self.last.map_or(end, |l| l.max(end)));
-        self.days.insert(start.to_zoned(TimeZone::UTC).date());
+        self.days.insert(start.as_second().div_euclid(86_400));
     }
 
     pub(super) fn merge(&mut self, other: &Tally) {

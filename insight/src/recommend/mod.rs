@@ -20,8 +20,9 @@
 
 mod build;
 mod evidence;
+mod spec;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bulkhead_api::flow::{EndpointKind, FlowEndpoint, FlowRecord};
 use bulkhead_api::policy::EnforcementMode;
@@ -206,13 +207,34 @@ pub fn recommend(
         .iter()
         .filter(|r| r.start >= options.since && r.start < options.until)
         .collect();
+    // Many windows of one edge are summed first: the per-edge work (label
+    // cuts, prefixes, map keys) then runs once per edge, not per record.
+    let mut labels: HashMap<&Labels, usize> = HashMap::new();
+    let mut edges: HashMap<EdgeKey, (&FlowRecord, evidence::Tally)> = HashMap::new();
+    for r in in_window.iter().copied().filter(|r| r.counts()) {
+        let n = labels.len();
+        let src = *labels.entry(&r.source.labels).or_insert(n);
+        let n = labels.len();
+        let dst = *labels.entry(&r.destination.labels).or_insert(n);
+        let key = EdgeKey {
+            source: (src, r.source.kind, r.source.address),
+            destination: (dst, r.destination.kind, r.destination.address),
+            port: r.port,
+            protocol: r.protocol,
+        };
+        edges
+            .entry(key)
+            .or_insert_with(|| (r, evidence::Tally::default()))
+            .1
+            .add(r.start, r.end, r.flows);
+    }
     let mut acc = build::Accumulator::new(options);
-    for r in in_window.iter().filter(|r| r.counts()) {
+    for (r, seen) in edges.values() {
         if in_scope(options, &r.source) {
-            acc.add(r, Direction::Egress, &r.source, &r.destination);
+            acc.add(r, seen, Direction::Egress, &r.source, &r.destination);
         }
         if in_scope(options, &r.destination) {
-            acc.add(r, Direction::Ingress, &r.destination, &r.source);
+            acc.add(r, seen, Direction::Ingress, &r.destination, &r.source);
         }
     }
     let mut warnings = window_warnings(options, &in_window);
@@ -228,6 +250,15 @@ pub fn recommend(
         unlabeled,
         warnings,
     })
+}
+
+/// One edge: both ends (interned labels, kind, address), port, protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct EdgeKey {
+    source: (usize, EndpointKind, std::net::IpAddr),
+    destination: (usize, EndpointKind, std::net::IpAddr),
+    port: u16,
+    protocol: bulkhead_api::policy::Protocol,
 }
 
 /// Endpoints a policy can select: labeled, and matched by the scope.
