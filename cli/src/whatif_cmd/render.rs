@@ -115,7 +115,7 @@ pub fn markdown(r: &WhatIf, ctx: &Context<'_>) -> String {
     let mut out = String::from("### Bulkhead what-if\n\n");
     let _ = writeln!(
         out,
-        "Replayed **{}** flow records from {} to {} under today's policy and under {}.\n",
+        "Replayed **{}** flow records from {} to {} under today's policy and under the draft ({}).\n",
         r.records,
         ctx.since,
         ctx.until,
