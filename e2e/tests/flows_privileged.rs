@@ -161,37 +161,6 @@ fn find<'a>(
         .unwrap_or_else(|| panic!("no {direction:?} record {from} -> {to}"))
 }
 
-/// `bulkhead-system/bulkhead-collector` (the chart's name, the CLI's default)
-/// without a selector, its Endpoints and EndpointSlice at `at`.
-fn collector_service(at: std::net::SocketAddr) -> String {
-    let (ip, port) = (at.ip(), at.port());
-    format!(
-        r#"apiVersion: v1
-kind: Service
-metadata: {{name: bulkhead-collector, namespace: bulkhead-system}}
-spec:
-  ports: [{{name: http, port: 9470, targetPort: {port}, protocol: TCP}}]
----
-apiVersion: v1
-kind: Endpoints
-metadata: {{name: bulkhead-collector, namespace: bulkhead-system}}
-subsets:
-- addresses: [{{ip: "{ip}"}}]
-  ports: [{{name: http, port: {port}, protocol: TCP}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: bulkhead-collector-lab
-  namespace: bulkhead-system
-  labels: {{kubernetes.io/service-name: bulkhead-collector}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints: [{{addresses: ["{ip}"]}}]
-"#
-    )
-}
-
 /// POST a body to the collector with an optional bearer token: the status.
 fn post(lab: &Lab, token: Option<&str>, body: &str) -> u16 {
     let addr = lab.collector().expect("collector").config.listen;
@@ -300,34 +269,6 @@ fn every_flow_sent_is_collected_named_labeled_and_counted_once() {
     let denied = denied["records"].as_array().expect("records");
     assert!(!denied.is_empty(), "the CLI finds the denied flow");
     assert!(denied.iter().all(|r| r["verdict"] == "deny"));
-
-    //    And through the API server's service proxy, as a user with only a
-    //    kubeconfig reads it (the CLI's default, no --collector): a Service
-    //    named as the chart names it, its endpoints at the lab's collector.
-    let listen = lab.collector().expect("collector").config.listen;
-    ok(
-        lab.kubectl()
-            .run_with_stdin(&["apply", "-f", "-"], &collector_service(listen)),
-        "the collector's Service",
-    );
-    let out = std::process::Command::new(&cli)
-        .env("KUBECONFIG", lab.plane().admin_kubeconfig())
-        .args(["flows", "--since", "1h", "--verdict", "deny", "-o", "json"])
-        .output()
-        .expect("kubectl-bulkhead flows");
-    assert!(
-        out.status.success(),
-        "through the service proxy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let proxied: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let proxied = proxied["records"].as_array().expect("records");
-    assert!(
-        proxied.len() >= denied.len() && proxied.iter().all(|r| r["verdict"] == "deny"),
-        "the denied records through the API server: {} then {}",
-        denied.len(),
-        proxied.len()
-    );
 
     // 3. The collector down for 60 s while traffic goes on: nothing is lost.
     ok(

@@ -58,7 +58,7 @@ const SENT: [(&str, &str); 3] = [
 
 fn start_lab() -> Lab {
     let mut spec = LabSpec::new(2);
-    spec.agents = Agents::Always;
+    spec.agents = Agents::Cluster;
     spec.namespaces = vec![
         ("prod".into(), kubelet::labels([("env", "prod")])),
         ("dev".into(), kubelet::labels([("env", "dev")])),
