@@ -173,6 +173,11 @@ pub enum FlowReason {
     Failsafe,
     /// An established connection that a policy change now denies.
     Reevaluated,
+    /// The packet's source address was not its sender's: dropped in every
+    /// mode. On a pod's interface the source names the pod that sent it
+    /// (by its interface) while `source.address` is the forged address; on a
+    /// host interface the sender is unknown (`world`).
+    Spoofed,
 }
 
 /// A deciding rule by name (and the compiled id, for joining with rule maps).

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Conntrack: lookups of a packet as an established flow (its own tuple and
  * direction) or as the reply of one (the reversed tuple, the opposite
- * direction). Entries older than bh_cfg_ct_timeout_ns count as gone.
+ * direction). Entries idle longer than bh_cfg_ct_timeout_ns count as gone;
+ * TCP entries that saw a FIN or RST (BH_CT_F_CLOSING) only live
+ * bh_cfg_ct_closing_timeout_ns after their last packet, and a SYN on a
+ * closing entry's tuple opens a new flow: a reused 4-tuple is judged by
+ * policy again, and counted as a new flow.
  *
  * Time: every CPU reads bpf_ktime_get_ns() on its own and writes
  * last_seen_ns without a lock, so an entry's last_seen_ns may be later than
@@ -46,15 +50,49 @@ static __always_inline __u64 bh_ct_age(const struct ct_value *ct, __u64 now)
 	return now > seen ? now - seen : 0;
 }
 
+static __always_inline __u64 bh_ct_timeout(const struct ct_value *ct)
+{
+	return (ct->flags & BH_CT_F_CLOSING) ? bh_cfg_ct_closing_timeout_ns : bh_cfg_ct_timeout_ns;
+}
+
+static __always_inline int bh_is_syn(const struct bh_pkt *p)
+{
+	return p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_SYN | BH_TCP_ACK)) == BH_TCP_SYN;
+}
+
 static __always_inline struct ct_value *bh_ct_lookup(struct ct_key *k, __u64 now)
 {
 	struct ct_value *ct = bpf_map_lookup_elem(&bh_conntrack, k);
 
-	if (ct && bh_ct_age(ct, now) > bh_cfg_ct_timeout_ns) {
+	if (ct && bh_ct_age(ct, now) > bh_ct_timeout(ct)) {
 		bpf_map_delete_elem(&bh_conntrack, k);
 		return 0;
 	}
 	return ct;
+}
+
+/* The entry a packet of its own direction continues, or 0; a SYN on a
+ * closing entry's tuple is a new connection, so the old entry goes. */
+static __always_inline struct ct_value *bh_ct_lookup_own(struct ct_key *k, const struct bh_pkt *p,
+							 __u64 now)
+{
+	struct ct_value *ct = bh_ct_lookup(k, now);
+
+	if (ct && (ct->flags & BH_CT_F_CLOSING) && bh_is_syn(p)) {
+		bpf_map_delete_elem(&bh_conntrack, k);
+		return 0;
+	}
+	return ct;
+}
+
+/* FIN or RST: the connection ends; one write, the first time. */
+static __always_inline void bh_ct_note_close(struct ct_value *ct, const struct bh_pkt *p)
+{
+	if (p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_FIN | BH_TCP_RST)) &&
+	    !(ct->flags & BH_CT_F_CLOSING)) {
+		ct->flags |= BH_CT_F_CLOSING;
+		bh_count(BH_CNT_CT_CLOSING);
+	}
 }
 
 static __always_inline void bh_ct_set_decision(struct ct_value *ct, const struct bh_decision *d,
@@ -69,14 +107,15 @@ static __always_inline void bh_ct_set_decision(struct ct_value *ct, const struct
 	ct->reason = d->reason;
 }
 
-static __always_inline void bh_ct_touch(struct ct_value *ct, __u64 now, __u32 len)
+static __always_inline void bh_ct_touch(struct ct_value *ct, const struct bh_pkt *p, __u64 now)
 {
 	/* Never backwards: a CPU with an older `now` must not age an entry that
 	 * another CPU has just refreshed. */
 	if (now > *(volatile const __u64 *)&ct->last_seen_ns)
 		ct->last_seen_ns = now;
+	bh_ct_note_close(ct, p);
 	__sync_fetch_and_add(&ct->packets, 1);
-	__sync_fetch_and_add(&ct->bytes, len);
+	__sync_fetch_and_add(&ct->bytes, p->len);
 }
 
 static __always_inline void bh_ct_create(struct ct_key *k, const struct bh_pkt *p,
@@ -91,6 +130,8 @@ static __always_inline void bh_ct_create(struct ct_key *k, const struct bh_pkt *
 	v.packets = 1;
 	v.bytes = p->len;
 	v.policy_port = p->policy_port;
+	if (p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_FIN | BH_TCP_RST)))
+		v.flags = BH_CT_F_CLOSING;
 	bh_ct_set_decision(&v, d, generation, peer);
 	bpf_map_update_elem(&bh_conntrack, k, &v, BPF_ANY);
 }

@@ -51,12 +51,12 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 	struct ct_key k;
 
 	bh_ct_key(&k, p, dir, 0);
-	ct = bh_ct_lookup(&k, now);
+	ct = bh_ct_lookup_own(&k, p, now);
 	if (ct) {
 		if (ct->generation != gen &&
 		    bh_reevaluate(skb, p, ep, dir, peer, &k, ct, gen) == BH_DROP)
 			return BH_DROP;
-		bh_ct_touch(ct, now, p->len);
+		bh_ct_touch(ct, p, now);
 		bh_count(BH_CNT_CT_ESTABLISHED);
 		bh_count(BH_CNT_ALLOWED);
 		if (ct->would_verdict == BH_VERDICT_DENY)
@@ -74,7 +74,7 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		if (ct->generation != gen &&
 		    bh_reevaluate(skb, p, ep, !dir, peer, &k, ct, gen) == BH_DROP)
 			return BH_DROP;
-		bh_ct_touch(ct, now, p->len);
+		bh_ct_touch(ct, p, now);
 		bh_count(BH_CNT_CT_REPLY);
 		bh_count(BH_CNT_ALLOWED);
 		if (bh_ct_report_due(ct, p, now)) {

@@ -38,6 +38,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bh_endpoints SEC(".maps");
 
+/* Host-side ifindex of a pod veth -> the endpoint behind it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct endpoint_info);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bh_ifaces SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct policy_key);

@@ -3,13 +3,16 @@
 //!
 //! ```text
 //!  Desired (validated) ──program()──► Maps (diff) ──► generation bump
-//!  interfaces ───────────sync_interfaces()──► Attacher (TCX / clsact)
+//!        └─ + host routes ─► endpoints bound to their veths (anti-spoofing)
+//!  interfaces ───────────sync_interfaces()──► Attacher (TCX / clsact),
+//!                                             and a re-bind when routes moved
 //!  bh_events ──────────── read_flows() ─────► FlowAggregator ─► records
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::attach::{interfaces_with_prefix, Attacher, Hook};
+use crate::desired::interfaces::{self, Bound, PodAddresses};
 use crate::desired::Desired;
 use crate::error::Result;
 use crate::flows::{FlowAggregator, FlowReader};
@@ -31,6 +34,16 @@ pub struct Datapath {
     pub maps: Maps,
     attacher: Attacher,
     flows: FlowReader,
+    /// The last programmed endpoints and their binding, to re-bind when
+    /// host routes change.
+    binding: Option<Binding>,
+}
+
+#[derive(Debug)]
+struct Binding {
+    endpoints: BTreeMap<crate::layout::EndpointKey, crate::layout::EndpointInfo>,
+    pods: Vec<PodAddresses>,
+    bound: Bound,
 }
 
 impl Datapath {
@@ -45,6 +58,7 @@ impl Datapath {
             maps,
             attacher,
             flows,
+            binding: None,
         })
     }
 
@@ -53,9 +67,48 @@ impl Datapath {
         &self.loaded
     }
 
-    /// Makes the maps hold `desired` (a diff) and bumps the generation.
+    /// Makes the maps hold `desired` (a diff), its pods bound to their
+    /// interfaces by this namespace's host routes, and bumps the generation.
     pub fn program(&mut self, desired: &Desired) -> Result<ProgramStats> {
-        self.maps.program(desired)
+        self.program_with_routes(desired, &interfaces::read_host_routes())
+    }
+
+    /// [`program`](Self::program) with the routes given (address → ifindex).
+    pub fn program_with_routes(
+        &mut self,
+        desired: &Desired,
+        routes: &HashMap<crate::layout::EndpointKey, u32>,
+    ) -> Result<ProgramStats> {
+        let bound = interfaces::bind(&desired.endpoints, &desired.pods, routes);
+        for (pod, why) in &bound.unbound {
+            tracing::warn!(pod, why, "endpoint not bound to an interface: its source addresses are checked against other pods' only");
+        }
+        self.binding = None;
+        let stats = self.maps.program(desired, &bound)?;
+        self.binding = Some(Binding {
+            endpoints: desired.endpoints.clone(),
+            pods: desired.pods.clone(),
+            bound,
+        });
+        Ok(stats)
+    }
+
+    /// Binds the last programmed endpoints again by the current host routes;
+    /// writes only when the binding changed. Returns whether it did.
+    pub fn rebind(&mut self) -> Result<bool> {
+        let Some(binding) = &self.binding else {
+            return Ok(false);
+        };
+        let routes = interfaces::read_host_routes();
+        let bound = interfaces::bind(&binding.endpoints, &binding.pods, &routes);
+        if bound.endpoints == binding.bound.endpoints && bound.ifaces == binding.bound.ifaces {
+            return Ok(false);
+        }
+        self.maps.rebind(&bound)?;
+        if let Some(b) = &mut self.binding {
+            b.bound = bound;
+        }
+        Ok(true)
     }
 
     /// Attaches to every host interface, and to every pod interface not yet
@@ -85,6 +138,9 @@ impl Datapath {
             }
         }
         newly.dedup();
+        if self.rebind()? {
+            tracing::info!("endpoints re-bound to their interfaces");
+        }
         Ok(newly)
     }
 

@@ -75,6 +75,13 @@ struct Args {
     /// Idle time after which a conntrack entry is forgotten.
     #[arg(long, default_value_t = 600)]
     ct_timeout_secs: u64,
+    /// Idle time after which a TCP entry that saw FIN or RST is forgotten.
+    #[arg(long, default_value_t = 10)]
+    ct_closing_timeout_secs: u64,
+    /// Drop packets from pods (and into host interfaces) whose source
+    /// address is not the sender's: `--anti-spoofing=false` turns it off.
+    #[arg(long, env = "BULKHEAD_ANTI_SPOOFING", default_value_t = true, action = clap::ArgAction::Set)]
+    anti_spoofing: bool,
     /// Capacity of the policy map.
     #[arg(long, default_value_t = 262_144)]
     policy_max_entries: u32,
@@ -109,6 +116,8 @@ fn main() -> anyhow::Result<()> {
         bpffs: args.bpffs.clone(),
         pin_name: args.pin_name.clone(),
         ct_timeout: Duration::from_secs(args.ct_timeout_secs),
+        ct_closing_timeout: Duration::from_secs(args.ct_closing_timeout_secs),
+        anti_spoofing: args.anti_spoofing,
         emit_new_flows: true,
         report_interval: Duration::from_millis(args.flow_report_interval_ms),
         policy_max_entries: args.policy_max_entries,

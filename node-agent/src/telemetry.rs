@@ -77,10 +77,11 @@ impl Default for Telemetry {
 }
 
 /// Datapath counters that are drops, with the reason label they get.
-const DROP_COUNTERS: [(&str, &str); 3] = [
+const DROP_COUNTERS: [(&str, &str); 4] = [
     ("denied", "policy"),
     ("reeval_denied", "reevaluated"),
     ("malformed", "malformed"),
+    ("spoofed", "spoofed"),
 ];
 
 impl Telemetry {
