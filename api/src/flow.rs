@@ -178,6 +178,10 @@ pub enum FlowReason {
     /// (by its interface) while `source.address` is the forged address; on a
     /// host interface the sender is unknown (`world`).
     Spoofed,
+    /// An ICMP or ICMPv6 error that quotes no tracked flow: not a way
+    /// through (dropped in full and selective mode, a would-be deny in
+    /// visibility mode).
+    Unrelated,
 }
 
 /// A deciding rule by name (and the compiled id, for joining with rule maps).

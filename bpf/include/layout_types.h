@@ -46,6 +46,7 @@
 #define BH_REASON_FAILSAFE 2 /* a failsafe port of the host */
 /* 3 is the agent's own (re-evaluated), never written by the datapath. */
 #define BH_REASON_SPOOFED 4  /* the source address is not the sender's */
+#define BH_REASON_UNRELATED 5 /* an ICMP error about no tracked flow */
 
 /* Index into the per-CPU counter array. */
 #define BH_CNT_PACKETS 0
@@ -66,7 +67,9 @@
 #define BH_CNT_NOT_LOCAL 15
 #define BH_CNT_SPOOFED 16
 #define BH_CNT_CT_CLOSING 17
-#define BH_CNT_MAX 18
+#define BH_CNT_ICMP_RELATED 18
+#define BH_CNT_ICMP_UNRELATED 19
+#define BH_CNT_MAX 20
 
 #define BH_FAMILY_V4 4
 #define BH_FAMILY_V6 6

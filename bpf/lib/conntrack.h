@@ -41,6 +41,29 @@ static __always_inline void bh_ct_key(struct ct_key *k, const struct bh_pkt *p, 
 	k->pad = 0;
 }
 
+/* The entry of the flow an ICMP error quotes, by the quoted packet's tuple:
+ * a packet this endpoint's flow sent the other way (`!dir`, as sent), or
+ * one the far end's flow sent to it (`dir`, reversed). */
+static __always_inline void bh_ct_key_quoted(struct ct_key *k, const struct bh_pkt *p, __u8 dir,
+					     int reply)
+{
+	if (reply) {
+		__builtin_memcpy(k->saddr, p->inner_daddr, 16);
+		__builtin_memcpy(k->daddr, p->inner_saddr, 16);
+		k->sport = p->inner_dport;
+		k->dport = p->inner_sport;
+	} else {
+		__builtin_memcpy(k->saddr, p->inner_saddr, 16);
+		__builtin_memcpy(k->daddr, p->inner_daddr, 16);
+		k->sport = p->inner_sport;
+		k->dport = p->inner_dport;
+	}
+	k->protocol = p->inner_protocol;
+	k->family = p->family;
+	k->direction = dir;
+	k->pad = 0;
+}
+
 /* Nanoseconds since the entry was last seen; 0 when another CPU saw it
  * after `now` was read. */
 static __always_inline __u64 bh_ct_age(const struct ct_value *ct, __u64 now)

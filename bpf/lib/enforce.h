@@ -9,7 +9,18 @@
  *                                             entry, denied packets are dropped
  *
  * A re-evaluation that now denies deletes the entry and drops the packet, so
- * a policy change stops established connections at their next packet. */
+ * a policy change stops established connections at their next packet.
+ *
+ * ICMP and ICMPv6 errors (GHSA-c66w-hq56-4q97) are judged with the flow
+ * whose packet they quote, never as flows of their own:
+ *   quoted packet of a tracked flow   -> that flow's verdict (pass; its
+ *                                        re-evaluation first), no new entry,
+ *                                        the flow is not kept alive by it
+ *   quoted packet of no tracked flow  -> dropped in full and selective mode
+ *                                        whatever the rules say, a would-be
+ *                                        deny in visibility mode; no entry.
+ *                                        Errors the node itself sends pass
+ *                                        (it is its pods' router). */
 #ifndef BULKHEAD_LIB_ENFORCE_H
 #define BULKHEAD_LIB_ENFORCE_H
 
@@ -26,7 +37,7 @@ static __always_inline int bh_reevaluate(struct __sk_buff *skb, const struct bh_
 	struct bh_decision d;
 
 	bh_count(BH_CNT_REEVALUATED);
-	bh_decide(ep, flow_dir, peer, p->protocol, ct->policy_port, &d);
+	bh_decide(ep, flow_dir, peer, k->protocol, ct->policy_port, &d);
 	if (d.verdict == BH_VERDICT_DENY) {
 		bh_count(BH_CNT_REEVAL_DENIED);
 		bh_count(BH_CNT_DENIED);
@@ -37,6 +48,53 @@ static __always_inline int bh_reevaluate(struct __sk_buff *skb, const struct bh_
 	}
 	bh_ct_set_decision(ct, &d, gen, peer);
 	return BH_CONTINUE;
+}
+
+static __always_inline int bh_enforce_icmp_error(struct __sk_buff *skb, const struct bh_pkt *p,
+						 const struct endpoint_info *ep, __u8 dir,
+						 __u32 peer, __u32 gen, __u64 now)
+{
+	struct bh_decision d = {
+		.rule_id = 0,
+		.action = BH_ACTION_NONE,
+		.verdict = BH_VERDICT_DENY,
+		.would_verdict = BH_VERDICT_DENY,
+		.reason = BH_REASON_UNRELATED,
+	};
+	struct ct_value *ct;
+	struct ct_key k;
+	__u8 flow_dir = !dir;
+
+	bh_ct_key_quoted(&k, p, !dir, 0);
+	ct = bh_ct_lookup(&k, now);
+	if (!ct) {
+		flow_dir = dir;
+		bh_ct_key_quoted(&k, p, dir, 1);
+		ct = bh_ct_lookup(&k, now);
+	}
+	if (ct) {
+		/* The flow's own peer: the error may come from a router on the way. */
+		if (ct->generation != gen &&
+		    bh_reevaluate(skb, p, ep, flow_dir, ct->peer_identity, &k, ct, gen) == BH_DROP)
+			return BH_DROP;
+		bh_count(BH_CNT_ICMP_RELATED);
+		bh_count(BH_CNT_ALLOWED);
+		return BH_PASS;
+	}
+	/* The node routes its pods' traffic: the errors it sends quote packets
+	 * it forwarded, flows of no endpoint of its own (PMTU discovery). */
+	if ((ep->flags & BH_EP_F_HOST) && dir == BH_DIR_EGRESS)
+		return BH_PASS;
+	bh_count(BH_CNT_ICMP_UNRELATED);
+	if (ep->mode == BH_MODE_VISIBILITY) {
+		d.verdict = BH_VERDICT_ALLOW;
+		bh_count(BH_CNT_WOULD_DENY);
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_WOULD_DENY, gen, 0);
+		return BH_PASS;
+	}
+	bh_count(BH_CNT_DENIED);
+	bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_DENY, gen, 0);
+	return BH_DROP;
 }
 
 static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt *p,
@@ -50,6 +108,8 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 	struct ct_value *ct;
 	struct ct_key k;
 
+	if (p->is_icmp_error)
+		return bh_enforce_icmp_error(skb, p, ep, dir, peer, gen, now);
 	bh_ct_key(&k, p, dir, 0);
 	ct = bh_ct_lookup_own(&k, p, now);
 	if (ct) {

@@ -34,6 +34,7 @@ pub const REASON_POLICY: u8 = 0;
 pub const REASON_DEFAULT: u8 = 1;
 pub const REASON_FAILSAFE: u8 = 2;
 pub const REASON_SPOOFED: u8 = 4;
+pub const REASON_UNRELATED: u8 = 5;
 
 pub const CT_F_CLOSING: u8 = 1;
 
@@ -46,7 +47,7 @@ pub const POLICY_FULL_PREFIX: u32 = 96;
 pub const POLICY_FIXED_PREFIX: u32 = 72;
 
 /// Names of the per-CPU counters, in index order (`BH_CNT_*`).
-pub const COUNTER_NAMES: [&str; 18] = [
+pub const COUNTER_NAMES: [&str; 20] = [
     "packets",
     "allowed",
     "denied",
@@ -65,6 +66,8 @@ pub const COUNTER_NAMES: [&str; 18] = [
     "not_local",
     "spoofed",
     "ct_closing",
+    "icmp_related",
+    "icmp_unrelated",
 ];
 
 /// `struct ipcache_v4_key`. aya's `lpm_trie::Key<[u8; 4]>` has the same layout.

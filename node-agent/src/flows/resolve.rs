@@ -285,6 +285,7 @@ impl Resolver {
                 REASON_FAILSAFE => FlowReason::Failsafe,
                 REASON_REEVALUATED => FlowReason::Reevaluated,
                 REASON_SPOOFED => FlowReason::Spoofed,
+                layout::REASON_UNRELATED => FlowReason::Unrelated,
                 _ => FlowReason::Default,
             },
             rule: (edge.rule_id != 0).then(|| {
