@@ -182,6 +182,10 @@ pub enum FlowReason {
     /// through (dropped in full and selective mode, a would-be deny in
     /// visibility mode).
     Unrelated,
+    /// A new flow of a full-mode endpoint refused because that node's
+    /// conntrack table for full-mode flows is full (established flows are
+    /// never evicted for new ones).
+    TableFull,
 }
 
 /// A deciding rule by name (and the compiled id, for joining with rule maps).

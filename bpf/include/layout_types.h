@@ -47,6 +47,7 @@
 /* 3 is the agent's own (re-evaluated), never written by the datapath. */
 #define BH_REASON_SPOOFED 4  /* the source address is not the sender's */
 #define BH_REASON_UNRELATED 5 /* an ICMP error about no tracked flow */
+#define BH_REASON_CT_FULL 6   /* a new flow of a full-mode endpoint; its table is full */
 
 /* Index into the per-CPU counter array. */
 #define BH_CNT_PACKETS 0
@@ -69,7 +70,8 @@
 #define BH_CNT_CT_CLOSING 17
 #define BH_CNT_ICMP_RELATED 18
 #define BH_CNT_ICMP_UNRELATED 19
-#define BH_CNT_MAX 20
+#define BH_CNT_CT_FULL 20
+#define BH_CNT_MAX 21
 
 #define BH_FAMILY_V4 4
 #define BH_FAMILY_V6 6

@@ -83,12 +83,23 @@ static __always_inline int bh_is_syn(const struct bh_pkt *p)
 	return p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_SYN | BH_TCP_ACK)) == BH_TCP_SYN;
 }
 
+/* Forgets a flow, in whichever table holds it. */
+static __always_inline void bh_ct_delete(struct ct_key *k)
+{
+	bpf_map_delete_elem(&bh_conntrack, k);
+	bpf_map_delete_elem(&bh_conntrack_lru, k);
+}
+
+/* Both tables: an endpoint whose mode changed keeps its older flows in the
+ * table of its old mode until they end. */
 static __always_inline struct ct_value *bh_ct_lookup(struct ct_key *k, __u64 now)
 {
 	struct ct_value *ct = bpf_map_lookup_elem(&bh_conntrack, k);
 
+	if (!ct)
+		ct = bpf_map_lookup_elem(&bh_conntrack_lru, k);
 	if (ct && bh_ct_age(ct, now) > bh_ct_timeout(ct)) {
-		bpf_map_delete_elem(&bh_conntrack, k);
+		bh_ct_delete(k);
 		return 0;
 	}
 	return ct;
@@ -102,7 +113,7 @@ static __always_inline struct ct_value *bh_ct_lookup_own(struct ct_key *k, const
 	struct ct_value *ct = bh_ct_lookup(k, now);
 
 	if (ct && (ct->flags & BH_CT_F_CLOSING) && bh_is_syn(p)) {
-		bpf_map_delete_elem(&bh_conntrack, k);
+		bh_ct_delete(k);
 		return 0;
 	}
 	return ct;
@@ -141,9 +152,10 @@ static __always_inline void bh_ct_touch(struct ct_value *ct, const struct bh_pkt
 	__sync_fetch_and_add(&ct->bytes, p->len);
 }
 
-static __always_inline void bh_ct_create(struct ct_key *k, const struct bh_pkt *p,
-					 const struct bh_decision *d, __u32 generation, __u32 peer,
-					 __u64 now)
+/* A new entry, in the table of `mode`; < 0 when the full-mode table is full. */
+static __always_inline int bh_ct_create(struct ct_key *k, const struct bh_pkt *p,
+					const struct bh_decision *d, __u32 generation, __u32 peer,
+					__u64 now, __u8 mode)
 {
 	struct ct_value v = {};
 
@@ -156,7 +168,9 @@ static __always_inline void bh_ct_create(struct ct_key *k, const struct bh_pkt *
 	if (p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_FIN | BH_TCP_RST)))
 		v.flags = BH_CT_F_CLOSING;
 	bh_ct_set_decision(&v, d, generation, peer);
-	bpf_map_update_elem(&bh_conntrack, k, &v, BPF_ANY);
+	if (mode == BH_MODE_FULL)
+		return bpf_map_update_elem(&bh_conntrack, k, &v, BPF_ANY);
+	return bpf_map_update_elem(&bh_conntrack_lru, k, &v, BPF_ANY);
 }
 
 /* Whether this packet of an established flow should carry the flow's

@@ -43,7 +43,7 @@ static __always_inline int bh_reevaluate(struct __sk_buff *skb, const struct bh_
 		bh_count(BH_CNT_DENIED);
 		ct->peer_identity = peer;
 		bh_emit_ct(skb, k, ct, ep, &d, BH_EVENT_REEVAL_DENY, gen);
-		bpf_map_delete_elem(&bh_conntrack, k);
+		bh_ct_delete(k);
 		return BH_DROP;
 	}
 	bh_ct_set_decision(ct, &d, gen, peer);
@@ -149,7 +149,9 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		 * so both directions and any re-evaluation see a failsafe flow. */
 		bh_failsafe_decision(&d);
 		bh_ct_key(&k, p, !dir, 1);
-		bh_ct_create(&k, p, &d, gen, peer, now);
+		/* Failsafe traffic passes even when it cannot be tracked. */
+		if (bh_ct_create(&k, p, &d, gen, peer, now, ep->mode) < 0)
+			bh_count(BH_CNT_CT_FULL);
 		ct = bh_ct_lookup(&k, now);
 		if (ct)
 			ct->policy_port = bpf_ntohs(p->sport);
@@ -168,7 +170,16 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		return BH_DROP;
 	}
 	bh_ct_key(&k, p, dir, 0);
-	bh_ct_create(&k, p, &d, gen, peer, now);
+	if (bh_ct_create(&k, p, &d, gen, peer, now, ep->mode) < 0) {
+		/* Full mode's table is full: the flow is refused rather than an
+		 * established one evicted. Its sender retries; the agent's sweep
+		 * frees the entries of ended flows. */
+		d.verdict = BH_VERDICT_DENY;
+		d.reason = BH_REASON_CT_FULL;
+		bh_count(BH_CNT_CT_FULL);
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_DENY, gen, 0);
+		return BH_DROP;
+	}
 	bh_count(BH_CNT_CT_NEW);
 	bh_count(BH_CNT_ALLOWED);
 	if (d.would_verdict == BH_VERDICT_DENY) {

@@ -64,13 +64,27 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bh_failsafe SEC(".maps");
 
+/* Conntrack in two tables (docs/conntrack.md). Flows of full-mode
+ * endpoints live in a plain hash: nothing evicts them, a full table refuses
+ * new flows instead (dropped, BH_CNT_CT_FULL), and the agent sweeps expired
+ * entries. Flows of visibility and selective endpoints, which a lost entry
+ * cannot break (their default passes), live in an LRU that makes room for
+ * new flows by evicting its least recently used entries. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct ct_key);
 	__type(value, struct ct_value);
 	__uint(max_entries, 131072);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bh_conntrack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bh_conntrack_lru SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

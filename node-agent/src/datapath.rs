@@ -37,6 +37,19 @@ pub struct Datapath {
     /// The last programmed endpoints and their binding, to re-bind when
     /// host routes change.
     binding: Option<Binding>,
+    /// Conntrack timeouts (as loaded) and the last sweep of the full-mode table.
+    ct_timeout_ns: u64,
+    ct_closing_ns: u64,
+    last_sweep: Option<std::time::Instant>,
+}
+
+/// How often the full-mode conntrack table is swept of expired entries.
+pub const CONNTRACK_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The programs' clock (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -59,6 +72,9 @@ impl Datapath {
             attacher,
             flows,
             binding: None,
+            ct_timeout_ns: u64::try_from(opts.ct_timeout.as_nanos()).unwrap_or(u64::MAX),
+            ct_closing_ns: u64::try_from(opts.ct_closing_timeout.as_nanos()).unwrap_or(u64::MAX),
+            last_sweep: None,
         })
     }
 
@@ -141,7 +157,24 @@ impl Datapath {
         if self.rebind()? {
             tracing::info!("endpoints re-bound to their interfaces");
         }
+        if self
+            .last_sweep
+            .is_none_or(|t| t.elapsed() >= CONNTRACK_SWEEP_INTERVAL)
+        {
+            self.last_sweep = Some(std::time::Instant::now());
+            let swept = self.sweep_conntrack()?;
+            tracing::debug!(swept, "conntrack swept");
+        }
         Ok(newly)
+    }
+
+    /// Removes expired flows of full-mode endpoints from their table (the
+    /// LRU table evicts by itself); `sync_interfaces` does it every
+    /// [`CONNTRACK_SWEEP_INTERVAL`].
+    pub fn sweep_conntrack(&mut self) -> Result<usize> {
+        self.maps
+            .conntrack
+            .sweep(monotonic_ns(), self.ct_timeout_ns, self.ct_closing_ns)
     }
 
     pub fn attach(&mut self, interface: &str, hook: Hook) -> Result<()> {

@@ -35,6 +35,7 @@ pub const REASON_DEFAULT: u8 = 1;
 pub const REASON_FAILSAFE: u8 = 2;
 pub const REASON_SPOOFED: u8 = 4;
 pub const REASON_UNRELATED: u8 = 5;
+pub const REASON_CT_FULL: u8 = 6;
 
 pub const CT_F_CLOSING: u8 = 1;
 
@@ -47,7 +48,7 @@ pub const POLICY_FULL_PREFIX: u32 = 96;
 pub const POLICY_FIXED_PREFIX: u32 = 72;
 
 /// Names of the per-CPU counters, in index order (`BH_CNT_*`).
-pub const COUNTER_NAMES: [&str; 20] = [
+pub const COUNTER_NAMES: [&str; 21] = [
     "packets",
     "allowed",
     "denied",
@@ -68,6 +69,7 @@ pub const COUNTER_NAMES: [&str; 20] = [
     "ct_closing",
     "icmp_related",
     "icmp_unrelated",
+    "ct_full",
 ];
 
 /// `struct ipcache_v4_key`. aya's `lpm_trie::Key<[u8; 4]>` has the same layout.

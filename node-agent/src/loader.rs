@@ -47,6 +47,8 @@ pub struct LoadOptions {
     pub report_interval: Duration,
     /// Capacity of the policy map (entries after flattening).
     pub policy_max_entries: u32,
+    /// Capacity of the conntrack table of full-mode endpoints' flows.
+    pub conntrack_max_entries: u32,
 }
 
 impl Default for LoadOptions {
@@ -60,6 +62,7 @@ impl Default for LoadOptions {
             emit_new_flows: true,
             report_interval: Duration::from_secs(5),
             policy_max_entries: 262_144,
+            conntrack_max_entries: 131_072,
         }
     }
 }
@@ -118,6 +121,7 @@ fn load_object(
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
         .map_max_entries("bh_policy", opts.policy_max_entries)
+        .map_max_entries("bh_conntrack", opts.conntrack_max_entries)
         .override_global("bh_cfg_ct_timeout_ns", &timeout, true)
         .override_global("bh_cfg_ct_closing_timeout_ns", &closing, true)
         .override_global("bh_cfg_anti_spoofing", &spoofing, true)

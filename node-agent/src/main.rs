@@ -85,6 +85,10 @@ struct Args {
     /// Capacity of the policy map.
     #[arg(long, default_value_t = 262_144)]
     policy_max_entries: u32,
+    /// Capacity of the conntrack table of full-mode endpoints' flows (when
+    /// full, their new flows are refused; established ones never evicted).
+    #[arg(long, default_value_t = 131_072)]
+    conntrack_max_entries: u32,
     /// Detach every program on exit (by default they stay, and keep enforcing).
     #[arg(long)]
     detach_on_exit: bool,
@@ -121,6 +125,7 @@ fn main() -> anyhow::Result<()> {
         emit_new_flows: true,
         report_interval: Duration::from_millis(args.flow_report_interval_ms),
         policy_max_entries: args.policy_max_entries,
+        conntrack_max_entries: args.conntrack_max_entries,
     };
     if args.detach {
         let mut datapath = bulkhead_agent::Datapath::open(&load).context("opening the datapath")?;

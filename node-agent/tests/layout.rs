@@ -181,6 +181,7 @@ fn constants_match_the_c_header() {
         ("BH_REASON_FAILSAFE", u64::from(REASON_FAILSAFE)),
         ("BH_REASON_SPOOFED", u64::from(REASON_SPOOFED)),
         ("BH_REASON_UNRELATED", u64::from(REASON_UNRELATED)),
+        ("BH_REASON_CT_FULL", u64::from(REASON_CT_FULL)),
         ("BH_FAMILY_V4", u64::from(FAMILY_V4)),
         ("BH_FAMILY_V6", u64::from(FAMILY_V6)),
         ("BH_CNT_MAX", COUNTER_NAMES.len() as u64),

@@ -286,6 +286,7 @@ impl Resolver {
                 REASON_REEVALUATED => FlowReason::Reevaluated,
                 REASON_SPOOFED => FlowReason::Spoofed,
                 layout::REASON_UNRELATED => FlowReason::Unrelated,
+                layout::REASON_CT_FULL => FlowReason::TableFull,
                 _ => FlowReason::Default,
             },
             rule: (edge.rule_id != 0).then(|| {
