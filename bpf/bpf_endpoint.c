@@ -4,13 +4,16 @@
  *   pod ──veth──► [bh_from_endpoint: TC ingress]  the pod's egress
  *   pod ◄──veth── [bh_to_endpoint:   TC egress ]  the pod's ingress
  *
- * The endpoint is found by the pod's address, not by the interface, so any
- * CNI that gives pods veths works. Traffic between two pods of the node is
+ * The sending endpoint is the one the agent bound to the interface (from
+ * the host routes of the pod's addresses); a source address that is not
+ * its own is dropped as spoofed (lib/spoof.h). The receiving endpoint is
+ * found by the destination address. Traffic between two pods of the node is
  * seen by both programs: the sender's egress and the receiver's ingress.
  * Traffic between a pod and its own node never crosses a host interface, so
  * these programs also judge the host endpoint's side of it. */
 #include "common.h"
 #include "enforce.h"
+#include "spoof.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -24,7 +27,16 @@ int bh_from_endpoint(struct __sk_buff *skb)
 	ret = bh_prologue(skb, &p);
 	if (ret != BH_CONTINUE)
 		return ret;
-	src = bh_local_endpoint(p.family, p.saddr);
+	if (bh_cfg_anti_spoofing && !bh_is_link_scoped(&p)) {
+		src = bh_interface_endpoint(skb->ifindex);
+		if (bh_spoofed_from_endpoint(&p, skb->ifindex, src))
+			return bh_drop_spoofed(skb, &p, src, BH_DIR_EGRESS,
+					       bh_peer_identity(p.family, p.daddr));
+		if (!src)
+			src = bh_local_endpoint(p.family, p.saddr);
+	} else {
+		src = bh_local_endpoint(p.family, p.saddr);
+	}
 	if (!src) {
 		bh_count(BH_CNT_NOT_LOCAL);
 		return BH_PASS;

@@ -2,16 +2,19 @@
 /* Host programs, attached to the node's own interfaces (eth0, bond0...).
  * They judge traffic to and from the host endpoint's addresses and pass
  * everything else: pod traffic is the endpoint programs' business, and
- * forwarded traffic is nobody's here. */
+ * forwarded traffic is nobody's here. One exception: a packet arriving
+ * with a local pod's address as its source is spoofed (pods' packets never
+ * enter through a host interface) and dropped, whatever its destination. */
 #include "common.h"
 #include "enforce.h"
+#include "spoof.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 SEC("classifier")
 int bh_host_ingress(struct __sk_buff *skb)
 {
-	struct endpoint_info *dst;
+	struct endpoint_info *dst, *claimed;
 	struct bh_pkt p = {};
 	int ret;
 
@@ -19,6 +22,11 @@ int bh_host_ingress(struct __sk_buff *skb)
 	if (ret != BH_CONTINUE)
 		return ret;
 	dst = bh_local_endpoint(p.family, p.daddr);
+	if (bh_cfg_anti_spoofing) {
+		claimed = bh_spoofed_on_host(&p);
+		if (claimed)
+			return bh_drop_spoofed(skb, &p, dst, BH_DIR_INGRESS, BH_ID_WORLD);
+	}
 	if (!dst || !(dst->flags & BH_EP_F_HOST)) {
 		bh_count(BH_CNT_NOT_LOCAL);
 		return BH_PASS;

@@ -173,6 +173,19 @@ pub enum FlowReason {
     Failsafe,
     /// An established connection that a policy change now denies.
     Reevaluated,
+    /// The packet's source address was not its sender's: dropped in every
+    /// mode. On a pod's interface the source names the pod that sent it
+    /// (by its interface) while `source.address` is the forged address; on a
+    /// host interface the sender is unknown (`world`).
+    Spoofed,
+    /// An ICMP or ICMPv6 error that quotes no tracked flow: not a way
+    /// through (dropped in full and selective mode, a would-be deny in
+    /// visibility mode).
+    Unrelated,
+    /// A new flow of a full-mode endpoint refused because that node's
+    /// conntrack table for full-mode flows is full (established flows are
+    /// never evicted for new ones).
+    TableFull,
 }
 
 /// A deciding rule by name (and the compiled id, for joining with rule maps).

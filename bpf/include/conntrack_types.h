@@ -35,7 +35,13 @@ struct ct_value {
 	__u8 verdict;         /* enforced verdict */
 	__u8 would_verdict;   /* full-mode verdict */
 	__u8 reason;
-	__u8 pad[6];
+	__u8 flags;           /* BH_CT_F_* */
+	__u8 pad[5];
 };
+
+/* ct_value.flags: a FIN or RST was seen; the entry lives only
+ * bh_cfg_ct_closing_timeout_ns after its last packet, and a new SYN on its
+ * tuple is a new flow, judged by policy again. */
+#define BH_CT_F_CLOSING 1
 
 #endif

@@ -8,7 +8,7 @@
 /* Bumped whenever a map key or value changes shape. Maps are pinned under
  * /sys/fs/bpf/bulkhead/v<BH_LAYOUT_VERSION>/ so an agent of another layout
  * never reads maps it does not understand. */
-#define BH_LAYOUT_VERSION 2
+#define BH_LAYOUT_VERSION 3
 
 /* Reserved identities (api/src/identity.rs). */
 #define BH_ID_ANY 0
@@ -44,6 +44,10 @@
 #define BH_REASON_POLICY 0   /* a rule decided */
 #define BH_REASON_DEFAULT 1  /* no rule matched: the mode's default */
 #define BH_REASON_FAILSAFE 2 /* a failsafe port of the host */
+/* 3 is the agent's own (re-evaluated), never written by the datapath. */
+#define BH_REASON_SPOOFED 4  /* the source address is not the sender's */
+#define BH_REASON_UNRELATED 5 /* an ICMP error about no tracked flow */
+#define BH_REASON_CT_FULL 6   /* a new flow of a full-mode endpoint; its table is full */
 
 /* Index into the per-CPU counter array. */
 #define BH_CNT_PACKETS 0
@@ -62,7 +66,12 @@
 #define BH_CNT_EVENTS_LOST 13
 #define BH_CNT_NEIGHBOR_DISCOVERY 14
 #define BH_CNT_NOT_LOCAL 15
-#define BH_CNT_MAX 16
+#define BH_CNT_SPOOFED 16
+#define BH_CNT_CT_CLOSING 17
+#define BH_CNT_ICMP_RELATED 18
+#define BH_CNT_ICMP_UNRELATED 19
+#define BH_CNT_CT_FULL 20
+#define BH_CNT_MAX 21
 
 #define BH_FAMILY_V4 4
 #define BH_FAMILY_V6 6

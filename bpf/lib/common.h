@@ -35,6 +35,10 @@
 
 /* Load-time settings, written by the agent before loading (never recompiled). */
 volatile const __u64 bh_cfg_ct_timeout_ns = 600ULL * 1000000000ULL;
+/* A TCP entry that saw FIN or RST: idle time before it is gone. */
+volatile const __u64 bh_cfg_ct_closing_timeout_ns = 10ULL * 1000000000ULL;
+/* Drop (and report) packets whose source address is not their sender's. */
+volatile const __u32 bh_cfg_anti_spoofing = 1;
 /* How often an established flow reports its counters (BH_EVENT_REPORT). */
 volatile const __u64 bh_cfg_report_interval_ns = 5ULL * 1000000000ULL;
 /* Emit BH_EVENT_NEW for allowed flows (denies and would-be denies always are). */

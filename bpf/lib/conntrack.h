@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Conntrack: lookups of a packet as an established flow (its own tuple and
  * direction) or as the reply of one (the reversed tuple, the opposite
- * direction). Entries older than bh_cfg_ct_timeout_ns count as gone.
+ * direction). Entries idle longer than bh_cfg_ct_timeout_ns count as gone;
+ * TCP entries that saw a FIN or RST (BH_CT_F_CLOSING) only live
+ * bh_cfg_ct_closing_timeout_ns after their last packet, and a SYN on a
+ * closing entry's tuple opens a new flow: a reused 4-tuple is judged by
+ * policy again, and counted as a new flow.
  *
  * Time: every CPU reads bpf_ktime_get_ns() on its own and writes
  * last_seen_ns without a lock, so an entry's last_seen_ns may be later than
@@ -37,6 +41,29 @@ static __always_inline void bh_ct_key(struct ct_key *k, const struct bh_pkt *p, 
 	k->pad = 0;
 }
 
+/* The entry of the flow an ICMP error quotes, by the quoted packet's tuple:
+ * a packet this endpoint's flow sent the other way (`!dir`, as sent), or
+ * one the far end's flow sent to it (`dir`, reversed). */
+static __always_inline void bh_ct_key_quoted(struct ct_key *k, const struct bh_pkt *p, __u8 dir,
+					     int reply)
+{
+	if (reply) {
+		__builtin_memcpy(k->saddr, p->inner_daddr, 16);
+		__builtin_memcpy(k->daddr, p->inner_saddr, 16);
+		k->sport = p->inner_dport;
+		k->dport = p->inner_sport;
+	} else {
+		__builtin_memcpy(k->saddr, p->inner_saddr, 16);
+		__builtin_memcpy(k->daddr, p->inner_daddr, 16);
+		k->sport = p->inner_sport;
+		k->dport = p->inner_dport;
+	}
+	k->protocol = p->inner_protocol;
+	k->family = p->family;
+	k->direction = dir;
+	k->pad = 0;
+}
+
 /* Nanoseconds since the entry was last seen; 0 when another CPU saw it
  * after `now` was read. */
 static __always_inline __u64 bh_ct_age(const struct ct_value *ct, __u64 now)
@@ -46,15 +73,60 @@ static __always_inline __u64 bh_ct_age(const struct ct_value *ct, __u64 now)
 	return now > seen ? now - seen : 0;
 }
 
+static __always_inline __u64 bh_ct_timeout(const struct ct_value *ct)
+{
+	return (ct->flags & BH_CT_F_CLOSING) ? bh_cfg_ct_closing_timeout_ns : bh_cfg_ct_timeout_ns;
+}
+
+static __always_inline int bh_is_syn(const struct bh_pkt *p)
+{
+	return p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_SYN | BH_TCP_ACK)) == BH_TCP_SYN;
+}
+
+/* Forgets a flow, in whichever table holds it. */
+static __always_inline void bh_ct_delete(struct ct_key *k)
+{
+	bpf_map_delete_elem(&bh_conntrack, k);
+	bpf_map_delete_elem(&bh_conntrack_lru, k);
+}
+
+/* Both tables: an endpoint whose mode changed keeps its older flows in the
+ * table of its old mode until they end. */
 static __always_inline struct ct_value *bh_ct_lookup(struct ct_key *k, __u64 now)
 {
 	struct ct_value *ct = bpf_map_lookup_elem(&bh_conntrack, k);
 
-	if (ct && bh_ct_age(ct, now) > bh_cfg_ct_timeout_ns) {
-		bpf_map_delete_elem(&bh_conntrack, k);
+	if (!ct)
+		ct = bpf_map_lookup_elem(&bh_conntrack_lru, k);
+	if (ct && bh_ct_age(ct, now) > bh_ct_timeout(ct)) {
+		bh_ct_delete(k);
 		return 0;
 	}
 	return ct;
+}
+
+/* The entry a packet of its own direction continues, or 0; a SYN on a
+ * closing entry's tuple is a new connection, so the old entry goes. */
+static __always_inline struct ct_value *bh_ct_lookup_own(struct ct_key *k, const struct bh_pkt *p,
+							 __u64 now)
+{
+	struct ct_value *ct = bh_ct_lookup(k, now);
+
+	if (ct && (ct->flags & BH_CT_F_CLOSING) && bh_is_syn(p)) {
+		bh_ct_delete(k);
+		return 0;
+	}
+	return ct;
+}
+
+/* FIN or RST: the connection ends; one write, the first time. */
+static __always_inline void bh_ct_note_close(struct ct_value *ct, const struct bh_pkt *p)
+{
+	if (p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_FIN | BH_TCP_RST)) &&
+	    !(ct->flags & BH_CT_F_CLOSING)) {
+		ct->flags |= BH_CT_F_CLOSING;
+		bh_count(BH_CNT_CT_CLOSING);
+	}
 }
 
 static __always_inline void bh_ct_set_decision(struct ct_value *ct, const struct bh_decision *d,
@@ -69,19 +141,21 @@ static __always_inline void bh_ct_set_decision(struct ct_value *ct, const struct
 	ct->reason = d->reason;
 }
 
-static __always_inline void bh_ct_touch(struct ct_value *ct, __u64 now, __u32 len)
+static __always_inline void bh_ct_touch(struct ct_value *ct, const struct bh_pkt *p, __u64 now)
 {
 	/* Never backwards: a CPU with an older `now` must not age an entry that
 	 * another CPU has just refreshed. */
 	if (now > *(volatile const __u64 *)&ct->last_seen_ns)
 		ct->last_seen_ns = now;
+	bh_ct_note_close(ct, p);
 	__sync_fetch_and_add(&ct->packets, 1);
-	__sync_fetch_and_add(&ct->bytes, len);
+	__sync_fetch_and_add(&ct->bytes, p->len);
 }
 
-static __always_inline void bh_ct_create(struct ct_key *k, const struct bh_pkt *p,
-					 const struct bh_decision *d, __u32 generation, __u32 peer,
-					 __u64 now)
+/* A new entry, in the table of `mode`; < 0 when the full-mode table is full. */
+static __always_inline int bh_ct_create(struct ct_key *k, const struct bh_pkt *p,
+					const struct bh_decision *d, __u32 generation, __u32 peer,
+					__u64 now, __u8 mode)
 {
 	struct ct_value v = {};
 
@@ -91,8 +165,12 @@ static __always_inline void bh_ct_create(struct ct_key *k, const struct bh_pkt *
 	v.packets = 1;
 	v.bytes = p->len;
 	v.policy_port = p->policy_port;
+	if (p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_FIN | BH_TCP_RST)))
+		v.flags = BH_CT_F_CLOSING;
 	bh_ct_set_decision(&v, d, generation, peer);
-	bpf_map_update_elem(&bh_conntrack, k, &v, BPF_ANY);
+	if (mode == BH_MODE_FULL)
+		return bpf_map_update_elem(&bh_conntrack, k, &v, BPF_ANY);
+	return bpf_map_update_elem(&bh_conntrack_lru, k, &v, BPF_ANY);
 }
 
 /* Whether this packet of an established flow should carry the flow's

@@ -9,7 +9,18 @@
  *                                             entry, denied packets are dropped
  *
  * A re-evaluation that now denies deletes the entry and drops the packet, so
- * a policy change stops established connections at their next packet. */
+ * a policy change stops established connections at their next packet.
+ *
+ * ICMP and ICMPv6 errors (GHSA-c66w-hq56-4q97) are judged with the flow
+ * whose packet they quote, never as flows of their own:
+ *   quoted packet of a tracked flow   -> that flow's verdict (pass; its
+ *                                        re-evaluation first), no new entry,
+ *                                        the flow is not kept alive by it
+ *   quoted packet of no tracked flow  -> dropped in full and selective mode
+ *                                        whatever the rules say, a would-be
+ *                                        deny in visibility mode; no entry.
+ *                                        Errors the node itself sends pass
+ *                                        (it is its pods' router). */
 #ifndef BULKHEAD_LIB_ENFORCE_H
 #define BULKHEAD_LIB_ENFORCE_H
 
@@ -26,17 +37,64 @@ static __always_inline int bh_reevaluate(struct __sk_buff *skb, const struct bh_
 	struct bh_decision d;
 
 	bh_count(BH_CNT_REEVALUATED);
-	bh_decide(ep, flow_dir, peer, p->protocol, ct->policy_port, &d);
+	bh_decide(ep, flow_dir, peer, k->protocol, ct->policy_port, &d);
 	if (d.verdict == BH_VERDICT_DENY) {
 		bh_count(BH_CNT_REEVAL_DENIED);
 		bh_count(BH_CNT_DENIED);
 		ct->peer_identity = peer;
 		bh_emit_ct(skb, k, ct, ep, &d, BH_EVENT_REEVAL_DENY, gen);
-		bpf_map_delete_elem(&bh_conntrack, k);
+		bh_ct_delete(k);
 		return BH_DROP;
 	}
 	bh_ct_set_decision(ct, &d, gen, peer);
 	return BH_CONTINUE;
+}
+
+static __always_inline int bh_enforce_icmp_error(struct __sk_buff *skb, const struct bh_pkt *p,
+						 const struct endpoint_info *ep, __u8 dir,
+						 __u32 peer, __u32 gen, __u64 now)
+{
+	struct bh_decision d = {
+		.rule_id = 0,
+		.action = BH_ACTION_NONE,
+		.verdict = BH_VERDICT_DENY,
+		.would_verdict = BH_VERDICT_DENY,
+		.reason = BH_REASON_UNRELATED,
+	};
+	struct ct_value *ct;
+	struct ct_key k;
+	__u8 flow_dir = !dir;
+
+	bh_ct_key_quoted(&k, p, !dir, 0);
+	ct = bh_ct_lookup(&k, now);
+	if (!ct) {
+		flow_dir = dir;
+		bh_ct_key_quoted(&k, p, dir, 1);
+		ct = bh_ct_lookup(&k, now);
+	}
+	if (ct) {
+		/* The flow's own peer: the error may come from a router on the way. */
+		if (ct->generation != gen &&
+		    bh_reevaluate(skb, p, ep, flow_dir, ct->peer_identity, &k, ct, gen) == BH_DROP)
+			return BH_DROP;
+		bh_count(BH_CNT_ICMP_RELATED);
+		bh_count(BH_CNT_ALLOWED);
+		return BH_PASS;
+	}
+	/* The node routes its pods' traffic: the errors it sends quote packets
+	 * it forwarded, flows of no endpoint of its own (PMTU discovery). */
+	if ((ep->flags & BH_EP_F_HOST) && dir == BH_DIR_EGRESS)
+		return BH_PASS;
+	bh_count(BH_CNT_ICMP_UNRELATED);
+	if (ep->mode == BH_MODE_VISIBILITY) {
+		d.verdict = BH_VERDICT_ALLOW;
+		bh_count(BH_CNT_WOULD_DENY);
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_WOULD_DENY, gen, 0);
+		return BH_PASS;
+	}
+	bh_count(BH_CNT_DENIED);
+	bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_DENY, gen, 0);
+	return BH_DROP;
 }
 
 static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt *p,
@@ -50,13 +108,15 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 	struct ct_value *ct;
 	struct ct_key k;
 
+	if (p->is_icmp_error)
+		return bh_enforce_icmp_error(skb, p, ep, dir, peer, gen, now);
 	bh_ct_key(&k, p, dir, 0);
-	ct = bh_ct_lookup(&k, now);
+	ct = bh_ct_lookup_own(&k, p, now);
 	if (ct) {
 		if (ct->generation != gen &&
 		    bh_reevaluate(skb, p, ep, dir, peer, &k, ct, gen) == BH_DROP)
 			return BH_DROP;
-		bh_ct_touch(ct, now, p->len);
+		bh_ct_touch(ct, p, now);
 		bh_count(BH_CNT_CT_ESTABLISHED);
 		bh_count(BH_CNT_ALLOWED);
 		if (ct->would_verdict == BH_VERDICT_DENY)
@@ -74,7 +134,7 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		if (ct->generation != gen &&
 		    bh_reevaluate(skb, p, ep, !dir, peer, &k, ct, gen) == BH_DROP)
 			return BH_DROP;
-		bh_ct_touch(ct, now, p->len);
+		bh_ct_touch(ct, p, now);
 		bh_count(BH_CNT_CT_REPLY);
 		bh_count(BH_CNT_ALLOWED);
 		if (bh_ct_report_due(ct, p, now)) {
@@ -89,7 +149,9 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		 * so both directions and any re-evaluation see a failsafe flow. */
 		bh_failsafe_decision(&d);
 		bh_ct_key(&k, p, !dir, 1);
-		bh_ct_create(&k, p, &d, gen, peer, now);
+		/* Failsafe traffic passes even when it cannot be tracked. */
+		if (bh_ct_create(&k, p, &d, gen, peer, now, ep->mode) < 0)
+			bh_count(BH_CNT_CT_FULL);
 		ct = bh_ct_lookup(&k, now);
 		if (ct)
 			ct->policy_port = bpf_ntohs(p->sport);
@@ -108,7 +170,16 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		return BH_DROP;
 	}
 	bh_ct_key(&k, p, dir, 0);
-	bh_ct_create(&k, p, &d, gen, peer, now);
+	if (bh_ct_create(&k, p, &d, gen, peer, now, ep->mode) < 0) {
+		/* Full mode's table is full: the flow is refused rather than an
+		 * established one evicted. Its sender retries; the agent's sweep
+		 * frees the entries of ended flows. */
+		d.verdict = BH_VERDICT_DENY;
+		d.reason = BH_REASON_CT_FULL;
+		bh_count(BH_CNT_CT_FULL);
+		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_DENY, gen, 0);
+		return BH_DROP;
+	}
 	bh_count(BH_CNT_CT_NEW);
 	bh_count(BH_CNT_ALLOWED);
 	if (d.would_verdict == BH_VERDICT_DENY) {

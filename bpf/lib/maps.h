@@ -38,6 +38,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bh_endpoints SEC(".maps");
 
+/* Host-side ifindex of a pod veth -> the endpoint behind it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct endpoint_info);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bh_ifaces SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct policy_key);
@@ -55,13 +64,27 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bh_failsafe SEC(".maps");
 
+/* Conntrack in two tables (docs/conntrack.md). Flows of full-mode
+ * endpoints live in a plain hash: nothing evicts them, a full table refuses
+ * new flows instead (dropped, BH_CNT_CT_FULL), and the agent sweeps expired
+ * entries. Flows of visibility and selective endpoints, which a lost entry
+ * cannot break (their default passes), live in an LRU that makes room for
+ * new flows by evicting its least recently used entries. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct ct_key);
 	__type(value, struct ct_value);
 	__uint(max_entries, 131072);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bh_conntrack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct ct_value);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bh_conntrack_lru SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

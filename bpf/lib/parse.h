@@ -16,7 +16,8 @@
  *    truncated or inconsistent (IHL < 5, wrong version, extension-header
  *    chain too long, first fragment too short for the ports). Dropped in
  *    every mode: the IP stack would discard such a packet anyway and it
- *    cannot be matched against policy.
+ *    cannot be matched against policy. An ICMP error whose quoted packet
+ *    cannot be read is malformed too: it could not be tied to a flow.
  */
 #ifndef BULKHEAD_LIB_PARSE_H
 #define BULKHEAD_LIB_PARSE_H
@@ -41,8 +42,15 @@ struct bh_pkt {
 	__be16 dport;
 	__u16 policy_port;  /* host order: destination port, or ICMP type */
 	__u8 tcp_flags;     /* TCP: the flags byte (BH_TCP_*); 0 otherwise */
-	__u8 pad;
+	__u8 is_icmp_error; /* an ICMP/ICMPv6 error whose quoted packet is in inner_* */
 	__u32 len;
+	/* The packet an ICMP error quotes (the one it is about), as sent. */
+	__u8 inner_saddr[16];
+	__u8 inner_daddr[16];
+	__be16 inner_sport;
+	__be16 inner_dport;
+	__u8 inner_protocol;
+	__u8 inner_pad[3];
 };
 
 struct bh_ipv4_hdr {
@@ -68,6 +76,79 @@ struct bh_ipv6_hdr {
 	__u8 saddr[16];
 	__u8 daddr[16];
 };
+
+/* ICMP errors: destination unreachable, source quench, redirect, time
+ * exceeded, parameter problem (IPv4); destination unreachable, packet too
+ * big, time exceeded, parameter problem (IPv6). */
+static __always_inline int bh_is_icmp_error_type(__u8 protocol, __u8 type)
+{
+	if (protocol == IPPROTO_ICMP_)
+		return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+	return type >= 1 && type <= 4;
+}
+
+/* The quoted packet of an ICMP error at `off` (after the 8-byte ICMP
+ * header). Its ports are its first 4 L4 bytes (for a quoted echo: the
+ * identifier, as conntrack keys echo). A quote that cannot be read, or an
+ * IPv6 one with extension headers, leaves is_icmp_error 0 with
+ * BH_PARSE_MALFORMED: an error about nothing we can name is not passed. */
+static __always_inline int bh_parse_icmp_quote(struct __sk_buff *skb, __u32 off, struct bh_pkt *p)
+{
+	__u8 l4[8];
+	__u32 l4off;
+
+	if (p->family == BH_FAMILY_V4) {
+		struct bh_ipv4_hdr ip;
+		__u32 ihl;
+
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+			return BH_PARSE_MALFORMED;
+		ihl = (ip.ver_ihl & 0xf) * 4;
+		if ((ip.ver_ihl >> 4) != 4 || ihl < 20)
+			return BH_PARSE_MALFORMED;
+		__builtin_memset(p->inner_saddr, 0, 16);
+		__builtin_memset(p->inner_daddr, 0, 16);
+		__builtin_memcpy(p->inner_saddr, ip.saddr, 4);
+		__builtin_memcpy(p->inner_daddr, ip.daddr, 4);
+		p->inner_protocol = ip.protocol;
+		l4off = off + ihl;
+	} else {
+		struct bh_ipv6_hdr ip;
+
+		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+			return BH_PARSE_MALFORMED;
+		if ((ip.ver_tc >> 4) != 6)
+			return BH_PARSE_MALFORMED;
+		__builtin_memcpy(p->inner_saddr, ip.saddr, 16);
+		__builtin_memcpy(p->inner_daddr, ip.daddr, 16);
+		p->inner_protocol = ip.nexthdr;
+		l4off = off + sizeof(ip);
+	}
+	switch (p->inner_protocol) {
+	case IPPROTO_TCP_:
+	case IPPROTO_UDP_:
+	case IPPROTO_SCTP_:
+		if (bpf_skb_load_bytes(skb, l4off, l4, 4) < 0)
+			return BH_PARSE_MALFORMED;
+		__builtin_memcpy(&p->inner_sport, &l4[0], 2);
+		__builtin_memcpy(&p->inner_dport, &l4[2], 2);
+		break;
+	case IPPROTO_ICMP_:
+	case IPPROTO_ICMPV6_:
+		if (bpf_skb_load_bytes(skb, l4off, l4, 8) < 0)
+			return BH_PARSE_MALFORMED;
+		__builtin_memcpy(&p->inner_sport, &l4[4], 2);
+		__builtin_memcpy(&p->inner_dport, &l4[4], 2);
+		break;
+	default:
+		/* a port-less protocol: the flow it relates to has ports 0 */
+		p->inner_sport = 0;
+		p->inner_dport = 0;
+		break;
+	}
+	p->is_icmp_error = 1;
+	return BH_PARSE_OK;
+}
 
 static __always_inline int bh_parse_l4(struct __sk_buff *skb, __u32 off, struct bh_pkt *p)
 {
@@ -100,6 +181,9 @@ static __always_inline int bh_parse_l4(struct __sk_buff *skb, __u32 off, struct 
 		p->is_icmp = 1;
 		p->icmp_type = l4[0];
 		p->policy_port = l4[0];
+		if ((p->protocol == IPPROTO_ICMP_) == (p->family == BH_FAMILY_V4) &&
+		    bh_is_icmp_error_type(p->protocol, l4[0]))
+			return bh_parse_icmp_quote(skb, off + 8, p);
 		/* echo request/reply: the identifier ties the reply to the request */
 		if (l4[0] == 8 || l4[0] == 0 || l4[0] == 128 || l4[0] == 129) {
 			__builtin_memcpy(&p->sport, &l4[4], 2);
@@ -190,6 +274,7 @@ static __always_inline int bh_parse_ipv6(struct __sk_buff *skb, struct bh_pkt *p
 static __always_inline int bh_parse(struct __sk_buff *skb, struct bh_pkt *p)
 {
 	p->is_icmp = 0;
+	p->is_icmp_error = 0;
 	p->icmp_type = 0;
 	p->protocol = 0;
 	p->len = skb->len;

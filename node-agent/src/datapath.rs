@@ -3,13 +3,16 @@
 //!
 //! ```text
 //!  Desired (validated) ──program()──► Maps (diff) ──► generation bump
-//!  interfaces ───────────sync_interfaces()──► Attacher (TCX / clsact)
+//!        └─ + host routes ─► endpoints bound to their veths (anti-spoofing)
+//!  interfaces ───────────sync_interfaces()──► Attacher (TCX / clsact),
+//!                                             and a re-bind when routes moved
 //!  bh_events ──────────── read_flows() ─────► FlowAggregator ─► records
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::attach::{interfaces_with_prefix, Attacher, Hook};
+use crate::desired::interfaces::{self, Bound, PodAddresses};
 use crate::desired::Desired;
 use crate::error::Result;
 use crate::flows::{FlowAggregator, FlowReader};
@@ -31,6 +34,29 @@ pub struct Datapath {
     pub maps: Maps,
     attacher: Attacher,
     flows: FlowReader,
+    /// The last programmed endpoints and their binding, to re-bind when
+    /// host routes change.
+    binding: Option<Binding>,
+    /// Conntrack timeouts (as loaded) and the last sweep of the full-mode table.
+    ct_timeout_ns: u64,
+    ct_closing_ns: u64,
+    last_sweep: Option<std::time::Instant>,
+}
+
+/// How often the full-mode conntrack table is swept of expired entries.
+pub const CONNTRACK_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The programs' clock (`bpf_ktime_get_ns`: CLOCK_MONOTONIC).
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+#[derive(Debug)]
+struct Binding {
+    endpoints: BTreeMap<crate::layout::EndpointKey, crate::layout::EndpointInfo>,
+    pods: Vec<PodAddresses>,
+    bound: Bound,
 }
 
 impl Datapath {
@@ -45,6 +71,10 @@ impl Datapath {
             maps,
             attacher,
             flows,
+            binding: None,
+            ct_timeout_ns: u64::try_from(opts.ct_timeout.as_nanos()).unwrap_or(u64::MAX),
+            ct_closing_ns: u64::try_from(opts.ct_closing_timeout.as_nanos()).unwrap_or(u64::MAX),
+            last_sweep: None,
         })
     }
 
@@ -53,9 +83,48 @@ impl Datapath {
         &self.loaded
     }
 
-    /// Makes the maps hold `desired` (a diff) and bumps the generation.
+    /// Makes the maps hold `desired` (a diff), its pods bound to their
+    /// interfaces by this namespace's host routes, and bumps the generation.
     pub fn program(&mut self, desired: &Desired) -> Result<ProgramStats> {
-        self.maps.program(desired)
+        self.program_with_routes(desired, &interfaces::read_host_routes())
+    }
+
+    /// [`program`](Self::program) with the routes given (address → ifindex).
+    pub fn program_with_routes(
+        &mut self,
+        desired: &Desired,
+        routes: &HashMap<crate::layout::EndpointKey, u32>,
+    ) -> Result<ProgramStats> {
+        let bound = interfaces::bind(&desired.endpoints, &desired.pods, routes);
+        for (pod, why) in &bound.unbound {
+            tracing::warn!(pod, why, "endpoint not bound to an interface: its source addresses are checked against other pods' only");
+        }
+        self.binding = None;
+        let stats = self.maps.program(desired, &bound)?;
+        self.binding = Some(Binding {
+            endpoints: desired.endpoints.clone(),
+            pods: desired.pods.clone(),
+            bound,
+        });
+        Ok(stats)
+    }
+
+    /// Binds the last programmed endpoints again by the current host routes;
+    /// writes only when the binding changed. Returns whether it did.
+    pub fn rebind(&mut self) -> Result<bool> {
+        let Some(binding) = &self.binding else {
+            return Ok(false);
+        };
+        let routes = interfaces::read_host_routes();
+        let bound = interfaces::bind(&binding.endpoints, &binding.pods, &routes);
+        if bound.endpoints == binding.bound.endpoints && bound.ifaces == binding.bound.ifaces {
+            return Ok(false);
+        }
+        self.maps.rebind(&bound)?;
+        if let Some(b) = &mut self.binding {
+            b.bound = bound;
+        }
+        Ok(true)
     }
 
     /// Attaches to every host interface, and to every pod interface not yet
@@ -85,7 +154,27 @@ impl Datapath {
             }
         }
         newly.dedup();
+        if self.rebind()? {
+            tracing::info!("endpoints re-bound to their interfaces");
+        }
+        if self
+            .last_sweep
+            .is_none_or(|t| t.elapsed() >= CONNTRACK_SWEEP_INTERVAL)
+        {
+            self.last_sweep = Some(std::time::Instant::now());
+            let swept = self.sweep_conntrack()?;
+            tracing::debug!(swept, "conntrack swept");
+        }
         Ok(newly)
+    }
+
+    /// Removes expired flows of full-mode endpoints from their table (the
+    /// LRU table evicts by itself); `sync_interfaces` does it every
+    /// [`CONNTRACK_SWEEP_INTERVAL`].
+    pub fn sweep_conntrack(&mut self) -> Result<usize> {
+        self.maps
+            .conntrack
+            .sweep(monotonic_ns(), self.ct_timeout_ns, self.ct_closing_ns)
     }
 
     pub fn attach(&mut self, interface: &str, hook: Hook) -> Result<()> {

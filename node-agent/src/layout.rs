@@ -6,7 +6,7 @@
 #![allow(unsafe_code)] // aya's `Pod` is an unsafe marker trait: these are plain old data.
 
 /// Version of the map layout; maps live under `/sys/fs/bpf/bulkhead/v<N>/`.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
@@ -33,6 +33,11 @@ pub const EVENT_REEVAL_DENY: u8 = 4;
 pub const REASON_POLICY: u8 = 0;
 pub const REASON_DEFAULT: u8 = 1;
 pub const REASON_FAILSAFE: u8 = 2;
+pub const REASON_SPOOFED: u8 = 4;
+pub const REASON_UNRELATED: u8 = 5;
+pub const REASON_CT_FULL: u8 = 6;
+
+pub const CT_F_CLOSING: u8 = 1;
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -43,7 +48,7 @@ pub const POLICY_FULL_PREFIX: u32 = 96;
 pub const POLICY_FIXED_PREFIX: u32 = 72;
 
 /// Names of the per-CPU counters, in index order (`BH_CNT_*`).
-pub const COUNTER_NAMES: [&str; 16] = [
+pub const COUNTER_NAMES: [&str; 21] = [
     "packets",
     "allowed",
     "denied",
@@ -60,6 +65,11 @@ pub const COUNTER_NAMES: [&str; 16] = [
     "events_lost",
     "neighbor_discovery",
     "not_local",
+    "spoofed",
+    "ct_closing",
+    "icmp_related",
+    "icmp_unrelated",
+    "ct_full",
 ];
 
 /// `struct ipcache_v4_key`. aya's `lpm_trie::Key<[u8; 4]>` has the same layout.
@@ -103,6 +113,8 @@ pub struct EndpointInfo {
     pub mode: u8,
     pub flags: u8,
     pub pad: u16,
+    /// Host-side ifindex of the endpoint's veth; 0 when none is known.
+    pub ifindex: u32,
 }
 
 /// `struct policy_key`; `port` is big-endian, as in the packet.
@@ -184,7 +196,8 @@ pub struct CtValue {
     pub verdict: u8,
     pub would_verdict: u8,
     pub reason: u8,
-    pub pad: [u8; 6],
+    pub flags: u8,
+    pub pad: [u8; 5],
 }
 
 /// `struct flow_event`, as read from the ring buffer.

@@ -37,12 +37,18 @@ pub struct LoadOptions {
     pub pin_name: String,
     /// Conntrack entries idle longer than this are forgotten.
     pub ct_timeout: Duration,
+    /// TCP entries that saw FIN or RST are forgotten this long after their last packet.
+    pub ct_closing_timeout: Duration,
+    /// Drop packets whose source address is not their sender's (on by default).
+    pub anti_spoofing: bool,
     /// Report the first packet of every allowed flow (denies always are).
     pub emit_new_flows: bool,
     /// How often an established flow reports its counters.
     pub report_interval: Duration,
     /// Capacity of the policy map (entries after flattening).
     pub policy_max_entries: u32,
+    /// Capacity of the conntrack table of full-mode endpoints' flows.
+    pub conntrack_max_entries: u32,
 }
 
 impl Default for LoadOptions {
@@ -51,9 +57,12 @@ impl Default for LoadOptions {
             bpffs: PathBuf::from("/sys/fs/bpf"),
             pin_name: "bulkhead".to_string(),
             ct_timeout: Duration::from_secs(600),
+            ct_closing_timeout: Duration::from_secs(10),
+            anti_spoofing: true,
             emit_new_flows: true,
             report_interval: Duration::from_secs(5),
             policy_max_entries: 262_144,
+            conntrack_max_entries: 131_072,
         }
     }
 }
@@ -105,12 +114,17 @@ fn load_object(
     pin_dir: &Path,
 ) -> Result<Ebpf> {
     let timeout = u64::try_from(opts.ct_timeout.as_nanos()).unwrap_or(u64::MAX);
+    let closing = u64::try_from(opts.ct_closing_timeout.as_nanos()).unwrap_or(u64::MAX);
+    let spoofing = u32::from(opts.anti_spoofing);
     let emit = u32::from(opts.emit_new_flows);
     let report = u64::try_from(opts.report_interval.as_nanos()).unwrap_or(u64::MAX);
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
         .map_max_entries("bh_policy", opts.policy_max_entries)
+        .map_max_entries("bh_conntrack", opts.conntrack_max_entries)
         .override_global("bh_cfg_ct_timeout_ns", &timeout, true)
+        .override_global("bh_cfg_ct_closing_timeout_ns", &closing, true)
+        .override_global("bh_cfg_anti_spoofing", &spoofing, true)
         .override_global("bh_cfg_emit_new_flows", &emit, true)
         .override_global("bh_cfg_report_interval_ns", &report, true)
         .load(bytes)

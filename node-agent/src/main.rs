@@ -80,9 +80,20 @@ struct Args {
     /// Idle time after which a conntrack entry is forgotten.
     #[arg(long, default_value_t = 600)]
     ct_timeout_secs: u64,
+    /// Idle time after which a TCP entry that saw FIN or RST is forgotten.
+    #[arg(long, default_value_t = 10)]
+    ct_closing_timeout_secs: u64,
+    /// Drop packets from pods (and into host interfaces) whose source
+    /// address is not the sender's: `--anti-spoofing=false` turns it off.
+    #[arg(long, env = "BULKHEAD_ANTI_SPOOFING", default_value_t = true, action = clap::ArgAction::Set)]
+    anti_spoofing: bool,
     /// Capacity of the policy map.
     #[arg(long, default_value_t = 262_144)]
     policy_max_entries: u32,
+    /// Capacity of the conntrack table of full-mode endpoints' flows (when
+    /// full, their new flows are refused; established ones never evicted).
+    #[arg(long, default_value_t = 131_072)]
+    conntrack_max_entries: u32,
     /// Detach every program on exit (by default they stay, and keep enforcing).
     #[arg(long)]
     detach_on_exit: bool,
@@ -114,9 +125,12 @@ fn main() -> anyhow::Result<()> {
         bpffs: args.bpffs.clone(),
         pin_name: args.pin_name.clone(),
         ct_timeout: Duration::from_secs(args.ct_timeout_secs),
+        ct_closing_timeout: Duration::from_secs(args.ct_closing_timeout_secs),
+        anti_spoofing: args.anti_spoofing,
         emit_new_flows: true,
         report_interval: Duration::from_millis(args.flow_report_interval_ms),
         policy_max_entries: args.policy_max_entries,
+        conntrack_max_entries: args.conntrack_max_entries,
     };
     if args.detach {
         let mut datapath = bulkhead_agent::Datapath::open(&load).context("opening the datapath")?;

@@ -77,10 +77,12 @@ impl Default for Telemetry {
 }
 
 /// Datapath counters that are drops, with the reason label they get.
-const DROP_COUNTERS: [(&str, &str); 3] = [
+const DROP_COUNTERS: [(&str, &str); 5] = [
     ("denied", "policy"),
     ("reeval_denied", "reevaluated"),
     ("malformed", "malformed"),
+    ("spoofed", "spoofed"),
+    ("ct_full", "table_full"),
 ];
 
 impl Telemetry {

@@ -539,6 +539,7 @@ fn real_packets_follow_the_rule_map() {
         failures.join("\n")
     );
     check_flow_records(&lab);
+    check_forged_sources_are_dropped(&lab);
     check_policy_change_stops_established(&lab);
     check_bad_input_keeps_enforcing(&lab);
     check_restart_keeps_enforcing(&mut lab);
@@ -655,6 +656,76 @@ fn ok(b: bool) -> &'static str {
         "allow"
     } else {
         "deny"
+    }
+}
+
+/// GHSA-pfhr-pccp-hwmh with real packets: pod C (visibility mode) writes
+/// packets on a raw socket claiming A's addresses (an allowed sender) and a
+/// world address (no endpoint). Each is dropped and logged as spoofed from
+/// C, with the forged address; C's own traffic still flows.
+fn check_forged_sources_are_dropped(lab: &Lab) {
+    std::fs::remove_file(lab.dir.join("flows.jsonl")).ok();
+    let forged: [(&str, &str, &str, u16); 5] = [
+        ("udp", A.0, B.0, 5000),
+        ("tcp", A.0, B.0, 8000),
+        ("udp", A.1, B.1, 5000),
+        ("tcp", A.1, B.1, 8000),
+        ("udp", "10.99.0.254", "10.99.0.200", 53),
+    ];
+    for (proto, src, dst, port) in forged {
+        let script = traffic_py();
+        let port = port.to_string();
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            PODS[2].0,
+            python(),
+            script.to_str().expect("path"),
+            "forge",
+            proto,
+            src,
+            dst,
+            &port,
+        ]);
+    }
+    let c_own: IpAddr = C.0.parse().expect("ip");
+    let b: IpAddr = B.0.parse().expect("ip");
+    assert!(
+        probe(PODS[2].0, "tcp", Some(c_own), b, 7000, &[]),
+        "C's own traffic"
+    );
+    let spoofed = |records: &[FlowRecord]| -> Vec<FlowRecord> {
+        records
+            .iter()
+            .filter(|r| r.reason == FlowReason::Spoofed)
+            .cloned()
+            .collect()
+    };
+    wait_for("five spoofed flow records", Duration::from_secs(5), || {
+        spoofed(&flows(&lab.dir)).len() >= 5
+    });
+    let records = spoofed(&flows(&lab.dir));
+    for r in &records {
+        assert_eq!(
+            r.source.name.as_deref(),
+            Some("default/c"),
+            "from C's interface: {r:?}"
+        );
+        assert_eq!(r.verdict, FlowVerdict::Deny, "{r:?}");
+        assert_eq!(
+            r.mode,
+            EnforcementMode::Visibility,
+            "dropped in visibility mode: {r:?}"
+        );
+    }
+    for (_, src, dst, port) in forged {
+        assert!(
+            records.iter().any(|r| r.source.address.to_string() == src
+                && r.destination.address.to_string() == dst
+                && r.port == port),
+            "{src} -> {dst}:{port} logged as spoofed: {records:?}"
+        );
     }
 }
 

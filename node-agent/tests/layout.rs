@@ -94,7 +94,7 @@ fn mirrors_match_btf_of_every_object() {
         check!(s, "ipcache_v6_key", IpcacheV6Key, ["prefixlen" => prefixlen, "addr" => addr]);
         check!(s, "identity_value", IdentityValue, ["identity" => identity, "pad" => pad]);
         check!(s, "endpoint_key", EndpointKey, ["family" => family, "pad" => pad, "addr" => addr]);
-        check!(s, "endpoint_info", EndpointInfo, ["identity" => identity, "mode" => mode, "flags" => flags, "pad" => pad]);
+        check!(s, "endpoint_info", EndpointInfo, ["identity" => identity, "mode" => mode, "flags" => flags, "pad" => pad, "ifindex" => ifindex]);
         check!(s, "policy_key", PolicyKey, [
             "prefixlen" => prefixlen, "subject" => subject, "peer" => peer,
             "direction" => direction, "protocol" => protocol, "port" => port_be,
@@ -110,7 +110,7 @@ fn mirrors_match_btf_of_every_object() {
             "last_seen_ns" => last_seen_ns, "packets" => packets, "bytes" => bytes,
             "created_ns" => created_ns, "report_ns" => report_ns, "generation" => generation, "rule_id" => rule_id, "peer_identity" => peer_identity,
             "policy_port" => policy_port, "action" => action, "verdict" => verdict,
-            "would_verdict" => would_verdict, "reason" => reason, "pad" => pad,
+            "would_verdict" => would_verdict, "reason" => reason, "flags" => flags, "pad" => pad,
         ]);
         check!(s, "flow_event", FlowEvent, [
             "timestamp_ns" => timestamp_ns, "packets" => packets, "bytes" => bytes,
@@ -132,6 +132,17 @@ fn mirrors_match_btf_of_every_object() {
         size_of::<aya::maps::lpm_trie::Key<[u8; 16]>>(),
         size_of::<IpcacheV6Key>()
     );
+}
+
+fn define_value(header: &str, name: &str) -> u64 {
+    let line = header
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name) && l.starts_with("#define"))
+        .unwrap_or_else(|| panic!("#define {name} not found"));
+    line.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("value of {name}"))
 }
 
 #[test]
@@ -168,6 +179,9 @@ fn constants_match_the_c_header() {
         ("BH_REASON_POLICY", u64::from(REASON_POLICY)),
         ("BH_REASON_DEFAULT", u64::from(REASON_DEFAULT)),
         ("BH_REASON_FAILSAFE", u64::from(REASON_FAILSAFE)),
+        ("BH_REASON_SPOOFED", u64::from(REASON_SPOOFED)),
+        ("BH_REASON_UNRELATED", u64::from(REASON_UNRELATED)),
+        ("BH_REASON_CT_FULL", u64::from(REASON_CT_FULL)),
         ("BH_FAMILY_V4", u64::from(FAMILY_V4)),
         ("BH_FAMILY_V6", u64::from(FAMILY_V6)),
         ("BH_CNT_MAX", COUNTER_NAMES.len() as u64),
@@ -178,6 +192,16 @@ fn constants_match_the_c_header() {
     for (name, value) in pairs {
         assert_eq!(define(name), *value, "{name}");
     }
+    // Counter names are the agent's; their order is the header's.
+    for (i, name) in COUNTER_NAMES.iter().enumerate() {
+        let define = format!("BH_CNT_{}", name.to_uppercase());
+        assert_eq!(define_value(header, &define), i as u64, "{define}");
+    }
+    let conntrack = include_str!("../../bpf/include/conntrack_types.h");
+    assert_eq!(
+        define_value(conntrack, "BH_CT_F_CLOSING"),
+        u64::from(CT_F_CLOSING)
+    );
     let policy = include_str!("../../bpf/include/policy_types.h");
     assert!(policy.contains(&format!(
         "#define BH_POLICY_FULL_PREFIX {POLICY_FULL_PREFIX}"

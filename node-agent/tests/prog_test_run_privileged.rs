@@ -72,6 +72,15 @@ fn expected(
     port: u16,
 ) -> u32 {
     let is_host = |a| local(rule_map, a).is_some_and(|l| l.2);
+    // Anti-spoofing (tests/spoofing_privileged.rs has the whole contract):
+    // these packets come from an interface no endpoint is bound to, so
+    // only a claimed host address is spoofed there; a host interface never
+    // sees a local pod's address as a source.
+    match program {
+        FROM_ENDPOINT if is_host(src) => return DROP,
+        HOST_INGRESS if local(rule_map, src).is_some_and(|l| !l.2) => return DROP,
+        _ => {}
+    }
     let egress = || {
         side_verdict(
             rule_map,

@@ -7,9 +7,11 @@
 //!  NodeRuleMap.host + endpoints ──────► endpoints (address → identity, mode, flags)
 //!  NodeRuleMap.rules ─── flatten ─────► policy (see policy.rs)
 //!  NodeRuleMap.failsafePorts ─────────► failsafe
+//!  NodeRuleMap.endpoints + host routes ► endpoints' ifindex, ifaces (interfaces.rs)
 //! ```
 
 pub mod addresses;
+pub mod interfaces;
 pub mod policy;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +38,8 @@ pub struct Desired {
     pub endpoints: BTreeMap<EndpointKey, EndpointInfo>,
     pub policy: BTreeMap<PolicyKey, PolicyValue>,
     pub failsafe: BTreeSet<FailsafeKey>,
+    /// Each pod endpoint's addresses, for binding it to its interface.
+    pub pods: Vec<interfaces::PodAddresses>,
 }
 
 /// The map's mode byte.
@@ -121,6 +125,10 @@ impl Desired {
     }
 
     fn add_endpoint(&mut self, endpoint: &LocalEndpoint, field: &str, is_host: bool) -> Result<()> {
+        let mut pod = interfaces::PodAddresses {
+            name: endpoint.name.clone(),
+            keys: Vec::new(),
+        };
         for (i, text) in endpoint.addresses.iter().enumerate() {
             let field = format!("{field}.addresses[{i}]");
             let addr =
@@ -136,6 +144,7 @@ impl Desired {
                 mode: mode_byte(endpoint.mode),
                 flags: if is_host { EP_F_HOST } else { 0 },
                 pad: 0,
+                ifindex: 0,
             };
             if self.endpoints.insert(key, info).is_some() {
                 return Err(Error::invalid(
@@ -150,7 +159,12 @@ impl Desired {
             if is_host {
                 // On this node its own addresses are the reserved `host` peer.
                 self.insert_prefix(IpNet::from(addr), HOST);
+            } else {
+                pod.keys.push(key);
             }
+        }
+        if !is_host {
+            self.pods.push(pod);
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ pub const REASON_POLICY: u8 = 0;
 pub const REASON_DEFAULT: u8 = 1;
 pub const REASON_FAILSAFE: u8 = 2;
 pub const REASON_REEVALUATED: u8 = 3;
+pub const REASON_SPOOFED: u8 = layout::REASON_SPOOFED;
 
 /// A denied tuple quiet this long counts as a new attempt when it returns.
 const DENIED_TUPLE_IDLE_NS: u64 = 60_000_000_000;
@@ -41,6 +42,9 @@ pub struct RawEdge {
     pub would_verdict: u8,
     pub mode: u8,
     pub reason: u8,
+    /// The interface a spoofed packet came from (its sender); 0 otherwise,
+    /// so that other edges do not split by interface.
+    pub ifindex: u32,
 }
 
 /// What one edge did in one window.
@@ -113,6 +117,11 @@ impl FlowAggregator {
                 REASON_REEVALUATED
             } else {
                 e.reason
+            },
+            ifindex: if e.reason == REASON_SPOOFED {
+                e.ifindex
+            } else {
+                0
             },
         };
         if e.event == EVENT_DENY {

@@ -17,7 +17,9 @@ use bulkhead_api::rule_map::{Direction, NodeKind, NodeRuleMapSpec};
 use bulkhead_api::IdentityMapSpec;
 use ipnet::IpNet;
 
-use super::aggregate::{EdgeCounts, RawEdge, REASON_FAILSAFE, REASON_POLICY, REASON_REEVALUATED};
+use super::aggregate::{
+    EdgeCounts, RawEdge, REASON_FAILSAFE, REASON_POLICY, REASON_REEVALUATED, REASON_SPOOFED,
+};
 use crate::layout;
 
 #[derive(Clone, Debug)]
@@ -38,6 +40,9 @@ pub struct Resolver {
     hosts: HashMap<IpAddr, Owner>,
     ranges: Vec<(IpNet, Owner)>,
     local: HashMap<IpAddr, Owner>,
+    /// Pod interfaces (host-side ifindex) → the pod behind them: who sent a
+    /// spoofed packet, whatever address it claimed.
+    interfaces: HashMap<u32, Owner>,
     rules: HashMap<u32, (String, String)>,
 }
 
@@ -63,7 +68,24 @@ fn owner_of(owner: &str) -> Owner {
 }
 
 impl Resolver {
+    /// Names by the rule map and shards, and pod interfaces by this
+    /// namespace's host routes (as the datapath binds them).
     pub fn new(node: &str, rule_map: &NodeRuleMapSpec, shards: &[IdentityMapSpec]) -> Self {
+        Self::with_routes(
+            node,
+            rule_map,
+            shards,
+            &crate::desired::interfaces::read_host_routes(),
+        )
+    }
+
+    /// [`new`](Self::new) with the routes given (endpoint key → ifindex).
+    pub fn with_routes(
+        node: &str,
+        rule_map: &NodeRuleMapSpec,
+        shards: &[IdentityMapSpec],
+        routes: &HashMap<layout::EndpointKey, u32>,
+    ) -> Self {
         let mut r = Resolver {
             node: node.to_string(),
             node_kind: rule_map.node_kind,
@@ -119,8 +141,18 @@ impl Resolver {
         }
         for ep in &rule_map.endpoints {
             for a in &ep.addresses {
-                if let Ok(addr) = a.parse::<IpAddr>() {
-                    r.local.insert(addr, owner_of(&ep.name));
+                let Ok(addr) = crate::desired::addresses::parse_host_address(a) else {
+                    continue;
+                };
+                r.local.insert(addr, owner_of(&ep.name));
+                let (family, bytes) = crate::desired::addresses::address_bytes(addr);
+                let key = layout::EndpointKey {
+                    family,
+                    pad: [0; 3],
+                    addr: bytes,
+                };
+                if let Some(ifindex) = routes.get(&key) {
+                    r.interfaces.insert(*ifindex, owner_of(&ep.name));
                 }
             }
         }
@@ -168,6 +200,29 @@ impl Resolver {
         }
     }
 
+    /// The sender of a spoofed packet: the pod behind the interface it came
+    /// from (egress), or an unknown one (a host interface: ingress); the
+    /// address stays the forged one.
+    fn spoofed_source(&self, edge: &RawEdge) -> FlowEndpoint {
+        let sender = (edge.direction == layout::DIR_EGRESS)
+            .then(|| self.interfaces.get(&edge.ifindex))
+            .flatten();
+        let identity = if edge.direction == layout::DIR_EGRESS {
+            edge.local_identity
+        } else {
+            identity::WORLD
+        };
+        FlowEndpoint {
+            address: edge.src,
+            identity,
+            labels: self.labels.get(&identity).cloned().unwrap_or_default(),
+            kind: sender.map_or(EndpointKind::World, |o| o.kind),
+            name: sender.map(|o| o.name.clone()),
+            namespace: sender.and_then(|o| o.namespace.clone()),
+            reported: edge.direction == layout::DIR_EGRESS,
+        }
+    }
+
     /// The `flow/v1` record of one edge in the window `[start, end)`;
     /// `None` for a protocol `flow/v1` cannot name.
     pub fn record(
@@ -198,12 +253,18 @@ impl Resolver {
                 FlowVerdict::Allow
             }
         };
+        let spoofed = edge.reason == REASON_SPOOFED;
+        let source = if spoofed {
+            self.spoofed_source(edge)
+        } else {
+            self.side(edge.src, src_id, egress)
+        };
         Some(FlowRecord {
             schema: SCHEMA.to_string(),
             start,
             end,
             node: self.node.clone(),
-            source: self.side(edge.src, src_id, egress),
+            source,
             destination: self.side(edge.dst, dst_id, !egress),
             port: edge.port,
             protocol,
@@ -223,6 +284,9 @@ impl Resolver {
                 REASON_POLICY => FlowReason::Policy,
                 REASON_FAILSAFE => FlowReason::Failsafe,
                 REASON_REEVALUATED => FlowReason::Reevaluated,
+                REASON_SPOOFED => FlowReason::Spoofed,
+                layout::REASON_UNRELATED => FlowReason::Unrelated,
+                layout::REASON_CT_FULL => FlowReason::TableFull,
                 _ => FlowReason::Default,
             },
             rule: (edge.rule_id != 0).then(|| {
@@ -275,7 +339,22 @@ prefixes:
 "#,
         )
         .expect("shard");
-        Resolver::new("node-1", &rule_map, &[shard])
+        let routes = [("10.1.0.5", 41)]
+            .into_iter()
+            .map(|(a, i)| {
+                let (family, addr) =
+                    crate::desired::addresses::address_bytes(a.parse().expect("ip"));
+                (
+                    layout::EndpointKey {
+                        family,
+                        pad: [0; 3],
+                        addr,
+                    },
+                    i,
+                )
+            })
+            .collect();
+        Resolver::with_routes("node-1", &rule_map, &[shard], &routes)
     }
 
     fn edge(dst: &str, peer: u32, direction: u8, rule_id: u32) -> RawEdge {
@@ -292,6 +371,7 @@ prefixes:
             would_verdict: layout::VERDICT_ALLOW,
             mode: layout::MODE_FULL,
             reason: REASON_POLICY,
+            ifindex: 0,
         }
     }
 
@@ -368,5 +448,43 @@ prefixes:
         assert_eq!(rec.source.identity, identity::WORLD);
         assert_eq!(rec.destination.identity, 1000);
         assert!(rec.counts(), "the only view of a flow from outside");
+    }
+
+    /// GHSA-pfhr-pccp-hwmh: a packet forged to come from shop/db is logged
+    /// as spoofed from the pod whose interface sent it, never as shop/db.
+    #[test]
+    fn spoofed_packets_are_named_by_their_interface_not_their_address() {
+        let r = fixture();
+        let c = EdgeCounts::default();
+        let t = jiff::Timestamp::UNIX_EPOCH;
+        let mut forged = edge("10.2.0.9", identity::WORLD, layout::DIR_EGRESS, 0);
+        forged.src = "10.2.0.7".parse().expect("ip");
+        forged.reason = REASON_SPOOFED;
+        forged.verdict = layout::VERDICT_DENY;
+        forged.ifindex = 41;
+        let rec = r.record(&forged, &c, t, t).expect("record");
+        assert_eq!(rec.reason, FlowReason::Spoofed);
+        assert_eq!(rec.verdict, FlowVerdict::Deny);
+        assert_eq!(rec.source.name.as_deref(), Some("shop/web"));
+        assert_eq!(rec.source.identity, 1000);
+        assert_eq!(rec.source.labels["app"], "web");
+        assert_eq!(
+            rec.source.address,
+            "10.2.0.7".parse::<IpAddr>().expect("ip")
+        );
+        // An interface the agent never bound: the sender is unnamed.
+        forged.ifindex = 99;
+        let rec = r.record(&forged, &c, t, t).expect("record");
+        assert_eq!(
+            (rec.source.name, rec.source.kind),
+            (None, EndpointKind::World)
+        );
+        // On a host interface: an unknown sender claiming a pod's address.
+        let mut inbound = edge("10.0.0.1", identity::WORLD, layout::DIR_INGRESS, 0);
+        inbound.src = "10.1.0.5".parse().expect("ip");
+        inbound.reason = REASON_SPOOFED;
+        let rec = r.record(&inbound, &c, t, t).expect("record");
+        assert_eq!(rec.source.identity, identity::WORLD);
+        assert_eq!(rec.source.name, None);
     }
 }

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use aya::maps::{Map, MapData, MapError};
 use aya::Ebpf;
 
+use crate::desired::interfaces::Bound;
 use crate::desired::Desired;
 use crate::error::{Error, Result};
 
@@ -148,6 +149,7 @@ pub struct ProgramStats {
     pub ipcache_v4: DiffStats,
     pub ipcache_v6: DiffStats,
     pub endpoints: DiffStats,
+    pub interfaces: DiffStats,
     pub policy: DiffStats,
     pub failsafe: DiffStats,
     /// How full each map the agent writes is, after this pass.
@@ -188,14 +190,15 @@ impl Maps {
         })
     }
 
-    /// Makes the maps hold `desired`, then bumps the generation.
-    pub fn program(&mut self, desired: &Desired) -> Result<ProgramStats> {
+    /// Makes the maps hold `desired` with its endpoints bound as in
+    /// `bound`, then bumps the generation.
+    pub fn program(&mut self, desired: &Desired, bound: &Bound) -> Result<ProgramStats> {
         self.ipcache.check(desired)?;
         self.endpoints.check(desired)?;
         self.policy.check(desired)?;
         self.failsafe.check(desired)?;
         let (ipcache_v4, ipcache_v6) = self.ipcache.program(desired)?;
-        let endpoints = self.endpoints.program(desired)?;
+        let (endpoints, interfaces) = self.endpoints.program(bound)?;
         let policy = self.policy.program(desired)?;
         let failsafe = self.failsafe.program(desired)?;
         let generation = self.state.bump()?;
@@ -214,6 +217,11 @@ impl Maps {
                 desired.endpoints.len(),
                 self.endpoints.capacity(),
             ),
+            fill(
+                endpoints::IFACES,
+                bound.ifaces.len(),
+                self.endpoints.iface_capacity(),
+            ),
             fill(policy::NAME, desired.policy.len(), self.policy.capacity()),
             fill(
                 failsafe::NAME,
@@ -226,9 +234,16 @@ impl Maps {
             ipcache_v4,
             ipcache_v6,
             endpoints,
+            interfaces,
             policy,
             failsafe,
             fill,
         })
+    }
+
+    /// Rewrites only the endpoints' interfaces (a pod's route appeared or
+    /// moved); no generation bump, since no verdict depends on them.
+    pub fn rebind(&mut self, bound: &Bound) -> Result<(DiffStats, DiffStats)> {
+        self.endpoints.program(bound)
     }
 }

@@ -35,10 +35,15 @@ pub struct TestDatapath {
 
 impl TestDatapath {
     pub fn open(name: &str) -> Self {
+        Self::open_with(name, LoadOptions::default())
+    }
+
+    /// With load-time settings of the test's own (the pin name is replaced).
+    pub fn open_with(name: &str, opts: LoadOptions) -> Self {
         require_root();
         let opts = LoadOptions {
             pin_name: format!("bulkhead-test-{}-{name}", std::process::id()),
-            ..LoadOptions::default()
+            ..opts
         };
         let dir = opts.bpffs.join(&opts.pin_name);
         let dp = Datapath::open(&opts).unwrap_or_else(|e| panic!("loading the datapath: {e}"));

@@ -11,6 +11,8 @@
                                          TCP connect/request/reply/close, N times in a row, each
                                          request B bytes echoed back while it is still being sent;
                                          prints one JSON line: done, stalled, slowest_ms, seconds
+  traffic.py forge PROTO SRC DST PORT     one UDP datagram or TCP SYN with a forged source
+                                         address, written on a raw socket (needs NET_RAW)
 PROTO is tcp, udp, sctp or icmp (ICMP echo; ICMPv6 for IPv6 destinations).
 """
 import ipaddress
@@ -219,8 +221,46 @@ def churn(dst, port, count, size, timeout):
     return 0 if stalled == 0 else 1
 
 
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def forge(proto, src, dst, port):
+    """One packet from SRC (not ours) to DST:PORT, IP header and all."""
+    v6 = family(dst) == socket.AF_INET6
+    number = 6 if proto == "tcp" else 17
+    s_b, d_b = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    sport = 20000 + os.getpid() % 20000
+    if proto == "tcp":
+        l4 = struct.pack("!HHIIBBHHH", sport, port, 1, 0, 0x50, 0x02, 0xFFFF, 0, 0)
+    else:
+        l4 = struct.pack("!HHHH", sport, port, 8 + 4, 0) + b"spof"
+    if v6:
+        pseudo = s_b + d_b + struct.pack("!I3xB", len(l4), number)
+    else:
+        pseudo = s_b + d_b + struct.pack("!xBH", number, len(l4))
+    csum = checksum(pseudo + l4)
+    offset = 16 if proto == "tcp" else 6
+    l4 = l4[:offset] + struct.pack("!H", csum) + l4[offset + 2:]
+    if v6:
+        ip = struct.pack("!IHBB", 6 << 28, len(l4), number, 64) + s_b + d_b
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    else:
+        ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(l4), 1, 0, 64, number, 0) + s_b + d_b
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    sock.sendto(ip + l4, (dst, 0))
+    return 0
+
+
 def main():
     args = sys.argv[1:]
+    if args[0] == "forge":
+        return forge(args[1], args[2], args[3], int(args[4]))
     if args[0] == "churn":
         opts = dict(zip(args[3::2], args[4::2]))
         return churn(args[1], int(args[2]), int(opts.get("--count", "1000")),
