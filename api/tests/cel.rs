@@ -73,6 +73,26 @@ fn segmentation_policy_rules() {
             Some("endPort needs port"),
         ),
         (
+            format!("{ok_scope}promotion: {{to: full, after: {{observedFor: 35d, quietFor: 14d}}}}\n"),
+            None,
+        ),
+        (
+            format!("{ok_scope}enforcement: selective\npromotion: {{to: full, after: {{observedFor: 0s, quietFor: 20s}}}}\n"),
+            None,
+        ),
+        (
+            format!("{ok_scope}enforcement: full\npromotion: {{to: full, after: {{observedFor: 35d, quietFor: 14d}}}}\n"),
+            Some("promotion.to must be stricter than enforcement"),
+        ),
+        (
+            format!("{ok_scope}enforcement: selective\npromotion: {{to: selective, after: {{observedFor: 35d, quietFor: 14d}}}}\n"),
+            Some("promotion.to must be stricter than enforcement"),
+        ),
+        (
+            format!("{ok_scope}promotion: {{to: visibility, after: {{observedFor: 35d, quietFor: 14d}}}}\n"),
+            Some("promotion.to must be selective or full"),
+        ),
+        (
             format!("{ok_scope}egress:\n- {{action: deny, ports: [{{protocol: ICMP, port: 8}}]}}\n"),
             Some("ICMP and ICMPv6 have no ports"),
         ),

@@ -123,6 +123,7 @@ pub fn policy_status(
         nodes_programmed: programmed,
         nodes_summary: Some(format!("{programmed}/{total}")),
         warnings: facts.warnings.clone(),
+        ..SegmentationPolicyStatus::default()
     }
 }
 
