@@ -96,9 +96,6 @@ pub struct PromotionStatus {
     /// When the effective mode became `to` (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_at: Option<String>,
-    /// When the collector was last asked (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_checked: Option<String>,
     /// What a person needs to know, in a sentence.
     #[serde(default)]
     pub message: String,

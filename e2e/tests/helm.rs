@@ -148,7 +148,9 @@ fn template_passes_network_policies_to_the_operator_only_when_enabled() {
         [
             "--metrics-addr=0.0.0.0:9440",
             "--default-mode=visibility",
-            "--identity-shards=16"
+            "--identity-shards=16",
+            "--collector-url=http://bulkhead-collector.bulkhead-system.svc:9470",
+            "--promotion-interval=1m"
         ]
     );
     assert!(!reads_network_policies(object(

@@ -122,6 +122,21 @@ impl Gate {
         (since, now)
     }
 
+    /// Where to start asking the collector for a window that starts at
+    /// `since`: the stores answer in buckets (a minute, an hour or a day
+    /// wide, by age) and return a bucket when its *start* is in range, so a
+    /// flow inside the window can sit in a bucket that starts before it.
+    /// Asking from one coarse bucket earlier and keeping the records that
+    /// end inside the window ([`overlaps`]) misses none.
+    pub fn query_since(&self, since: Timestamp) -> Timestamp {
+        let slack = if self.quiet_for <= SignedDuration::from_hours(1) {
+            SignedDuration::from_hours(1)
+        } else {
+            SignedDuration::from_hours(24)
+        };
+        since.checked_sub(slack).unwrap_or(since)
+    }
+
     /// Whether the promoted mode drops `r` while its local side is in `scope`:
     /// what a promotion would break (before) or breaks (after).
     pub fn denied_when_promoted(&self, scope: &Scope, r: &FlowRecord) -> bool {
@@ -145,6 +160,11 @@ impl Gate {
     pub fn holds_shut(&self, scope: &Scope, r: &FlowRecord) -> bool {
         r.verdict == FlowVerdict::Allow && self.denied_when_promoted(scope, r)
     }
+}
+
+/// Whether a record's window reaches into `[since, ..)`.
+pub fn overlaps(r: &FlowRecord, since: Timestamp) -> bool {
+    r.end > since
 }
 
 /// `visibility`, `selective`, `full`, as in the spec.
@@ -234,7 +254,9 @@ pub fn decide(
             lost,
         } => (records, complete, lost),
     };
-    if let Some(sample) = latest(records, |r| gate.holds_shut(scope, r)) {
+    let since = gate.window(effective_since, now).0;
+    let holds = |r: &FlowRecord| overlaps(r, since) && gate.holds_shut(scope, r);
+    if let Some(sample) = latest(records, holds) {
         let seen: Timestamp = sample.seen.parse().unwrap_or(now);
         let quiet_at = seen.checked_add(gate.quiet_for).unwrap_or(Timestamp::MAX);
         let opens_at = observed_at.max(quiet_at);
@@ -293,9 +315,8 @@ pub fn decide(
         opens_at: Some(observed_at.max(effective_since)),
         last_would_deny: None,
         message: format!(
-            "in effect since {effective_since} and nothing in scope would be denied in {} mode since {}",
+            "in effect since {effective_since} and nothing in scope would be denied in {} mode since {since}",
             mode_name(gate.to),
-            gate.window(effective_since, now).0
         ),
     }
 }

@@ -277,6 +277,32 @@ fn decisions_over_the_life_of_a_gate() {
 }
 
 #[test]
+fn a_bucket_that_reaches_into_the_window_counts_and_one_that_ends_before_it_does_not() {
+    use Direction::Ingress;
+    use FlowVerdict::{Allow as A, Deny as D};
+    let g = gate(EnforcementMode::Full, "0s", "20s");
+    let now = ts("2026-01-01T12:00:50Z");
+    // The window is [12:00:30, 12:00:50); the query reaches an hour back.
+    assert_eq!(
+        g.query_since(g.window(ts(CREATED), now).0),
+        ts("2026-01-01T11:00:30Z")
+    );
+    let bucket = |start: &str, end: &str| {
+        let mut r = record(end, Ingress, A, D);
+        r.start = ts(start);
+        r
+    };
+    let inside = [bucket("2026-01-01T12:00:00Z", "2026-01-01T12:01:00Z")];
+    let d = decide(&g, &db_scope(), ts(CREATED), now, answer(&inside));
+    assert_eq!(d.state, GateState::Blocked, "{}", d.message);
+    let before = [bucket("2026-01-01T11:59:00Z", "2026-01-01T12:00:00Z")];
+    let d = decide(&g, &db_scope(), ts(CREATED), now, answer(&before));
+    assert_eq!(d.state, GateState::Open, "{}", d.message);
+    let long = gate(EnforcementMode::Full, "35d", "14d");
+    assert_eq!(long.query_since(now), ts("2025-12-31T12:00:50Z"));
+}
+
+#[test]
 fn the_sample_names_the_latest_edge_with_its_flows_and_the_message_says_why() {
     use Direction::Ingress;
     use FlowVerdict::{Allow as A, Deny as D};
