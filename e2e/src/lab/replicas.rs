@@ -31,12 +31,23 @@ impl Lab {
             binary: self.project.operator.clone(),
             kubeconfig: self.plane().operator_kubeconfig().to_owned(),
             lifetime: self.lifetime,
-            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            extra_args: self.operator_args(extra_args),
         };
         let mut operator = Operator::start(self.state(), &config)?;
         operator.wait_ready(OPERATOR_READY_TIMEOUT)?;
         self.operators.insert(name.to_owned(), operator);
         self.save()
+    }
+
+    /// `extra_args`, and the collector's URL for promotion gates when the
+    /// lab runs a collector (as the chart wires it).
+    fn operator_args(&self, extra_args: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        if let Some(c) = &self.collector {
+            args.push(format!("--collector-url={}", c.url()));
+        }
+        args.extend(extra_args.iter().map(|s| (*s).to_owned()));
+        args
     }
 
     pub fn operator(&mut self, name: &str) -> Result<&mut Operator> {
