@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bulkhead_api::{IdentityMap, NodeRuleMap, SegmentationPolicySpec};
+use bulkhead_api::{IdentityMap, NodeRuleMap};
 use bulkhead_policy::{Change, CompileOptions, Compiler, IdentityAllocation, Snapshot};
 use kube::api::ListParams;
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 
@@ -328,53 +328,6 @@ impl Engine {
         }
     }
 
-    /// Puts the promotions' modes into what the compiler reads.
-    fn sync_modes(&mut self) {
-        let snapshot = match &self.compiler {
-            Some(c) => c.snapshot(),
-            None => &self.pending,
-        };
-        let (policies, effective) = (&snapshot.policies, &snapshot.effective_modes);
-        let changes = self.promotions.mode_changes(policies, effective);
-        for change in changes {
-            self.apply(change);
-            self.dirty = true;
-        }
-    }
-
-    /// Checks every promotion gate at `now` (asking the collector), changes
-    /// the effective mode of the policies whose gate opened, and records an
-    /// Event for each. Only the leader calls it.
-    pub async fn check_promotions(&mut self, now: jiff::Timestamp) {
-        if self.compiler.is_none() {
-            return;
-        }
-        let gated: BTreeMap<String, SegmentationPolicySpec> = self
-            .snapshot()
-            .policies
-            .iter()
-            .filter(|(_, p)| p.promotion.is_some())
-            .map(|(n, p)| (n.clone(), p.clone()))
-            .collect();
-        let made = self.promotions.check(&gated, now, &self.metrics).await;
-        self.sync_modes();
-        for p in made {
-            tracing::info!(policy = p.policy, "{}", p.message);
-            let note = Some(p.message);
-            let (recorder, metrics) = (&self.recorder, &self.metrics);
-            status::policy_event(
-                recorder,
-                &p.policy,
-                EventType::Normal,
-                "Promoted",
-                "Promote",
-                note,
-                metrics,
-            )
-            .await;
-        }
-    }
-
     fn observe_compile(&self, mode: &str, started: Instant) {
         self.metrics
             .compile_duration
@@ -502,6 +455,9 @@ impl Engine {
         }
     }
 }
+
+#[path = "engine_gates.rs"]
+mod gates;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -11,7 +11,7 @@ use bulkhead_api::flow::{
 use bulkhead_api::policy::{EnforcementMode, Protocol};
 use bulkhead_api::promotion::PromotionState;
 use bulkhead_api::rule_map::Direction;
-use bulkhead_api::SegmentationPolicy;
+use bulkhead_api::{SegmentationPolicy, SegmentationPolicySpec};
 use bulkhead_collector::api::{router, App};
 use bulkhead_collector::auth::TokenFileAuth;
 use bulkhead_collector::store::{Clock, SqliteStore, Store, StoreConfig};
