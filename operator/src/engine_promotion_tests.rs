@@ -245,6 +245,13 @@ async fn traffic_keeps_the_gate_shut_and_quiet_opens_it_without_writing_spec() {
         .cloned();
     assert_eq!(db.expect("db in the map")["mode"], "full");
 
+    // Later quiet checks find nothing new and write nothing.
+    api.take_calls();
+    check_and_publish(&mut engine, "2026-01-01T12:01:40Z").await;
+    let lines: Vec<String> = api.take_calls().iter().map(|c| c.line()).collect();
+    assert!(!lines.iter().any(|l| l.starts_with("PATCH")), "{lines:?}");
+    assert!(lines.iter().all(|l| !l.contains("/events")), "{lines:?}");
+
     // GitOps re-applies the same spec: nothing changes, nothing is written.
     apply_policy(&mut engine, &api, "2026-01-01T12:00:00Z");
     assert_eq!(db_mode(&engine), EnforcementMode::Full);

@@ -240,14 +240,19 @@ impl Promotions {
                         }
                         made.push(Promotion {
                             policy: name.clone(),
-                            message: message.clone(),
+                            message,
                         });
+                        // What later quiet checks say too, so they write nothing.
+                        let p = Promoted {
+                            mode: g.to,
+                            at: now,
+                        };
                         PromotionStatus {
                             state: PromotionState::Promoted,
                             to: g.to,
                             observing_since: Some(created.to_string()),
                             promoted_at: Some(now.to_string()),
-                            message,
+                            message: quiet_since(g, p),
                             ..PromotionStatus::default()
                         }
                     } else {
@@ -331,6 +336,16 @@ fn state_name(state: GateState) -> &'static str {
     }
 }
 
+/// A promoted policy's message while nothing in scope is denied.
+fn quiet_since(g: Gate, p: Promoted) -> String {
+    format!(
+        "promoted to {} at {}; nothing in scope denied since (within the last {})",
+        gate::mode_name(p.mode),
+        p.at,
+        g.quiet_for
+    )
+}
+
 /// A promoted policy's status: what it denied since, as an alert.
 #[allow(clippy::too_many_arguments)]
 fn watch_status(
@@ -360,11 +375,12 @@ fn watch_status(
                 .set(i64::try_from(flows).unwrap_or(i64::MAX));
             let last = gate::latest(&r.records, denied);
             let message = match &last {
-                None => format!("promoted to {mode} at {}; nothing in scope denied since {since}", p.at),
+                None => quiet_since(g, p),
                 Some(s) => format!(
-                    "promoted to {mode} at {}; {flows} flows in scope denied since {since}, the last \
+                    "promoted to {mode} at {}; {flows} flows in scope denied since (within the last {}), the last \
                      from {} to {} on {}/{} (an alert only: demotion is a person's change)",
                     p.at,
+                    g.quiet_for,
                     s.from,
                     s.to,
                     bulkhead_insight::query::protocol_name(s.protocol),
