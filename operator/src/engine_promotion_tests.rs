@@ -329,6 +329,66 @@ async fn a_collector_that_cannot_answer_holds_promotion_and_status_says_why() {
 }
 
 #[tokio::test]
+async fn records_lost_in_the_window_or_an_answer_at_its_limit_hold_promotion() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (lab, addr) = collector(&dir).await;
+    let url = format!("http://{addr}");
+    // An answer limited to one record, holding one would-deny out of scope
+    // (web's own egress): more may exist, so nothing is promoted.
+    let mut elsewhere = to_db("2026-01-01T12:00:35Z", FlowVerdict::Allow);
+    elsewhere.direction = Direction::Egress;
+    store(&lab, "b1", vec![elsewhere]).await;
+    let limited = Collector::new(&url, Duration::from_secs(5)).with_limit(1);
+    let (mut engine, _, api) = gated(Some(limited), "2026-01-01T11:00:00Z").await;
+    check_and_publish(&mut engine, NOW).await;
+    let gate = status(&api).promotion.expect("gate");
+    assert_eq!(gate.state, PromotionState::Unknown, "{}", gate.message);
+    assert!(
+        gate.message.contains("stopped at its limit"),
+        "{}",
+        gate.message
+    );
+    assert_eq!(db_mode(&engine), EnforcementMode::Visibility);
+    // The full answer finds nothing in scope: it opens.
+    let (mut engine, _, api) = gated(
+        Some(Collector::new(&url, Duration::from_secs(5))),
+        "2026-01-01T11:00:00Z",
+    )
+    .await;
+    check_and_publish(&mut engine, NOW).await;
+    assert_eq!(
+        status(&api).promotion.expect("gate").state,
+        PromotionState::Promoted
+    );
+
+    // An agent reports records it lost in the window: would-denies may be missing.
+    let loss = bulkhead_api::flow::LossReport {
+        node: "n1".into(),
+        start: ts("2026-01-01T12:00:30Z"),
+        end: ts("2026-01-01T12:00:40Z"),
+        ring_buffer_events: 0,
+        export_records: 9,
+    };
+    let batch = FlowBatch {
+        node: "n1".into(),
+        batch_id: "loss".into(),
+        records: vec![],
+        losses: vec![loss],
+    };
+    lab.store.insert(&batch).await.expect("stored");
+    let (mut engine, _, api) = gated(
+        Some(Collector::new(&url, Duration::from_secs(5))),
+        "2026-01-01T11:00:00Z",
+    )
+    .await;
+    check_and_publish(&mut engine, NOW).await;
+    let gate = status(&api).promotion.expect("gate");
+    assert_eq!(gate.state, PromotionState::Unknown, "{}", gate.message);
+    assert!(gate.message.contains("9 on n1"), "{}", gate.message);
+    assert_eq!(db_mode(&engine), EnforcementMode::Visibility);
+}
+
+#[tokio::test]
 async fn a_deny_after_promotion_raises_the_alert_and_does_not_demote() {
     let dir = tempfile::tempdir().expect("dir");
     let (lab, addr) = collector(&dir).await;
