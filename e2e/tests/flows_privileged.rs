@@ -48,7 +48,7 @@ const PODS: [(&str, &str, &str, &str); 4] = [
 
 fn start_lab() -> Lab {
     let mut spec = LabSpec::new(2);
-    spec.agents = Agents::Always;
+    spec.agents = Agents::Cluster;
     spec.namespaces = vec![
         ("prod".into(), kubelet::labels([("env", "prod")])),
         ("dev".into(), kubelet::labels([("env", "dev")])),
@@ -161,6 +161,37 @@ fn find<'a>(
         .unwrap_or_else(|| panic!("no {direction:?} record {from} -> {to}"))
 }
 
+/// `bulkhead-system/bulkhead-collector` (the chart's name, the CLI's default)
+/// without a selector, its Endpoints and EndpointSlice at `at`.
+fn collector_service(at: std::net::SocketAddr) -> String {
+    let (ip, port) = (at.ip(), at.port());
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata: {{name: bulkhead-collector, namespace: bulkhead-system}}
+spec:
+  ports: [{{name: http, port: 9470, targetPort: {port}, protocol: TCP}}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {{name: bulkhead-collector, namespace: bulkhead-system}}
+subsets:
+- addresses: [{{ip: "{ip}"}}]
+  ports: [{{name: http, port: {port}, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: bulkhead-collector-lab
+  namespace: bulkhead-system
+  labels: {{kubernetes.io/service-name: bulkhead-collector}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints: [{{addresses: ["{ip}"]}}]
+"#
+    )
+}
+
 /// POST a body to the collector with an optional bearer token: the status.
 fn post(lab: &Lab, token: Option<&str>, body: &str) -> u16 {
     let addr = lab.collector().expect("collector").config.listen;
@@ -270,6 +301,34 @@ fn every_flow_sent_is_collected_named_labeled_and_counted_once() {
     assert!(!denied.is_empty(), "the CLI finds the denied flow");
     assert!(denied.iter().all(|r| r["verdict"] == "deny"));
 
+    //    And through the API server's service proxy, as a user with only a
+    //    kubeconfig reads it (the CLI's default, no --collector): a Service
+    //    named as the chart names it, its endpoints at the lab's collector.
+    let listen = lab.collector().expect("collector").config.listen;
+    ok(
+        lab.kubectl()
+            .run_with_stdin(&["apply", "-f", "-"], &collector_service(listen)),
+        "the collector's Service",
+    );
+    let out = std::process::Command::new(&cli)
+        .env("KUBECONFIG", lab.plane().admin_kubeconfig())
+        .args(["flows", "--since", "1h", "--verdict", "deny", "-o", "json"])
+        .output()
+        .expect("kubectl-bulkhead flows");
+    assert!(
+        out.status.success(),
+        "through the service proxy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proxied: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let proxied = proxied["records"].as_array().expect("records");
+    assert!(
+        proxied.len() >= denied.len() && proxied.iter().all(|r| r["verdict"] == "deny"),
+        "the denied records through the API server: {} then {}",
+        denied.len(),
+        proxied.len()
+    );
+
     // 3. The collector down for 60 s while traffic goes on: nothing is lost.
     ok(
         lab.collector_mut().expect("collector").kill(),
@@ -289,7 +348,42 @@ fn every_flow_sent_is_collected_named_labeled_and_counted_once() {
         .expect("edge") += sent;
     expect_counts(&lab, &want, Duration::from_secs(60));
 
-    // 4. Wrong or missing credentials are refused, and the refusal logged.
+    // 4. The source's agent stopped (a rolling update), then killed (a
+    //    crash), with traffic while none runs: the pinned datapath goes on
+    //    judging and queues its events, the next agent reads and names them,
+    //    and the counts stay exact (docs/flows.md, "Agent restart").
+    let api_2 = find(&records, "prod/web-1", "prod/api-2", Direction::Egress)
+        .destination
+        .address;
+    for crash in [false, true] {
+        let what = if crash { "killed" } else { "stopped" };
+        if crash {
+            ok(lab.kill_agent("node-1"), "killing node-1's agent");
+        } else {
+            ok(lab.stop_agent("node-1"), "stopping node-1's agent");
+        }
+        let a = send(&lab, &[(Probe::tcp("prod/web-1", "prod/api-2", 8080), 3)]);
+        assert_eq!(
+            a, [true; 3],
+            "enforcement goes on with node-1's agent {what}"
+        );
+        ok(lab.start_agent("node-1"), "restarting node-1's agent");
+        *want
+            .get_mut(&edge("prod/web-1", "prod/api-2", 8080, "Tcp"))
+            .expect("edge") += 3;
+        let records = expect_counts(&lab, &want, Duration::from_secs(60));
+        assert!(
+            records
+                .iter()
+                .filter(|r| r.node == "node-1" && r.destination.address == api_2)
+                .all(|r| r.source.name.as_deref() == Some("prod/web-1")
+                    && r.source.labels.get("app").map(String::as_str) == Some("web")
+                    && r.destination.name.as_deref() == Some("prod/api-2")),
+            "node-1's records of web-1 -> api-2 are named and labeled after its agent was {what}"
+        );
+    }
+
+    // 5. Wrong or missing credentials are refused, and the refusal logged.
     let node1_token =
         std::fs::read_to_string(lab.state().root().join("agents/node-1/collector-token"))
             .expect("node-1's token");

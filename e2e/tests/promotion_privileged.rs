@@ -53,7 +53,7 @@ const OPENS: Duration = Duration::from_secs(150);
 
 fn start_lab() -> Lab {
     let mut spec = LabSpec::new(2);
-    spec.agents = Agents::Always;
+    spec.agents = Agents::Cluster;
     spec.operator_args = vec!["--promotion-interval=1s".into()];
     spec.namespaces = vec![("prod".into(), kubelet::labels([("env", "prod")]))];
     spec.workloads = vec![

@@ -13,11 +13,20 @@
 //! them into SQL and the shared store tests check the SQL against these
 //! functions), in the CLI against the collector, and in the CLI offline over
 //! an exported history.
+//!
+//! `recommend` turns history into layered SegmentationPolicies; `whatif`
+//! replays history (through `replay`, which rebuilds the endpoints records
+//! saw) under today's policy and a draft, with the compiler's own verdicts.
 
 #![forbid(unsafe_code)]
 
 pub mod promotion;
 pub mod query;
+pub mod recommend;
+pub mod replay;
+#[cfg(test)]
+mod testing;
+pub mod whatif;
 
 pub use query::{
     aggregate, EndpointMatch, FlowFilter, Group, GroupBy, GroupKey, LabelRequirement, QueryError,

@@ -39,10 +39,18 @@ impl Lab {
         self.save()
     }
 
-    /// `extra_args`, and the collector's URL for promotion gates when the
-    /// lab runs a collector (as the chart wires it).
+    /// The chart's failsafe ports, the collector's URL for promotion gates
+    /// when the lab runs a collector (as the chart wires it), and `extra_args`.
     fn operator_args(&self, extra_args: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = Vec::new();
+        // As the chart does: hosts in full mode keep the export to the
+        // collector and the agents' metrics open.
+        let mut args: Vec<String> = vec![
+            format!(
+                "--failsafe-port=tcp/{}/egress",
+                crate::collector::COLLECTOR_PORT
+            ),
+            format!("--failsafe-port=tcp/{}/ingress", agent::AGENT_METRICS_PORT),
+        ];
         if let Some(c) = &self.collector {
             args.push(format!("--collector-url={}", c.url()));
         }
@@ -135,6 +143,15 @@ impl Lab {
     pub fn stop_agent(&mut self, node: &str) -> Result<()> {
         if let Some(mut process) = self.agents.remove(node) {
             process.stop()?;
+        }
+        self.save()
+    }
+
+    /// Kills `node`'s agent with SIGKILL (a crash, an OOM kill); the pinned
+    /// programs and maps stay, as after a stop.
+    pub fn kill_agent(&mut self, node: &str) -> Result<()> {
+        if let Some(mut process) = self.agents.remove(node) {
+            process.kill()?;
         }
         self.save()
     }
