@@ -25,6 +25,7 @@ pub mod identity;
 pub mod identity_map;
 pub mod mapping;
 pub mod policy;
+pub mod promotion;
 pub mod rule_map;
 pub mod selector;
 

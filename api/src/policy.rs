@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
+use crate::promotion::{Promotion, PromotionStatus};
 use crate::selector::LabelSelector;
 
 /// A segmentation policy: a scope over segmentation labels, ingress and
@@ -22,12 +23,22 @@ use crate::selector::LabelSelector;
     category = "bulkhead",
     status = "SegmentationPolicyStatus",
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.enforcement","description":"Enforcement mode set for the endpoints in scope"}"#,
+    printcolumn = r#"{"name":"Effective","type":"string","jsonPath":".status.effectiveMode","description":"The mode compiled: spec.enforcement, or promotion.to once promoted"}"#,
+    printcolumn = r#"{"name":"Promoted","type":"string","jsonPath":".status.conditions[?(@.type==\"Promoted\")].status","description":"Whether the promotion gate opened"}"#,
+    printcolumn = r#"{"name":"Gate","type":"string","jsonPath":".status.promotion.state","priority":1,"description":"Observing, Blocked, Unknown, Promoted or Invalid"}"#,
+    printcolumn = r#"{"name":"Opens","type":"string","jsonPath":".status.promotion.opensAt","priority":1,"description":"The earliest time the promotion gate can open"}"#,
     printcolumn = r#"{"name":"Endpoints","type":"integer","jsonPath":".status.matchedEndpoints","description":"Endpoints in scope"}"#,
     printcolumn = r#"{"name":"Nodes","type":"string","jsonPath":".status.nodesSummary","description":"Nodes that programmed it / nodes it applies to"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.promotion) || !has(self.enforcement) || self.enforcement == 'visibility' || (self.enforcement == 'selective' && self.promotion.to == 'full')",
+        "message": "promotion.to must be stricter than enforcement (visibility < selective < full)"
+    }
+]))]
 pub struct SegmentationPolicySpec {
     /// The endpoints this policy governs.
     pub scope: Scope,
@@ -44,6 +55,12 @@ pub struct SegmentationPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub egress: Vec<Rule>,
+    /// Move the endpoints in scope to a stricter mode once the flow history
+    /// shows nothing they do would be blocked (see `docs/promotion.md`). The
+    /// operator records the mode in effect in `status.effectiveMode` and never
+    /// rewrites `enforcement`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
 }
 
 /// Which endpoints a policy governs.
@@ -310,4 +327,12 @@ pub struct SegmentationPolicyStatus {
     /// Things a person should look at, such as a selector that matches nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The mode compiled for the endpoints in scope: `spec.enforcement`, or
+    /// `spec.promotion.to` once the gate opened. Null when the policy sets
+    /// no mode. Written as null rather than left out, so a merge patch clears it.
+    #[serde(default)]
+    pub effective_mode: Option<EnforcementMode>,
+    /// The promotion gate's progress; null without `spec.promotion`.
+    #[serde(default)]
+    pub promotion: Option<PromotionStatus>,
 }

@@ -101,7 +101,7 @@ fn kubectl_get_segpol_shows_mode_endpoints_nodes_and_ready() {
         .unwrap_or_else(|e| panic!("{e}"));
     // The operator writes this status; the admin stands in for it here.
     let status = r#"{"status": {"matchedEndpoints": 4, "nodesTotal": 3, "nodesProgrammed": 2,
-        "nodesSummary": "2/3", "conditions": [{"type": "Ready", "status": "False",
+        "nodesSummary": "2/3", "effectiveMode": "full", "conditions": [{"type": "Ready", "status": "False",
         "reason": "Programming", "message": "2 of 3 nodes programmed"}]}}"#;
     run(
         &kubectl,
@@ -123,12 +123,22 @@ fn kubectl_get_segpol_shows_mode_endpoints_nodes_and_ready() {
         .collect();
     assert_eq!(
         rows[0],
-        ["NAME", "MODE", "ENDPOINTS", "NODES", "READY", "AGE"],
+        [
+            "NAME",
+            "MODE",
+            "EFFECTIVE",
+            "PROMOTED",
+            "ENDPOINTS",
+            "NODES",
+            "READY",
+            "AGE"
+        ],
         "{table}"
     );
+    // No promotion gate: PROMOTED is empty, so the row has one cell fewer.
     assert_eq!(
-        rows[1][..5],
-        ["web-full", "full", "4", "2/3", "False"],
+        rows[1][..6],
+        ["web-full", "full", "full", "4", "2/3", "False"],
         "{table}"
     );
 

@@ -287,6 +287,8 @@ fn template_passes_network_policies_to_the_operator_only_when_enabled() {
             "--identity-shards=16",
             "--failsafe-port=tcp/9470/egress",
             "--failsafe-port=tcp/9465/ingress",
+            "--collector-url=http://bulkhead-collector.bulkhead-system.svc:9470",
+            "--promotion-interval=1m",
         ]
     );
     assert!(!reads_network_policies(object(

@@ -6,6 +6,9 @@
 //!   "source.app,destination.app,port" ──GroupBy::parse──► aggregate(records) ─► Vec<Group>
 //! ```
 //!
+//! Promotion gates ([`promotion`]) decide from would-deny records whether a
+//! policy may move to a stricter mode.
+//!
 //! The same filter and group-by run in the collector (where its stores turn
 //! them into SQL and the shared store tests check the SQL against these
 //! functions), in the CLI against the collector, and in the CLI offline over
@@ -17,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod promotion;
 pub mod query;
 pub mod recommend;
 pub mod replay;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bulkhead_api::{IdentityMap, NodeRuleMap};
-use bulkhead_policy::{CompileOptions, Compiler, IdentityAllocation, Snapshot};
+use bulkhead_policy::{Change, CompileOptions, Compiler, IdentityAllocation, Snapshot};
 use kube::api::ListParams;
 use kube::runtime::events::Recorder;
 use kube::{Api, Client};
@@ -16,6 +16,7 @@ use crate::call::{bounded, CALL_TIMEOUT};
 use crate::feed::{FeedEvent, Kind};
 use crate::http::Health;
 use crate::metrics::{CompileLabel, Metrics};
+use crate::promotion::Promotions;
 use crate::status::{self, StatusWriter};
 use crate::{publish, Error};
 
@@ -42,6 +43,10 @@ pub struct Engine {
     leading: bool,
     /// Won the Lease and not yet taken over the published numbering.
     reseed: bool,
+    /// Promotion gates and the promotions made.
+    promotions: Promotions,
+    /// The gates are due for a check.
+    check_due: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -79,7 +84,15 @@ impl Engine {
             status_nodes: BTreeSet::new(),
             leading: false,
             reseed: false,
+            promotions: Promotions::new(None, Duration::from_secs(60)),
+            check_due: true,
         }
+    }
+
+    /// The same engine with these promotion gates (a collector to ask, how often).
+    pub fn with_promotions(mut self, promotions: Promotions) -> Self {
+        self.promotions = promotions;
+        self
     }
 
     /// Runs until the feed closes.
@@ -89,6 +102,8 @@ impl Engine {
         mut leader: watch::Receiver<bool>,
     ) {
         let mut retry: Option<Instant> = None;
+        let mut gates = tokio::time::interval(self.promotions.interval);
+        gates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wait = retry.map_or(Duration::from_secs(30), |t| {
                 t.saturating_duration_since(Instant::now())
@@ -102,6 +117,7 @@ impl Engine {
                     if changed.is_err() { return; }
                 }
                 _ = tokio::time::sleep(wait) => { self.dirty = true; }
+                _ = gates.tick() => { self.check_due = true; }
             }
             // Take everything that is already queued before publishing once.
             while let Ok(e) = rx.try_recv() {
@@ -161,6 +177,13 @@ impl Engine {
             self.reseed = false;
             self.dirty = true;
         }
+        if self.check_due {
+            self.check_due = false;
+            self.check_promotions(jiff::Timestamp::now()).await;
+            if !self.dirty {
+                self.write_policy_statuses(None).await;
+            }
+        }
         if self.dirty {
             self.publish().await?;
             self.dirty = false;
@@ -216,17 +239,26 @@ impl Engine {
 
     fn handle(&mut self, event: FeedEvent) {
         match event {
-            FeedEvent::Change { change, generation } => {
+            FeedEvent::Change {
+                change,
+                generation,
+                policy,
+            } => {
                 if let Some((kind, name, g)) = generation {
                     self.generations.insert((kind, name), g);
                 }
-                match &mut self.compiler {
-                    Some(c) => {
-                        let started = Instant::now();
-                        c.apply(change);
-                        self.observe_compile("incremental", started);
-                    }
-                    None => self.pending.apply(change),
+                if let Some(seen) = policy {
+                    let (name, meta) = *seen;
+                    self.promotions.observe(&name, meta);
+                }
+                let policy_changed =
+                    matches!(change, Change::UpsertPolicy(..) | Change::DeletePolicy(_));
+                if let Change::DeletePolicy(name) = &change {
+                    self.promotions.forget(name, &self.metrics);
+                }
+                self.apply(change);
+                if policy_changed {
+                    self.sync_modes();
                 }
                 self.dirty = true;
             }
@@ -275,6 +307,24 @@ impl Engine {
             FeedEvent::PublishedSynced(kind) => {
                 self.published_synced.insert(kind);
             }
+        }
+    }
+
+    fn apply(&mut self, change: Change) {
+        match &mut self.compiler {
+            Some(c) => {
+                let started = Instant::now();
+                c.apply(change);
+                self.observe_compile("incremental", started);
+            }
+            None => self.pending.apply(change),
+        }
+    }
+
+    fn snapshot(&self) -> &Snapshot {
+        match &self.compiler {
+            Some(c) => c.snapshot(),
+            None => &self.pending,
         }
     }
 
@@ -377,7 +427,23 @@ impl Engine {
                 .get(&(Kind::SegmentationPolicy, name.clone()))
                 .copied();
             let programmed = status::nodes_programmed(facts, &out.rule_maps, &self.rule_maps);
-            let st = status::policy_status(facts, generation, programmed);
+            let mut st = status::policy_status(facts, generation, programmed);
+            let spec_mode = compiler
+                .snapshot()
+                .policies
+                .get(name)
+                .and_then(|p| p.enforcement);
+            st.effective_mode = compiler
+                .snapshot()
+                .effective_modes
+                .get(name)
+                .copied()
+                .or(spec_mode);
+            if let Some(gate) = self.promotions.status(name) {
+                st.conditions
+                    .push(status::promoted_condition(gate, generation));
+                st.promotion = Some(gate.clone());
+            }
             if let Err(e) = self
                 .statuses
                 .policy(&self.client, &self.recorder, name, st, &self.metrics)
@@ -390,6 +456,13 @@ impl Engine {
     }
 }
 
+#[path = "engine_gates.rs"]
+mod gates;
+
 #[cfg(test)]
 #[path = "engine_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "engine_promotion_tests.rs"]
+mod promotion_tests;

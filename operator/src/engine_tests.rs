@@ -14,12 +14,12 @@ use super::*;
 use crate::fixtures::{Call, FakeApi};
 use crate::metrics::PassLabel;
 
-const RULE_MAPS: &str = "/apis/bulkhead.dev/v1alpha1/noderulemaps";
-const SHARDS: &str = "/apis/bulkhead.dev/v1alpha1/identitymaps";
-const POLICIES: &str = "/apis/bulkhead.dev/v1alpha1/segmentationpolicies";
-const MAPPINGS: &str = "/apis/bulkhead.dev/v1alpha1/labelmappings";
+pub(super) const RULE_MAPS: &str = "/apis/bulkhead.dev/v1alpha1/noderulemaps";
+pub(super) const SHARDS: &str = "/apis/bulkhead.dev/v1alpha1/identitymaps";
+pub(super) const POLICIES: &str = "/apis/bulkhead.dev/v1alpha1/segmentationpolicies";
+pub(super) const MAPPINGS: &str = "/apis/bulkhead.dev/v1alpha1/labelmappings";
 
-fn engine(client: Client) -> (Engine, Arc<Metrics>) {
+pub(super) fn engine(client: Client) -> (Engine, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::register(&mut Registry::default()));
     let health = Arc::new(Health {
         registry: Registry::default(),
@@ -45,10 +45,11 @@ fn passes(metrics: &Metrics, kind: &str) -> u64 {
         .get()
 }
 
-fn change(change: Change) -> FeedEvent {
+pub(super) fn change(change: Change) -> FeedEvent {
     FeedEvent::Change {
         change,
         generation: None,
+        policy: None,
     }
 }
 
@@ -62,7 +63,7 @@ fn pod(app: &str, addr: &str) -> Pod {
     }
 }
 
-fn policy_spec() -> Value {
+pub(super) fn policy_spec() -> Value {
     json!({"scope": {"selector": {"matchLabels": {"app": "db"}}},
            "ingress": [{"action": "allow",
                         "peers": [{"selector": {"matchLabels": {"app": "web"}}}],
@@ -71,7 +72,7 @@ fn policy_spec() -> Value {
 
 /// A cluster of one node with a web and a db pod and a policy for db, as the
 /// watches would report it; the policy object exists in the fake API.
-fn feed_cluster(engine: &mut Engine, api: &FakeApi) {
+pub(super) fn feed_cluster(engine: &mut Engine, api: &FakeApi) {
     let policy = json!({"apiVersion": "bulkhead.dev/v1alpha1", "kind": "SegmentationPolicy",
         "metadata": {"name": "db", "generation": 1}, "spec": policy_spec()});
     api.put(&format!("{POLICIES}/db"), policy);
@@ -105,6 +106,7 @@ fn feed_cluster(engine: &mut Engine, api: &FakeApi) {
                 serde_json::from_value(policy_spec()).expect("policy"),
             ),
             generation: Some((Kind::SegmentationPolicy, "db".into(), 1)),
+            policy: None,
         },
     ];
     for e in events {
@@ -119,7 +121,7 @@ fn feed_cluster(engine: &mut Engine, api: &FakeApi) {
 
 /// What the watches deliver after the operator's own writes: every stored
 /// rule map and shard, as the API server has them.
-fn echo(engine: &mut Engine, api: &FakeApi) {
+pub(super) fn echo(engine: &mut Engine, api: &FakeApi) {
     let obj = api.get(&format!("{RULE_MAPS}/n1")).expect("rule map");
     let obj: NodeRuleMap = serde_json::from_value(obj).expect("NodeRuleMap");
     engine.handle(FeedEvent::RuleMap(Box::new(obj)));
@@ -132,7 +134,7 @@ fn echo(engine: &mut Engine, api: &FakeApi) {
 
 /// An engine that has published the cluster once, and its fake API with
 /// the calls of that pass forgotten.
-async fn published() -> (Engine, Arc<Metrics>, FakeApi) {
+pub(super) async fn published() -> (Engine, Arc<Metrics>, FakeApi) {
     let (client, api) = FakeApi::start();
     let (mut engine, metrics) = engine(client);
     feed_cluster(&mut engine, &api);
@@ -141,7 +143,7 @@ async fn published() -> (Engine, Arc<Metrics>, FakeApi) {
     (engine, metrics, api)
 }
 
-fn lines(calls: &[Call]) -> Vec<String> {
+pub(super) fn lines(calls: &[Call]) -> Vec<String> {
     let mut l: Vec<String> = calls.iter().map(Call::line).collect();
     l.sort();
     l

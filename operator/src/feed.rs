@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::metrics::{KindLabel, Metrics};
+use crate::promotion::PolicyMeta;
 
 /// The kinds the compiler reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,12 +81,17 @@ impl Kind {
 }
 
 /// What the watches tell the engine.
+// Changes are the payload and go through the channel one at a time; boxing
+// them would cost an allocation per watch event to save none.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum FeedEvent {
-    /// A change to compile; `generation` is set for policies and mappings.
+    /// A change to compile; `generation` is set for policies and mappings,
+    /// `policy` for SegmentationPolicies (what their promotion gates read).
     Change {
         change: Change,
         generation: Option<(Kind, String, i64)>,
+        policy: Option<Box<(String, PolicyMeta)>>,
     },
     /// A kind has listed completely (after a start or a re-list).
     Synced(Kind),
@@ -149,7 +155,7 @@ pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies
             Kind::NetworkPolicy,
             tx.clone(),
             metrics.clone(),
-            |p| convert::network_policy(p).map(|(k, v)| Change::UpsertNetworkPolicy(k, v)),
+            |p| convert::network_policy(p).map(|(k, v)| (Change::UpsertNetworkPolicy(k, v), None)),
             |key| {
                 let (ns, name) = key.split_once('/').unwrap_or(("default", key));
                 Change::DeleteNetworkPolicy(NetworkPolicyKey::new(ns, name))
@@ -161,7 +167,7 @@ pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies
         Kind::Pod,
         tx.clone(),
         metrics.clone(),
-        |p| convert::pod(p).map(|(k, v)| Change::UpsertPod(k, v)),
+        |p| convert::pod(p).map(|(k, v)| (Change::UpsertPod(k, v), None)),
         |key| {
             let (ns, name) = key.split_once('/').unwrap_or(("default", key));
             Change::DeletePod(PodKey::new(ns, name))
@@ -172,7 +178,7 @@ pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies
         Kind::Namespace,
         tx.clone(),
         metrics.clone(),
-        |n| convert::namespace(n).map(|(k, v)| Change::UpsertNamespace(k, v)),
+        |n| convert::namespace(n).map(|(k, v)| (Change::UpsertNamespace(k, v), None)),
         |key| Change::DeleteNamespace(key.to_string()),
     );
     spawn_kind(
@@ -180,7 +186,7 @@ pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies
         Kind::Node,
         tx.clone(),
         metrics.clone(),
-        |n| convert::node(n).map(|(k, v)| Change::UpsertNode(k, v)),
+        |n| convert::node(n).map(|(k, v)| (Change::UpsertNode(k, v), None)),
         |key| Change::DeleteNode(key.to_string()),
     );
     spawn_kind(
@@ -188,7 +194,7 @@ pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies
         Kind::ExternalNode,
         tx.clone(),
         metrics.clone(),
-        |n| convert::external_node(n).map(|(k, v)| Change::UpsertExternalNode(k, v)),
+        |n| convert::external_node(n).map(|(k, v)| (Change::UpsertExternalNode(k, v), None)),
         |key| Change::DeleteExternalNode(key.to_string()),
     );
     spawn_kind(
@@ -196,7 +202,7 @@ pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies
         Kind::LabelMapping,
         tx.clone(),
         metrics.clone(),
-        |m| convert::label_mapping(m).map(|(k, v)| Change::UpsertMapping(k, v)),
+        |m| convert::label_mapping(m).map(|(k, v)| (Change::UpsertMapping(k, v), None)),
         |key| Change::DeleteMapping(key.to_string()),
     );
     spawn_kind(
@@ -204,7 +210,12 @@ pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies
         Kind::SegmentationPolicy,
         tx.clone(),
         metrics.clone(),
-        |p| convert::segmentation_policy(p).map(|(k, v)| Change::UpsertPolicy(k, v)),
+        |p| {
+            convert::segmentation_policy(p).map(|(k, v)| {
+                let meta = (k.clone(), PolicyMeta::of(p));
+                (Change::UpsertPolicy(k, v), Some(meta))
+            })
+        },
         |key| Change::DeletePolicy(key.to_string()),
     );
     spawn_published(
@@ -333,17 +344,23 @@ fn spawn_kind<K, C, D>(
     delete: D,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    C: Fn(&K) -> Result<Change, convert::ConvertError> + Send + 'static,
+    C: Fn(&K) -> Result<(Change, Option<(String, PolicyMeta)>), convert::ConvertError>
+        + Send
+        + 'static,
     D: Fn(&str) -> Change + Send + 'static,
 {
     let errors = metrics.clone();
     spawn_watch(api, kind.name(), tx, metrics, move |seen| match seen {
         Seen::Applied(key, obj) => match to_change(&obj) {
-            Ok(change) => {
+            Ok((change, policy)) => {
                 let generation = matches!(kind, Kind::SegmentationPolicy | Kind::LabelMapping)
                     .then(|| obj.meta().generation.map(|g| (kind, key, g)))
                     .flatten();
-                Some(FeedEvent::Change { change, generation })
+                Some(FeedEvent::Change {
+                    change,
+                    generation,
+                    policy: policy.map(Box::new),
+                })
             }
             Err(e) => {
                 errors.error(kind.name());
@@ -354,6 +371,7 @@ fn spawn_kind<K, C, D>(
         Seen::Deleted(key) => Some(FeedEvent::Change {
             change: delete(&key),
             generation: None,
+            policy: None,
         }),
         Seen::Synced => Some(FeedEvent::Synced(kind)),
     });

@@ -17,12 +17,15 @@
 //! published in the IdentityMaps (numbers in use and in quarantine), and a
 //! replica that wins the Lease re-reads them before it publishes anything.
 //! Only the holder of the Lease (leader.rs) writes, and every call has a
-//! deadline (call.rs). Agents' status writes cost a status pass, the echo
+//! deadline (call.rs). Promotion gates (promotion.rs) ask the collector
+//! (collector.rs) and change only the *effective* mode the compiler reads,
+//! never a spec. Agents' status writes cost a status pass, the echo
 //! of the operator's own writes nothing.
 
 #![forbid(unsafe_code)]
 
 pub mod call;
+pub mod collector;
 pub mod engine;
 pub mod feed;
 #[cfg(test)]
@@ -30,6 +33,7 @@ pub(crate) mod fixtures;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod promotion;
 pub mod publish;
 pub mod status;
 

@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bulkhead_api::policy::EnforcementMode;
+use bulkhead_operator::collector::Collector;
 use bulkhead_operator::engine::Engine;
 use bulkhead_operator::feed;
 use bulkhead_operator::http::{self, Health};
 use bulkhead_operator::leader::{self, LeaseConfig};
 use bulkhead_operator::metrics::Metrics;
+use bulkhead_operator::promotion::Promotions;
 use bulkhead_policy::CompileOptions;
 use clap::Parser;
 use kube::runtime::events::{Recorder, Reporter};
@@ -44,6 +46,17 @@ struct Args {
     /// conntrack entries, flow records in spools and in flight.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     identity_quarantine: std::time::Duration,
+    /// The collector's base URL, which promotion gates ask for would-be
+    /// denied flows (e.g. http://bulkhead-collector.bulkhead-system:9470).
+    /// Without it every gate stays shut, and its status says why.
+    #[arg(long, env = "BULKHEAD_COLLECTOR_URL")]
+    collector_url: Option<String>,
+    /// How long one question to the collector may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    collector_timeout: std::time::Duration,
+    /// How often promotion gates are checked.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    promotion_interval: std::time::Duration,
     /// A port every host endpoint keeps open whatever policy says, added to
     /// the built-in ones (SSH, the API server, kubelet, etcd, DNS, DHCP):
     /// PROTOCOL/PORT/DIRECTION, repeatable. The chart adds the collector
@@ -134,7 +147,15 @@ async fn main() -> anyhow::Result<()> {
             options.failsafe_ports.push(port);
         }
     }
-    let engine = Engine::new(client, options, metrics, health, recorder);
+    let collector = args
+        .collector_url
+        .as_deref()
+        .map(|url| Collector::new(url, args.collector_timeout));
+    let interval = args
+        .promotion_interval
+        .max(std::time::Duration::from_secs(1));
+    let engine = Engine::new(client, options, metrics, health, recorder)
+        .with_promotions(Promotions::new(collector, interval));
     tokio::select! {
         _ = engine.run(rx, leader_rx) => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),

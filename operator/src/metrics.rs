@@ -30,6 +30,21 @@ pub struct CompileLabel {
     pub mode: String,
 }
 
+/// A label naming a SegmentationPolicy that has a promotion gate: bounded
+/// by the policies people write, never by traffic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabel {
+    /// The policy's name.
+    pub policy: String,
+}
+
+/// A label saying how a promotion gate check ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GateLabel {
+    /// `observing`, `blocked`, `unknown`, `open`, `promoted` or `invalid`.
+    pub state: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
@@ -51,6 +66,14 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Publish passes, by what they did.
     pub passes: Family<PassLabel, Counter>,
+    /// Promotions made (gates that opened).
+    pub promotions: Counter,
+    /// Promotion gate checks, by how they ended.
+    pub promotion_checks: Family<GateLabel, Counter>,
+    /// Per promoted policy: flows in scope its promotion denied since the
+    /// promotion (within the last quiet window). Above zero is an alert;
+    /// nothing demotes on its own.
+    pub promoted_denied_flows: Family<PolicyLabel, Gauge>,
 }
 
 impl Metrics {
@@ -64,6 +87,9 @@ impl Metrics {
             writes: Family::default(),
             leader: Gauge::default(),
             passes: Family::default(),
+            promotions: Counter::default(),
+            promotion_checks: Family::default(),
+            promoted_denied_flows: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("bulkhead_operator");
         r.register(
@@ -93,7 +119,30 @@ impl Metrics {
             "Publish passes: full (maps, shards, statuses) or status only",
             m.passes.clone(),
         );
+        r.register(
+            "promotions",
+            "Promotions made: gates that opened and changed a policy's effective mode",
+            m.promotions.clone(),
+        );
+        r.register(
+            "promotion_checks",
+            "Promotion gate checks, by how they ended",
+            m.promotion_checks.clone(),
+        );
+        r.register(
+            "promoted_denied_flows",
+            "Flows in scope a promoted policy denied since its promotion (within the quiet window): an alert, never a demotion",
+            m.promoted_denied_flows.clone(),
+        );
         m
+    }
+
+    /// Counts one promotion gate check that ended in `state`.
+    pub fn promotion_check(&self, state: &str) {
+        let label = GateLabel {
+            state: state.into(),
+        };
+        self.promotion_checks.get_or_create(&label).inc();
     }
 
     /// Counts one publish pass of `kind` (`full` or `status`).

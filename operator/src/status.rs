@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use bulkhead_api::condition::{types, Condition, ConditionStatus};
+use bulkhead_api::promotion::{PromotionState, PromotionStatus, PROMOTED};
 use bulkhead_api::{
     LabelMapping, LabelMappingStatus, NodeRuleMap, NodeRuleMapSpec, SegmentationPolicy,
     SegmentationPolicyStatus,
@@ -123,6 +124,7 @@ pub fn policy_status(
         nodes_programmed: programmed,
         nodes_summary: Some(format!("{programmed}/{total}")),
         warnings: facts.warnings.clone(),
+        ..SegmentationPolicyStatus::default()
     }
 }
 
@@ -304,19 +306,7 @@ impl StatusWriter {
         };
         if let Some((type_, reason)) = event {
             let note = status.conditions.first().map(|c| c.message.clone());
-            let reference = SegmentationPolicy::object_ref_for(name);
-            let ev = Event {
-                type_,
-                reason: reason.into(),
-                note,
-                action: "Compile".into(),
-                secondary: None,
-            };
-            let publish = recorder.publish(&ev, &reference);
-            if let Err(e) = bounded("publishing an Event", CALL_TIMEOUT, publish).await {
-                metrics.error("event");
-                tracing::warn!(policy = name, error = %e, "could not publish an event");
-            }
+            policy_event(recorder, name, type_, reason, "Compile", note, metrics).await;
         }
         Ok(())
     }
@@ -343,6 +333,50 @@ impl StatusWriter {
         self.policies.retain(|n, _| policies.contains_key(n));
         self.mappings.retain(|n, _| mappings.contains_key(n));
     }
+}
+
+/// Publishes an Event about policy `name`; a failure is counted and logged,
+/// never fatal.
+pub async fn policy_event(
+    recorder: &Recorder,
+    name: &str,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: Option<String>,
+    metrics: &Metrics,
+) {
+    let reference = SegmentationPolicy::object_ref_for(name);
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note,
+        action: action.into(),
+        secondary: None,
+    };
+    let publish = recorder.publish(&ev, &reference);
+    if let Err(e) = bounded("publishing an Event", CALL_TIMEOUT, publish).await {
+        metrics.error("event");
+        tracing::warn!(policy = name, error = %e, "could not publish an event");
+    }
+}
+
+/// The `Promoted` condition of a policy with a promotion gate.
+pub fn promoted_condition(gate: &PromotionStatus, generation: Option<i64>) -> Condition {
+    let reason = match gate.state {
+        PromotionState::Observing => "Observing",
+        PromotionState::Blocked => "WouldDeny",
+        PromotionState::Unknown => "HistoryUnavailable",
+        PromotionState::Promoted => "Promoted",
+        PromotionState::Invalid => "InvalidGate",
+    };
+    condition(
+        PROMOTED,
+        gate.state == PromotionState::Promoted,
+        reason,
+        gate.message.clone(),
+        generation,
+    )
 }
 
 /// An object reference for a cluster-scoped Bulkhead object, for Events.

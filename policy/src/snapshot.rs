@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
-use bulkhead_api::policy::Protocol;
+use bulkhead_api::policy::{EnforcementMode, Protocol};
 use bulkhead_api::{ExternalNodeSpec, LabelMappingSpec, Labels, SegmentationPolicySpec};
 
 use crate::netpol::{NetworkPolicy, NetworkPolicyKey};
@@ -105,6 +105,11 @@ pub struct Snapshot {
     pub mappings: BTreeMap<String, LabelMappingSpec>,
     /// SegmentationPolicies by name.
     pub policies: BTreeMap<String, SegmentationPolicySpec>,
+    /// Modes in effect that differ from `spec.enforcement`: policies whose
+    /// promotion gate opened (`spec.promotion.to`), by policy name. The
+    /// operator decides them (spec is never rewritten); the compiler only
+    /// reads them.
+    pub effective_modes: BTreeMap<String, EnforcementMode>,
     /// Kubernetes NetworkPolicies by `namespace/name`; compiled only when
     /// `CompileOptions::network_policies` is on (see [`crate::netpol`]).
     pub network_policies: BTreeMap<NetworkPolicyKey, NetworkPolicy>,
@@ -137,6 +142,9 @@ pub enum Change {
     UpsertPolicy(String, SegmentationPolicySpec),
     /// A policy was deleted.
     DeletePolicy(String),
+    /// A policy's mode in effect changed: `Some` overrides its
+    /// `spec.enforcement` (a promotion), `None` returns to it.
+    SetEffectiveMode(String, Option<EnforcementMode>),
     /// A NetworkPolicy was added or changed.
     UpsertNetworkPolicy(NetworkPolicyKey, NetworkPolicy),
     /// A NetworkPolicy was deleted.
@@ -182,6 +190,12 @@ impl Snapshot {
             }
             Change::DeletePolicy(k) => {
                 self.policies.remove(&k);
+            }
+            Change::SetEffectiveMode(k, Some(mode)) => {
+                self.effective_modes.insert(k, mode);
+            }
+            Change::SetEffectiveMode(k, None) => {
+                self.effective_modes.remove(&k);
             }
             Change::UpsertNetworkPolicy(k, v) => {
                 self.network_policies.insert(k, v);

@@ -134,6 +134,7 @@ fn with_rule(snapshot: &Snapshot, rule: Rule, ingress: bool, at: &Placement) -> 
                 enforcement: None,
                 ingress: vec![],
                 egress: vec![],
+                promotion: None,
             };
             s.policies.entry("zz-added".into()).or_insert(spec)
         }
@@ -283,6 +284,7 @@ proptest! {
             enforcement,
             ingress: if egress { vec![] } else { vec![rule.clone()] },
             egress: if egress { vec![rule] } else { vec![] },
+            promotion: None,
         };
         let mut after_snap = snap.clone();
         after_snap.policies.insert("zz-override".into(), spec);

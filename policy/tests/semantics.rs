@@ -152,6 +152,47 @@ fn strictest_mode_wins() {
     assert_eq!(mode("sandbox", "bare"), EnforcementMode::Visibility);
 }
 
+/// A promotion's mode (the operator's `effective_modes`) is what is
+/// compiled; the spec stays as written, and taking it back restores it.
+#[test]
+fn the_effective_mode_of_a_promotion_is_what_gets_enforced() {
+    let spec = db_ingress("enforcement: visibility\n", ALLOW_WEB_80);
+    let world = base().policy("db", &spec);
+    let mut compiler = Compiler::new(Default::default(), IdentityAllocation::default());
+    compiler.load(world.snap.clone());
+    let db = EndpointRef::Pod(PodKey::new("prod", "db"));
+    let mode = |c: &Compiler| c.output().endpoints[&db].mode;
+    let cache_to_db = |c: &Compiler| verdict(c.output(), "prod/cache", "prod/db", Tcp, 80);
+    assert_eq!(mode(&compiler), EnforcementMode::Visibility);
+    assert_eq!(cache_to_db(&compiler), Allow, "visibility drops nothing");
+    compiler.apply(Change::SetEffectiveMode(
+        "db".into(),
+        Some(EnforcementMode::Full),
+    ));
+    assert_eq!(mode(&compiler), EnforcementMode::Full);
+    assert_eq!(
+        cache_to_db(&compiler),
+        Deny,
+        "promoted to full: the default denies"
+    );
+    assert_eq!(
+        verdict(compiler.output(), "prod/web", "prod/db", Tcp, 80),
+        Allow
+    );
+    let written = &compiler.snapshot().policies["db"];
+    assert_eq!(
+        written.enforcement,
+        Some(EnforcementMode::Visibility),
+        "spec untouched"
+    );
+    // Re-applying the same spec (GitOps) keeps the promotion.
+    compiler.apply(Change::UpsertPolicy("db".into(), written.clone()));
+    assert_eq!(mode(&compiler), EnforcementMode::Full);
+    compiler.apply(Change::SetEffectiveMode("db".into(), None));
+    assert_eq!(mode(&compiler), EnforcementMode::Visibility);
+    assert_eq!(cache_to_db(&compiler), Allow);
+}
+
 #[test]
 fn both_managed_sides_must_allow() {
     let allow_in = "scope: {selector: {matchLabels: {app: db}}}\nenforcement: full\ningress:\n- {action: allow}\n";
@@ -493,12 +534,14 @@ fn incremental_equals_full() {
         Change::UpsertPolicy("egress".into(), policy("scope: {selector: {matchLabels: {app: cache}}}\nenforcement: full\negress:\n- {action: allow, peers: [{cidr: 198.51.100.0/24, except: [198.51.100.128/25]}]}\n")),
         Change::UpsertPolicy("db".into(), policy("scope: {selector: {matchLabels: {app: db}}}\nenforcement: selective\ningress:\n- {action: deny, peers: [{reserved: world}]}\n")),
         Change::UpsertMapping("extra".into(), mapping("priority: 50\nrules:\n- {match: {cidrs: [198.51.100.0/25]}, labels: {role: partner}}\n- {match: {pods: {podSelector: {matchLabels: {app: cache}}}}, labels: {app: web}}\n")),
+        Change::SetEffectiveMode("db".into(), Some(EnforcementMode::Full)),
         Change::DeletePolicy("wall".into()),
         Change::UpsertNode("n2".into(), bulkhead_policy::snapshot::Node { labels: labels(&[("zone", "b")]), addresses: addrs("192.168.0.2") }),
         Change::DeleteMapping("extra".into()),
         Change::DeleteNode("n2".into()),
         Change::DeleteNamespace("dev".into()),
         Change::DeletePolicy("egress".into()),
+        Change::SetEffectiveMode("db".into(), None),
     ];
     for (i, change) in changes.into_iter().enumerate() {
         let before = compiler.output().allocation.clone();

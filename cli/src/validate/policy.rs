@@ -1,6 +1,7 @@
 //! The CEL rules of `SegmentationPolicy`, in Rust.
 
-use bulkhead_api::policy::{Peer, PortSpec, Rule, SegmentationPolicySpec};
+use bulkhead_api::policy::{EnforcementMode, Peer, PortSpec, Rule, SegmentationPolicySpec};
+use bulkhead_api::promotion::Promotion;
 use ipnet::IpNet;
 
 use super::{check_selector, is_cidr, Violation};
@@ -25,7 +26,46 @@ pub fn segmentation_policy(spec: &SegmentationPolicySpec) -> Vec<Violation> {
             check_rule(rule, &format!("spec.{direction}[{i}]"), &mut out);
         }
     }
+    if let Some(promotion) = &spec.promotion {
+        check_promotion(spec.enforcement, promotion, &mut out);
+    }
     out
+}
+
+fn check_promotion(
+    enforcement: Option<EnforcementMode>,
+    promotion: &Promotion,
+    out: &mut Vec<Violation>,
+) {
+    if enforcement.is_some_and(|from| promotion.to <= from) {
+        out.push(Violation::new(
+            "spec",
+            "promotion.to must be stricter than enforcement (visibility < selective < full)",
+        ));
+    }
+    if promotion.to == EnforcementMode::Visibility {
+        out.push(Violation::new(
+            "spec.promotion",
+            "promotion.to must be selective or full: promoting to visibility enforces nothing",
+        ));
+    }
+    // The schema's patterns: a whole number and a unit; quietFor above zero.
+    let after = &promotion.after;
+    for (field, value, zero_ok) in [
+        ("observedFor", &after.observed_for, true),
+        ("quietFor", &after.quiet_for, false),
+    ] {
+        let well_formed = bulkhead_insight::query::params::duration(value)
+            .is_some_and(|d| zero_ok || d.is_positive())
+            && value.len() <= 16
+            && value.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if !well_formed {
+            out.push(Violation::new(
+                format!("spec.promotion.after.{field}"),
+                format!("{value:?} is not a duration like 35d, 12h or 20s"),
+            ));
+        }
+    }
 }
 
 fn check_rule(rule: &Rule, field: &str, out: &mut Vec<Violation>) {

@@ -31,23 +31,31 @@ impl Lab {
             binary: self.project.operator.clone(),
             kubeconfig: self.plane().operator_kubeconfig().to_owned(),
             lifetime: self.lifetime,
-            // As the chart does: hosts in full mode keep the export to the
-            // collector and the agents' metrics open.
-            extra_args: [
-                format!(
-                    "--failsafe-port=tcp/{}/egress",
-                    crate::collector::COLLECTOR_PORT
-                ),
-                format!("--failsafe-port=tcp/{}/ingress", agent::AGENT_METRICS_PORT),
-            ]
-            .into_iter()
-            .chain(extra_args.iter().map(|s| (*s).to_owned()))
-            .collect(),
+            extra_args: self.operator_args(extra_args),
         };
         let mut operator = Operator::start(self.state(), &config)?;
         operator.wait_ready(OPERATOR_READY_TIMEOUT)?;
         self.operators.insert(name.to_owned(), operator);
         self.save()
+    }
+
+    /// The chart's failsafe ports, the collector's URL for promotion gates
+    /// when the lab runs a collector (as the chart wires it), and `extra_args`.
+    fn operator_args(&self, extra_args: &[&str]) -> Vec<String> {
+        // As the chart does: hosts in full mode keep the export to the
+        // collector and the agents' metrics open.
+        let mut args: Vec<String> = vec![
+            format!(
+                "--failsafe-port=tcp/{}/egress",
+                crate::collector::COLLECTOR_PORT
+            ),
+            format!("--failsafe-port=tcp/{}/ingress", agent::AGENT_METRICS_PORT),
+        ];
+        if let Some(c) = &self.collector {
+            args.push(format!("--collector-url={}", c.url()));
+        }
+        args.extend(extra_args.iter().map(|s| (*s).to_owned()));
+        args
     }
 
     pub fn operator(&mut self, name: &str) -> Result<&mut Operator> {

@@ -28,6 +28,7 @@ impl RecommendOptions {
             enforcement: Some(self.enforcement),
             ingress: Vec::new(),
             egress: Vec::new(),
+            promotion: None,
         };
         let mut evidence = BTreeMap::new();
         for c in candidates {

@@ -367,5 +367,6 @@ fn empty(wl: &Workload) -> SegmentationPolicySpec {
         enforcement: Some(EnforcementMode::Full),
         ingress: Vec::new(),
         egress: Vec::new(),
+        promotion: None,
     }
 }

@@ -274,7 +274,9 @@ impl Compiler {
                 dirty.endpoints.insert(EndpointRef::ExternalNode(n.clone()));
             }
             Change::UpsertMapping(..) | Change::DeleteMapping(_) => {}
-            Change::UpsertPolicy(name, _) | Change::DeletePolicy(name) => {
+            Change::UpsertPolicy(name, _)
+            | Change::DeletePolicy(name)
+            | Change::SetEffectiveMode(name, _) => {
                 dirty.policies.insert(name.clone());
             }
             Change::UpsertNetworkPolicy(key, _) | Change::DeleteNetworkPolicy(key) => {
@@ -340,7 +342,14 @@ impl Compiler {
                 .get(&key)
                 .filter(|_| self.options.network_policies)
                 .map(|policy| netpol::prepare(&key, policy)),
-            None => self.snapshot.policies.get(name).map(PreparedPolicy::new),
+            None => self.snapshot.policies.get(name).map(|spec| {
+                let mut prepared = PreparedPolicy::new(spec);
+                // A promotion's mode, not the spec's, is what gets enforced.
+                if let Some(mode) = self.snapshot.effective_modes.get(name) {
+                    prepared.enforcement = Some(*mode);
+                }
+                prepared
+            }),
         };
         match prepared {
             Some(policy) => {

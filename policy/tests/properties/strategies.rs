@@ -401,6 +401,7 @@ pub fn policy() -> impl Strategy<Value = SegmentationPolicySpec> {
                 enforcement,
                 ingress,
                 egress,
+                promotion: None,
             },
         )
 }

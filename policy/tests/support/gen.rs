@@ -401,6 +401,7 @@ pub fn policy(rng: &mut Rng, i: usize, apps: usize) -> SegmentationPolicySpec {
         enforcement,
         ingress,
         egress,
+        promotion: None,
     }
 }
 
