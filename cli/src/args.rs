@@ -141,6 +141,11 @@ pub struct InputArgs {
     /// The mode of endpoints that no policy gives one.
     #[arg(long, value_enum, default_value_t = ModeArg::Visibility, value_name = "MODE")]
     pub default_mode: ModeArg,
+    /// A port every host endpoint keeps open, added to the built-in ones, as
+    /// the operator's flag of the same name (PROTOCOL/PORT/DIRECTION, e.g.
+    /// tcp/9470/egress); repeatable.
+    #[arg(long = "failsafe-port", value_name = "PROTO/PORT/DIR")]
+    pub failsafe_ports: Vec<bulkhead_api::rule_map::FailsafePort>,
 }
 
 /// `simulate`'s arguments.

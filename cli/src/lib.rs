@@ -79,12 +79,17 @@ pub fn load_and_compile(
         });
     }
     let defaults = CompileOptions::default();
-    let options = CompileOptions {
+    let mut options = CompileOptions {
         default_mode: input.default_mode.into(),
         identity_shards: shards.unwrap_or(defaults.identity_shards),
         network_policies,
         ..defaults
     };
+    for port in &input.failsafe_ports {
+        if !options.failsafe_ports.contains(port) {
+            options.failsafe_ports.push(*port);
+        }
+    }
     let output = compile(
         &inventory.snapshot,
         &options,

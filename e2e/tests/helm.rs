@@ -196,6 +196,15 @@ fn template_serves_the_collector_over_tls_the_agents_trust() {
         "{args:?}"
     );
     assert!(args.contains(&"--collector-ca-file=/etc/bulkhead/collector-ca/ca.crt"));
+    let operator = object(&objects, "Deployment", OPERATOR);
+    let operator_volumes = operator["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes");
+    assert_eq!(
+        operator_volumes[0]["secret"]["items"],
+        serde_json::json!([{"key": "ca.crt", "path": "ca.crt"}]),
+        "the operator, which asks the collector for promotion gates, trusts the same CA"
+    );
     let volumes = agent["spec"]["template"]["spec"]["volumes"]
         .as_array()
         .expect("volumes");
@@ -287,7 +296,8 @@ fn template_passes_network_policies_to_the_operator_only_when_enabled() {
             "--identity-shards=16",
             "--failsafe-port=tcp/9470/egress",
             "--failsafe-port=tcp/9465/ingress",
-            "--collector-url=http://bulkhead-collector.bulkhead-system.svc:9470",
+            "--collector-url=https://bulkhead-collector.bulkhead-system.svc:9470",
+            "--collector-ca-file=/etc/bulkhead/collector-ca/ca.crt",
             "--promotion-interval=1m",
         ]
     );

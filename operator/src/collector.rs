@@ -12,6 +12,7 @@ use std::time::Duration;
 use bulkhead_api::flow::FlowRecord;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -56,13 +57,29 @@ struct Lost {
     records: u64,
 }
 
+fn client(roots: rustls::RootCertStore) -> Client<HttpsConnector<HttpConnector>, Empty<Bytes>> {
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"))
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 /// A collector at a base URL such as `http://bulkhead-collector.bulkhead-system:9470`.
 #[derive(Clone)]
 pub struct Collector {
     base: String,
     timeout: Duration,
     limit: usize,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -75,13 +92,32 @@ impl std::fmt::Debug for Collector {
 }
 
 impl Collector {
+    /// A collector over plain HTTP (or HTTPS trusting nothing: see
+    /// [`Collector::with_ca_file`]).
     pub fn new(base: &str, timeout: Duration) -> Self {
         Collector {
             base: base.trim_end_matches('/').to_string(),
             timeout,
             limit: RECORD_LIMIT,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: client(rustls::RootCertStore::empty()),
         }
+    }
+
+    /// Trusts the CA certificates (PEM) in `file` for an `https://` collector.
+    /// The error names the file.
+    pub fn with_ca_file(mut self, file: &std::path::Path) -> Result<Self, String> {
+        use rustls_pki_types::pem::PemObject;
+        let bad =
+            |e: &dyn std::fmt::Display| format!("--collector-ca-file {}: {e}", file.display());
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pki_types::CertificateDer::pem_file_iter(file).map_err(|e| bad(&e))? {
+            roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+        }
+        if roots.is_empty() {
+            return Err(bad(&"no CERTIFICATE in it"));
+        }
+        self.client = client(roots);
+        Ok(self)
     }
 
     /// The same collector with a smaller answer limit (tests use it to see truncation).
@@ -154,5 +190,80 @@ impl Collector {
                 .map(|l| (l.node, l.records))
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use super::*;
+    use bulkhead_collector::api::{router, App};
+    use bulkhead_collector::auth::TokenFileAuth;
+    use bulkhead_collector::store::{Clock, SqliteStore, StoreConfig};
+    use bulkhead_collector::tls::{self, TlsFiles};
+    use rcgen::{CertificateParams, Issuer, KeyPair, SanType};
+
+    /// (CA PEM, a 127.0.0.1 pair it signed) in `dir`.
+    fn pki(dir: &std::path::Path) -> (String, TlsFiles) {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().expect("key");
+        let ca_pem = ca.self_signed(&ca_key).expect("CA").pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).expect("params");
+        leaf.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+        let key = KeyPair::generate().expect("key");
+        let cert = leaf.signed_by(&key, &issuer).expect("sign");
+        let files = TlsFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+        };
+        std::fs::write(&files.cert, cert.pem()).expect("cert");
+        std::fs::write(&files.key, key.serialize_pem()).expect("key");
+        (ca_pem, files)
+    }
+
+    #[tokio::test]
+    async fn promotion_gates_ask_an_https_collector_trusting_only_the_given_ca() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (ca_pem, files) = pki(dir.path());
+        let store =
+            SqliteStore::open(&dir.path().join("data"), StoreConfig::default()).expect("store");
+        let auth = TokenFileAuth::parse("agent-token-0123456789 n1\n").expect("auth");
+        let app = std::sync::Arc::new(App::new(store, auth, Clock::system()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("https://{}", listener.local_addr().expect("addr"));
+        let config = tls::server_config(files).expect("TLS");
+        tokio::spawn(tls::serve(
+            listener,
+            router(app),
+            config,
+            std::future::pending(),
+        ));
+
+        let until = Timestamp::now();
+        let since = until - jiff::SignedDuration::from_secs(3600);
+        let ca_file = dir.path().join("ca.crt");
+        std::fs::write(&ca_file, ca_pem).expect("ca");
+        let trusting = Collector::new(&url, Duration::from_secs(5))
+            .with_ca_file(&ca_file)
+            .expect("CA");
+        let answer = trusting.records(Class::WouldDeny, since, until).await;
+        assert!(answer.is_ok_and(|r| r.complete && r.records.is_empty()));
+
+        // Trusting nothing: the certificate is refused, and the gate is told why.
+        let blind = Collector::new(&url, Duration::from_secs(5));
+        let err = blind
+            .records(Class::WouldDeny, since, until)
+            .await
+            .expect_err("an unknown CA");
+        assert!(!err.is_empty());
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").expect("empty");
+        let refused = Collector::new(&url, Duration::from_secs(5)).with_ca_file(&empty);
+        assert!(refused.is_err_and(|e| e.contains("empty.pem")));
     }
 }

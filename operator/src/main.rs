@@ -51,6 +51,10 @@ struct Args {
     /// Without it every gate stays shut, and its status says why.
     #[arg(long, env = "BULKHEAD_COLLECTOR_URL")]
     collector_url: Option<String>,
+    /// CA certificates (PEM) the collector's certificate must chain to, for
+    /// an https:// --collector-url.
+    #[arg(long, value_name = "FILE")]
+    collector_ca_file: Option<std::path::PathBuf>,
     /// How long one question to the collector may take.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     collector_timeout: std::time::Duration,
@@ -147,10 +151,18 @@ async fn main() -> anyhow::Result<()> {
             options.failsafe_ports.push(port);
         }
     }
-    let collector = args
-        .collector_url
-        .as_deref()
-        .map(|url| Collector::new(url, args.collector_timeout));
+    let collector = match (args.collector_url.as_deref(), &args.collector_ca_file) {
+        (Some(url), Some(ca)) => Some(
+            Collector::new(url, args.collector_timeout)
+                .with_ca_file(ca)
+                .map_err(anyhow::Error::msg)?,
+        ),
+        (Some(url), None) if url.starts_with("https://") => {
+            anyhow::bail!("--collector-url {url}: an https collector needs --collector-ca-file")
+        }
+        (Some(url), None) => Some(Collector::new(url, args.collector_timeout)),
+        (None, _) => None,
+    };
     let interval = args
         .promotion_interval
         .max(std::time::Duration::from_secs(1));

@@ -42,6 +42,7 @@ mod lifecycle;
 mod objects;
 mod probes;
 mod replicas;
+pub use replicas::failsafe_ports;
 
 pub use crate::wait::wait_until;
 pub use lifecycle::{dir_or_default, down, prune, status, up, Down, ProcessStatus, Pruned, Status};

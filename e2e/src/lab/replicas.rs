@@ -44,13 +44,10 @@ impl Lab {
     fn operator_args(&self, extra_args: &[&str]) -> Vec<String> {
         // As the chart does: hosts in full mode keep the export to the
         // collector and the agents' metrics open.
-        let mut args: Vec<String> = vec![
-            format!(
-                "--failsafe-port=tcp/{}/egress",
-                crate::collector::COLLECTOR_PORT
-            ),
-            format!("--failsafe-port=tcp/{}/ingress", agent::AGENT_METRICS_PORT),
-        ];
+        let mut args: Vec<String> = failsafe_ports()
+            .iter()
+            .map(|p| format!("--failsafe-port={p}"))
+            .collect();
         if let Some(c) = &self.collector {
             args.push(format!("--collector-url={}", c.url()));
         }
@@ -259,4 +256,14 @@ impl Lab {
             collector: self.collector().map(Collector::url),
         })
     }
+}
+
+/// The failsafe ports the lab's operators add, as the chart does: the
+/// agents' export to the collector, and their metrics. (Offline compiles
+/// that must agree with the operator pass the same.)
+pub fn failsafe_ports() -> [String; 2] {
+    [
+        format!("tcp/{}/egress", crate::collector::COLLECTOR_PORT),
+        format!("tcp/{}/ingress", agent::AGENT_METRICS_PORT),
+    ]
 }

@@ -127,17 +127,21 @@ pub fn compiled_offline(lab: &Lab) -> bulkhead_e2e::Result<Value> {
         .map_err(io(snapshot.join("cluster.yaml")))?;
     let out = input.path().join("out");
     let cli = lab.project_binaries().cli();
-    bulkhead_e2e::netns::run(
-        &cli.to_string_lossy(),
-        &[
-            "compile",
-            &snapshot.to_string_lossy(),
-            "--out",
-            &out.to_string_lossy(),
-            "-o",
-            "json",
-        ],
-    )?;
+    let mut args = vec![
+        "compile".to_string(),
+        snapshot.to_string_lossy().into_owned(),
+        "--out".into(),
+        out.to_string_lossy().into_owned(),
+        "-o".into(),
+        "json".into(),
+    ];
+    args.extend(
+        bulkhead_e2e::lab::failsafe_ports()
+            .iter()
+            .map(|p| format!("--failsafe-port={p}")),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bulkhead_e2e::netns::run(&cli.to_string_lossy(), &args)?;
     let mut maps = Vec::new();
     let mut shards = Vec::new();
     for entry in std::fs::read_dir(&out).map_err(io(out.clone()))? {
