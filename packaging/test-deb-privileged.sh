@@ -27,10 +27,12 @@ lintian --pedantic --display-info --fail-on error,warning,info,pedantic "$deb" 2
 lintian --pedantic --fail-on error,warning,info,pedantic "$deb" >/dev/null 2>&1 \
   || fail "lintian reports tags that no override explains (above)"
 
-# Removal detaches the agent's pins only where they exist; it must not create them.
-pins_before=$(ls -d /sys/fs/bpf/bulkhead 2>/dev/null || true)
+# Removal detaches the pins of the package's agent (/sys/fs/bpf/bulkhead, as
+# agent.yaml says); an agent's pins already here would be detached by this test.
+pins=/sys/fs/bpf/bulkhead
+[ ! -e "$pins" ] || fail "$pins exists: an agent is pinned on this machine, and removing the package would detach it"
 mapfile -t files < <(dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -n 's|^\./\(.*[^/]\)$|/\1|p')
-trap 'dpkg --purge "$pkg" >/dev/null 2>&1 || true' EXIT
+trap 'dpkg --purge "$pkg" >/dev/null 2>&1 || true; rm -rf "$pins"' EXIT
 
 echo "test-deb: dpkg -i"
 dpkg -i "$deb" >/dev/null
@@ -52,6 +54,14 @@ verify=$(systemd-analyze verify /lib/systemd/system/bulkhead-agent.service 2>&1)
 security=$(systemd-analyze security --offline=true /lib/systemd/system/bulkhead-agent.service 2>/dev/null | tail -1)
 echo "test-deb: systemd-analyze security: ${security#→ }"
 
+echo "test-deb: dpkg -r detaches what an agent pinned"
+# `--detach` opens the datapath, which pins its maps (and attaches nothing).
+bulkhead-agent --config /etc/bulkhead/agent.yaml --detach || fail "bulkhead-agent --detach failed"
+[ -d "$pins" ] || fail "bulkhead-agent pinned nothing under $pins"
+dpkg -r "$pkg" >/dev/null
+[ ! -e "$pins" ] || fail "dpkg -r left the agent's pins in $pins"
+dpkg -i "$deb" >/dev/null
+
 echo "test-deb: dpkg -r (a changed conffile stays)"
 echo "# changed by test-deb" >>/etc/bulkhead/agent.yaml
 dpkg -r "$pkg" >/dev/null
@@ -59,8 +69,7 @@ dpkg -r "$pkg" >/dev/null
 [ ! -e /usr/bin/bulkhead-agent ] || fail "/usr/bin/bulkhead-agent is still there after dpkg -r"
 grep -q 'changed by test-deb' /etc/bulkhead/agent.yaml || fail "dpkg -r lost the changed /etc/bulkhead/agent.yaml"
 
-[ "$(ls -d /sys/fs/bpf/bulkhead 2>/dev/null || true)" = "$pins_before" ] \
-  || fail "dpkg -r changed /sys/fs/bpf/bulkhead (was: '${pins_before:-absent}')"
+[ ! -e "$pins" ] || fail "dpkg -r created $pins"
 
 echo "test-deb: dpkg --purge (nothing stays)"
 dpkg --purge "$pkg" >/dev/null
