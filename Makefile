@@ -68,3 +68,7 @@ clean:
 
 include node-agent/datapath.mk
 include e2e/e2e.mk
+include packaging/packaging.mk
+
+# The .deb and OCI image checks (packaging/packaging.mk), on debug builds.
+test: test-package test-images

@@ -4,6 +4,9 @@
 set -euo pipefail
 
 packages=(clang llvm libbpf-dev bpftool iproute2 python3 jq clickhouse-server clickhouse-client prometheus)
+# The agent's .deb and the OCI images (make package, make images, and their
+# checks in make test): packaging/, scripts/images.sh.
+packages+=(fakeroot help2man lintian systemd umoci skopeo)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

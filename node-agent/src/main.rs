@@ -11,6 +11,8 @@ use bulkhead_agent::InterfaceConfig;
 use bulkhead_agent::{cluster, standalone};
 use clap::Parser;
 
+mod config_file;
+
 /// Bulkhead's node agent. Cluster mode (`--node-name`, with KUBECONFIG or an
 /// in-cluster config) enforces this node's NodeRuleMap and the IdentityMap
 /// shards from the API server and reports what it programmed in the rule
@@ -20,6 +22,11 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "bulkhead-agent", version)]
 struct Args {
+    /// Read flags from this YAML file: each key a long flag without dashes
+    /// (`host-interface: [eth0]`, `log-json: true`); flags on the command line
+    /// override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Cluster mode: this node's name, the NodeRuleMap to enforce.
     #[arg(long, env = "NODE_NAME", conflicts_with = "rule_map")]
     node_name: Option<String>,
@@ -106,7 +113,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args: Args = config_file::parse(std::env::args_os())?;
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_json {
