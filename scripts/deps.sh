@@ -3,7 +3,7 @@
 # Ubuntu, only when something is missing. Safe to run again.
 set -euo pipefail
 
-packages=(clang llvm libbpf-dev bpftool iproute2 python3 jq clickhouse-server clickhouse-client prometheus)
+packages=(clang llvm libbpf-dev bpftool iproute2 python3 jq clickhouse-server clickhouse-client prometheus chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
