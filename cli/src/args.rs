@@ -35,6 +35,14 @@ pub enum Command {
     /// Flow history from the collector (through the API server's service
     /// proxy, or --collector URL), or offline from an export (--flows FILE).
     Flows(FlowsArgs),
+    /// The groups that send and receive the most, with their main peers and ports.
+    TopTalkers(crate::reports::args::TopTalkersArgs),
+    /// The labeling queue: unlabeled endpoints and unknown addresses, most
+    /// traffic first; --suggest prints LabelMapping YAML.
+    Unlabeled(crate::reports::args::UnlabeledArgs),
+    /// Enforcement coverage, exposure and its reduction, top talkers,
+    /// denials, unused rules, the unlabeled queue and a traffic map.
+    Report(crate::reports::args::ReportArgs),
 }
 
 /// `flows`' arguments.

@@ -10,6 +10,9 @@
 //!  simulate.rs          matrix.rs            compile_cmd.rs        labels_cmd.rs
 //!  one flow: verdict,   every pod × pod,     NodeRuleMap and       endpoints, labels,
 //!  rule, modes          a truth table        IdentityMap files     unlabeled, conflicts
+//!
+//!  flows/ (history from the collector or an export) ──► reports/: top-talkers,
+//!  unlabeled, report (thin over bulkhead_insight)
 //! ```
 //!
 //! Simulation goes through the very rule maps and verdict function the
@@ -27,6 +30,7 @@ pub mod load;
 pub mod matrix;
 pub mod ports;
 pub mod render;
+pub mod reports;
 pub mod simulate;
 pub mod validate;
 

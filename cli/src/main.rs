@@ -24,8 +24,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Flows(args) = &cli.command {
-        return kubectl_bulkhead::flows::run(args);
+    match &cli.command {
+        Command::Flows(args) => return kubectl_bulkhead::flows::run(args),
+        Command::TopTalkers(a) => return kubectl_bulkhead::reports::top_talkers(a),
+        Command::Unlabeled(a) => return kubectl_bulkhead::reports::unlabeled(a),
+        Command::Report(a) => return kubectl_bulkhead::reports::report(a),
+        _ => {}
     }
     // simulate answers "what would happen": NetworkPolicies in its input
     // count. compile writes what agents enforce: only when asked.
@@ -33,7 +37,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => (&a.input, None, true),
         Command::Compile(a) => (&a.input, a.shards, false),
         Command::Labels(a) => (&a.input, None, false),
-        Command::Flows(_) => unreachable!("handled above"),
+        Command::Flows(_) | Command::TopTalkers(_) | Command::Unlabeled(_) | Command::Report(_) => {
+            unreachable!("handled above")
+        }
     };
     let compiled = load_and_compile(input, shards, auto)?;
     for warning in &compiled.inventory.warnings {
@@ -47,7 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a, &compiled)?,
         Command::Compile(a) => compile_cmd::run(a, &compiled)?,
         Command::Labels(a) => labels_cmd::run(a, &compiled)?,
-        Command::Flows(_) => unreachable!("handled above"),
+        Command::Flows(_) | Command::TopTalkers(_) | Command::Unlabeled(_) | Command::Report(_) => {
+            unreachable!("handled above")
+        }
     };
     let mut stdout = std::io::stdout().lock();
     let written = stdout

@@ -11,7 +11,7 @@
 //! ```
 
 mod render;
-mod source;
+pub mod source;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;

@@ -34,19 +34,27 @@ fn query_string(p: &BTreeMap<String, String>) -> String {
 
 impl Source {
     pub fn from_args(q: &FlowQueryArgs) -> anyhow::Result<Self> {
-        if let Some(path) = &q.flows {
-            return Ok(Source::File(path.clone()));
+        Self::new(q.flows.as_deref(), q.collector.as_deref(), &q.service)
+    }
+
+    /// An export file, else a collector URL, else the Service `namespace/name:port`.
+    pub fn new(
+        flows: Option<&std::path::Path>,
+        collector: Option<&str>,
+        service: &str,
+    ) -> anyhow::Result<Self> {
+        if let Some(path) = flows {
+            return Ok(Source::File(path.to_path_buf()));
         }
-        if let Some(url) = &q.collector {
+        if let Some(url) = collector {
             return Ok(Source::Url(url.trim_end_matches('/').to_string()));
         }
-        let (ns, rest) = q
-            .service
+        let (ns, rest) = service
             .split_once('/')
-            .ok_or_else(|| anyhow!("--service {:?}: expected namespace/name:port", q.service))?;
+            .ok_or_else(|| anyhow!("--service {service:?}: expected namespace/name:port"))?;
         let (name, port) = rest
             .split_once(':')
-            .ok_or_else(|| anyhow!("--service {:?}: expected namespace/name:port", q.service))?;
+            .ok_or_else(|| anyhow!("--service {service:?}: expected namespace/name:port"))?;
         Ok(Source::Proxy(ns.into(), name.into(), port.into()))
     }
 

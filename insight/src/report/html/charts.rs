@@ -122,7 +122,10 @@ pub fn trend(o: &mut String, days: &[DayCoverage]) {
     }
     // First and last day under the axis; every day is in the bars' titles.
     let first = days.first().map(|d| d.day.as_str()).unwrap_or_default();
-    let last = days.last().map(|d| d.day.as_str()).unwrap_or_default();
+    let last = match days {
+        [_, .., last] => last.day.as_str(),
+        _ => "",
+    };
     let _ = write!(
         o,
         "<text x=\"{left}\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{w}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",

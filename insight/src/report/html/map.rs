@@ -18,8 +18,10 @@ use crate::report::map::{MapEdge, TrafficMap};
 /// Above this many groups, edges between clusters are bundled.
 pub const DETAILED: usize = 60;
 
-const W: f64 = 1200.0;
-const H: f64 = 900.0;
+/// The canvas is at least this wide, and grows with the clusters.
+const MIN_W: f64 = 1200.0;
+/// Room outside a ring for radiating labels and the cluster title.
+const MARGIN: f64 = 100.0;
 const SPACING: f64 = 14.0;
 
 fn color(verdict: &str) -> &'static str {
@@ -45,7 +47,7 @@ struct Cluster {
     members: Vec<usize>,
 }
 
-fn layout(m: &TrafficMap) -> (Vec<Cluster>, Vec<Placed>) {
+fn layout(m: &TrafficMap) -> (Vec<Cluster>, Vec<Placed>, (f64, f64)) {
     let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, n) in m.nodes.iter().enumerate() {
         by.entry(n.cluster.as_str()).or_default().push(i);
@@ -65,13 +67,22 @@ fn layout(m: &TrafficMap) -> (Vec<Cluster>, Vec<Placed>) {
         })
         .collect();
     let biggest = clusters.iter().map(|c| c.r).fold(0.0, f64::max);
-    let ring = (H / 2.0 - biggest - 70.0).max(0.0);
     let n = clusters.len();
+    // Neighbouring clusters on the big circle must not overlap: the chord
+    // between their centres, 2·ring·sin(π/n), holds two rings and margins.
+    let ring = if n < 2 {
+        0.0
+    } else {
+        (biggest + MARGIN) / (PI / n as f64).sin().min(1.0)
+    };
+    let h = 2.0 * (ring + biggest + MARGIN);
+    let w = h.max(MIN_W);
+    let (cx, cy) = (w / 2.0, h / 2.0);
     for (i, c) in clusters.iter_mut().enumerate() {
         let a = 2.0 * PI * i as f64 / n as f64 - PI / 2.0;
         let r = if n == 1 { 0.0 } else { ring };
-        c.x = W / 2.0 + r * a.cos();
-        c.y = H / 2.0 + r * a.sin();
+        c.x = cx + r * a.cos();
+        c.y = cy + r * a.sin();
     }
     let mut placed: Vec<Placed> = (0..m.nodes.len())
         .map(|_| Placed {
@@ -93,7 +104,53 @@ fn layout(m: &TrafficMap) -> (Vec<Cluster>, Vec<Placed>) {
             };
         }
     }
-    (clusters, placed)
+    (clusters, placed, (w, h))
+}
+
+/// Up to this many groups in a cluster, labels are horizontal beside their
+/// node; beyond it they radiate outwards so neighbours do not overlap.
+const HORIZONTAL: usize = 12;
+
+fn label(o: &mut String, p: &Placed, text: &str, members: usize, detailed: bool) {
+    let (cos, sin) = (p.angle.cos(), p.angle.sin());
+    if members <= HORIZONTAL {
+        let anchor = if cos > 0.3 {
+            "start"
+        } else if cos < -0.3 {
+            "end"
+        } else {
+            "middle"
+        };
+        let dy = if anchor != "middle" {
+            4.0
+        } else if sin > 0.0 {
+            20.0
+        } else {
+            -12.0
+        };
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"{anchor}\" fill=\"#333\">{}</text>",
+            p.x + 10.0 * cos,
+            p.y + dy,
+            esc(text)
+        );
+        return;
+    }
+    let (flip, anchor, dx) = if cos < 0.0 {
+        (180.0, "end", -10)
+    } else {
+        (0.0, "start", 10)
+    };
+    let font = if detailed { 11 } else { 9 };
+    let _ = write!(
+        o,
+        "<text transform=\"translate({:.1},{:.1}) rotate({:.1})\" x=\"{dx}\" dy=\"3\" font-size=\"{font}\" text-anchor=\"{anchor}\" fill=\"#333\">{}</text>",
+        p.x,
+        p.y,
+        p.angle.to_degrees() + flip,
+        esc(text)
+    );
 }
 
 fn width(flows: u64) -> f64 {
@@ -135,18 +192,18 @@ pub fn render(o: &mut String, m: &TrafficMap) {
         o.push_str("<p class=\"muted\">No flows in the window.</p>");
         return;
     }
-    let (clusters, placed) = layout(m);
+    let (clusters, placed, (w, h)) = layout(m);
     let index: BTreeMap<&str, usize> = m
         .nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (n.id.as_str(), i))
         .collect();
-    let _ = write!(o, "<svg viewBox=\"0 0 {W} {H}\" width=\"100%\" role=\"img\" aria-label=\"traffic map\"><defs>");
+    let _ = write!(o, "<svg viewBox=\"0 0 {w:.0} {h:.0}\" width=\"100%\" role=\"img\" aria-label=\"traffic map\"><defs>");
     for (id, c) in [("a", ALLOW), ("d", DENY), ("w", WOULD_DENY)] {
         let _ = write!(
             o,
-            "<marker id=\"m{id}\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"5\" markerHeight=\"5\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{c}\"/></marker>"
+            "<marker id=\"m{id}\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerUnits=\"userSpaceOnUse\" markerWidth=\"9\" markerHeight=\"9\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"{c}\"/></marker>"
         );
     }
     o.push_str("</defs>");
@@ -154,7 +211,7 @@ pub fn render(o: &mut String, m: &TrafficMap) {
         let _ = write!(
             o,
             "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{:.1}\" fill=\"#eef1f5\" stroke=\"#c9d0da\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"15\" font-weight=\"700\" text-anchor=\"middle\" fill=\"#1d2330\">{} ({})</text>",
-            c.x, c.y, c.r + 8.0, c.x, c.y - c.r - 42.0, esc(&c.name), c.members.len()
+            c.x, c.y, c.r + 8.0, c.x, c.y - c.r - if c.members.len() > HORIZONTAL { 82.0 } else { 42.0 }, esc(&c.name), c.members.len()
         );
     }
     let detailed = m.nodes.len() <= DETAILED;
@@ -173,7 +230,7 @@ pub fn render(o: &mut String, m: &TrafficMap) {
                 let c = &clusters[ps.cluster];
                 (c.x, c.y)
             } else {
-                (W / 2.0, H / 2.0)
+                (w / 2.0, h / 2.0)
             };
             curve(
                 o,
@@ -208,7 +265,7 @@ pub fn render(o: &mut String, m: &TrafficMap) {
             o,
             (cs.x, cs.y + shift),
             (cd.x, cd.y + shift),
-            (W / 2.0, H / 2.0 + shift),
+            (w / 2.0, h / 2.0 + shift),
             verdict,
             width(*flows) * 1.5,
             &title,
@@ -224,20 +281,7 @@ pub fn render(o: &mut String, m: &TrafficMap) {
             p.x, p.y, esc(&n.id), n.flows
         );
         if labels {
-            let deg = p.angle.to_degrees();
-            let (flip, anchor) = if p.angle.cos() < 0.0 {
-                (180.0, "end")
-            } else {
-                (0.0, "start")
-            };
-            let font = if detailed { 12 } else { 9 };
-            let _ = write!(
-                o,
-                "<text transform=\"translate({:.1},{:.1}) rotate({:.1})\" x=\"{}\" dy=\"3\" font-size=\"{font}\" text-anchor=\"{anchor}\" fill=\"#333\">{}</text>",
-                p.x, p.y, deg + flip,
-                if flip == 0.0 { 10 } else { -10 },
-                esc(&n.id)
-            );
+            label(o, p, &n.id, clusters[p.cluster].members.len(), detailed);
         }
     }
     o.push_str("</svg>");
