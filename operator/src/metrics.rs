@@ -51,6 +51,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Publish passes, by what they did.
     pub passes: Family<PassLabel, Counter>,
+    /// Endpoints by mode, the unlabeled count, exposure per application.
+    pub kpis: crate::kpi::Kpis,
 }
 
 impl Metrics {
@@ -64,6 +66,7 @@ impl Metrics {
             writes: Family::default(),
             leader: Gauge::default(),
             passes: Family::default(),
+            kpis: crate::kpi::Kpis::register(registry),
         };
         let r = registry.sub_registry_with_prefix("bulkhead_operator");
         r.register(
