@@ -25,7 +25,7 @@ use bulkhead_api::policy::Protocol;
 use bulkhead_policy::{EndpointRef, Output};
 use serde::Serialize;
 
-use pairs::{pair, seen_by, PairReach, Prefixes, Side, SideKey, Source};
+use pairs::{pair, seen_by, NodeView, PairReach, Prefixes, Side, SideKey, Source};
 
 mod pairs;
 
@@ -127,8 +127,13 @@ pub struct Exposure {
 /// Computes exposure over the compiled output.
 pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
     let prefixes = Prefixes::new(out);
+    let views: BTreeMap<&str, NodeView<'_>> = out
+        .rule_maps
+        .iter()
+        .map(|(n, m)| (n.as_str(), NodeView::new(m)))
+        .collect();
     let mut sources: Vec<Source<'_>> = Vec::new();
-    let mut destinations: Vec<(Side<'_>, Option<IpAddr>, String)> = Vec::new();
+    let mut destinations: Vec<(Side<'_>, Option<IpAddr>, u32, String)> = Vec::new();
     for (r, f) in &out.endpoints {
         let address = f
             .addresses
@@ -138,14 +143,9 @@ pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
             .copied();
         let managed = match (r, &f.node) {
             (EndpointRef::Cidr(_), _) | (_, None) => None,
-            (_, Some(node)) => out.rule_maps.get(node).and_then(|map| {
-                address.map(|_| Side {
-                    node: node.as_str(),
-                    map,
-                    identity: f.identity,
-                    mode: f.mode,
-                    is_host: matches!(r, EndpointRef::Node(_) | EndpointRef::ExternalNode(_)),
-                })
+            (_, Some(node)) => views.get_key_value(node.as_str()).and_then(|(node, view)| {
+                let is_host = matches!(r, EndpointRef::Node(_) | EndpointRef::ExternalNode(_));
+                address.map(|_| view.side(node, f.identity, f.mode, is_host))
             }),
         };
         match (r, managed) {
@@ -166,7 +166,7 @@ pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
                     address,
                     seen,
                 });
-                destinations.push((side, address, app));
+                destinations.push((side, address, seen, app));
             }
             _ => {}
         }
@@ -186,7 +186,7 @@ pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
         name: "overall".into(),
         ..Default::default()
     };
-    for (dst, dst_addr, app) in &destinations {
+    for (dst, dst_addr, dst_seen, app) in &destinations {
         let mut all = Reach::default();
         let mut risky = Reach::default();
         for src in &sources {
@@ -194,9 +194,10 @@ pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
                 continue; // itself
             }
             let dst_seen_src = seen_by(dst, src.address, src.seen);
-            let src_seen_dst = src.managed.as_ref().map_or(WORLD, |s| {
-                seen_by(s, *dst_addr, prefixes.lookup_opt(*dst_addr))
-            });
+            let src_seen_dst = src
+                .managed
+                .as_ref()
+                .map_or(WORLD, |s| seen_by(s, *dst_addr, *dst_seen));
             let key: Key<'_> = (
                 src.managed.as_ref().map(Side::key),
                 src_seen_dst,

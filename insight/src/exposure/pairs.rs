@@ -1,23 +1,72 @@
 //! One (source, destination) pair through the verdict function, over every
 //! port: the ports are cut into ranges where a verdict can change.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use bulkhead_api::identity::{HOST, WORLD};
 use bulkhead_api::policy::{EnforcementMode, Protocol};
-use bulkhead_api::rule_map::{Direction, NodeRuleMapSpec};
+use bulkhead_api::rule_map::{CompiledRule, Direction, FailsafePort, NodeRuleMapSpec};
 use bulkhead_policy::verdict::{deciding_rule, enforced, policy_verdict, Verdict};
 use bulkhead_policy::Output;
 use ipnet::IpNet;
 
 use super::PROTOCOLS;
 
+/// One node's rule map, prepared once: its own addresses parsed, and its
+/// rules split by subject identity (a rule can only decide for its subjects,
+/// so the verdict function sees the same answer from the shorter list).
+pub(super) struct NodeView<'a> {
+    host: Vec<IpAddr>,
+    failsafe: &'a [FailsafePort],
+    rules: HashMap<u32, Vec<CompiledRule>>,
+}
+
+impl<'a> NodeView<'a> {
+    pub(super) fn new(map: &'a NodeRuleMapSpec) -> Self {
+        let mut rules: HashMap<u32, Vec<CompiledRule>> = HashMap::new();
+        for r in &map.rules {
+            for s in &r.subjects {
+                rules.entry(*s).or_default().push(r.clone());
+            }
+        }
+        Self {
+            host: map
+                .host
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            failsafe: &map.failsafe_ports,
+            rules,
+        }
+    }
+
+    pub(super) fn side(
+        &'a self,
+        node: &'a str,
+        identity: u32,
+        mode: EnforcementMode,
+        is_host: bool,
+    ) -> Side<'a> {
+        Side {
+            node,
+            view: self,
+            rules: self.rules.get(&identity).map_or(&[], Vec::as_slice),
+            identity,
+            mode,
+            is_host,
+        }
+    }
+}
+
 /// A managed endpoint, as the verdict function needs it.
 #[derive(Clone, Copy)]
 pub(super) struct Side<'a> {
     pub(super) node: &'a str,
-    pub(super) map: &'a NodeRuleMapSpec,
+    view: &'a NodeView<'a>,
+    /// The node's rules with this endpoint's identity among their subjects.
+    rules: &'a [CompiledRule],
     pub(super) identity: u32,
     pub(super) mode: EnforcementMode,
     pub(super) is_host: bool,
@@ -56,16 +105,7 @@ impl Prefixes {
 /// The identity `local`'s node gives a peer (as `simulate::peer_identity`).
 pub(super) fn seen_by(local: &Side<'_>, addr: Option<IpAddr>, elsewhere: u32) -> u32 {
     match addr {
-        Some(a)
-            if local
-                .map
-                .host
-                .addresses
-                .iter()
-                .any(|h| h.parse::<IpAddr>() == Ok(a)) =>
-        {
-            HOST
-        }
+        Some(a) if local.view.host.contains(&a) => HOST,
         _ => elsewhere,
     }
 }
@@ -79,14 +119,14 @@ fn side_allows(
     full: bool,
 ) -> bool {
     let failsafe = s.is_host
-        && s.map
-            .failsafe_ports
+        && s.view
+            .failsafe
             .iter()
             .any(|f| f.direction == dir && f.protocol == proto && f.port == port);
     if failsafe {
         return true;
     }
-    let action = deciding_rule(&s.map.rules, s.identity, dir, peer, proto, port).map(|r| r.action);
+    let action = deciding_rule(s.rules, s.identity, dir, peer, proto, port).map(|r| r.action);
     let v = if full {
         policy_verdict(action)
     } else {
@@ -98,7 +138,7 @@ fn side_allows(
 /// Where verdicts can change for `proto` on this side: rule range edges and
 /// failsafe ports.
 fn cuts(s: &Side<'_>, dir: Direction, proto: Protocol, into: &mut BTreeSet<u32>) {
-    for r in s.map.rules.iter().filter(|r| r.direction == dir) {
+    for r in s.rules.iter().filter(|r| r.direction == dir) {
         if r.subjects.binary_search(&s.identity).is_err() {
             continue;
         }
@@ -109,8 +149,8 @@ fn cuts(s: &Side<'_>, dir: Direction, proto: Protocol, into: &mut BTreeSet<u32>)
     }
     if s.is_host {
         for f in s
-            .map
-            .failsafe_ports
+            .view
+            .failsafe
             .iter()
             .filter(|f| f.direction == dir && f.protocol == proto)
         {
@@ -177,10 +217,4 @@ pub(super) fn pair(
         .map(|(proto, port)| (allows(*proto, *port, false), allows(*proto, *port, true)))
         .collect();
     PairReach { now, full, risky }
-}
-
-impl Prefixes {
-    pub(super) fn lookup_opt(&self, addr: Option<IpAddr>) -> u32 {
-        addr.map_or(WORLD, |a| self.lookup(a))
-    }
 }
