@@ -129,15 +129,15 @@ pub fn coverage(out: &Output, records: &[FlowRecord], group_key: &str) -> Covera
 /// Per UTC day, each local endpoint (by node and address) in the mode of
 /// its last record that day.
 pub fn daily(records: &[FlowRecord]) -> Vec<DayCoverage> {
-    // day → (node, local address) → the latest (start, mode) that day
+    // UTC day number → (node, local address) → the latest (start, mode) that day
     type Latest = (jiff::Timestamp, EnforcementMode);
-    let mut days: BTreeMap<String, HashMap<(&str, IpAddr), Latest>> = BTreeMap::new();
+    let mut days: BTreeMap<i64, HashMap<(&str, IpAddr), Latest>> = BTreeMap::new();
     for r in records {
         let local = match r.direction {
             Direction::Egress => &r.source,
             Direction::Ingress => &r.destination,
         };
-        let day = r.start.strftime("%Y-%m-%d").to_string();
+        let day = r.start.as_second().div_euclid(86_400);
         let seen = days.entry(day).or_default();
         let e = seen
             .entry((r.node.as_str(), local.address))
@@ -152,6 +152,9 @@ pub fn daily(records: &[FlowRecord]) -> Vec<DayCoverage> {
             for (_, mode) in seen.into_values() {
                 endpoints.add(mode);
             }
+            let day = jiff::Timestamp::from_second(day * 86_400)
+                .map(|t| t.strftime("%Y-%m-%d").to_string())
+                .unwrap_or_default();
             DayCoverage { day, endpoints }
         })
         .collect()

@@ -170,7 +170,8 @@ fn group_label(by: &[TalkerKey], group: &BTreeMap<String, String>) -> String {
 struct Acc {
     sent: Counts,
     received: Counts,
-    peers: HashMap<Vec<String>, Counts>,
+    /// By peer group index.
+    peers: HashMap<usize, Counts>,
     ports: HashMap<(u16, &'static str), Counts>,
 }
 
@@ -203,18 +204,42 @@ fn value(key: &TalkerKey, e: &FlowEndpoint, nodes: &HashMap<IpAddr, String>) -> 
 
 /// Ranks groups over `records` (all of them: each flow is counted once,
 /// through [`FlowRecord::counts`]).
-pub fn top_talkers(records: &[FlowRecord], q: &TalkersQuery) -> Vec<Talker> {
+pub fn top_talkers<'r>(records: &'r [FlowRecord], q: &TalkersQuery) -> Vec<Talker> {
     let nodes = nodes_of(records);
-    let group =
-        |e: &FlowEndpoint| -> Vec<String> { q.by.iter().map(|k| value(k, e, &nodes)).collect() };
-    let mut acc: HashMap<Vec<String>, Acc> = HashMap::new();
+    // An endpoint's group is worked out once per distinct (address, labels,
+    // name, namespace) as records carried them, not once per record.
+    type Seen<'r> = (
+        IpAddr,
+        &'r BTreeMap<String, String>,
+        Option<&'r str>,
+        Option<&'r str>,
+    );
+    let mut known: HashMap<Seen<'_>, usize> = HashMap::new();
+    let mut index: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut group_of = |e: &'r FlowEndpoint| -> usize {
+        let seen = (
+            e.address,
+            &e.labels,
+            e.name.as_deref(),
+            e.namespace.as_deref(),
+        );
+        *known.entry(seen).or_insert_with(|| {
+            let values: Vec<String> = q.by.iter().map(|k| value(k, e, &nodes)).collect();
+            *index.entry(values.clone()).or_insert_with(|| {
+                groups.push(values);
+                groups.len() - 1
+            })
+        })
+    };
+    let mut acc: HashMap<usize, Acc> = HashMap::new();
     for r in records.iter().filter(|r| r.counts()) {
-        let (src, dst) = (group(&r.source), group(&r.destination));
+        let (src, dst) = (group_of(&r.source), group_of(&r.destination));
         let port = (r.port, protocol_name(r.protocol));
         if q.direction != TalkDirection::Ingress {
-            let a = acc.entry(src.clone()).or_default();
+            let a = acc.entry(src).or_default();
             a.sent.add(r);
-            a.peers.entry(dst.clone()).or_default().add(r);
+            a.peers.entry(dst).or_default().add(r);
             a.ports.entry(port).or_default().add(r);
         }
         if q.direction != TalkDirection::Egress {
@@ -224,7 +249,8 @@ pub fn top_talkers(records: &[FlowRecord], q: &TalkersQuery) -> Vec<Talker> {
             a.ports.entry(port).or_default().add(r);
         }
     }
-    let mut talkers: Vec<(Vec<String>, Acc)> = acc.into_iter().collect();
+    let acc = acc.into_iter().map(|(g, a)| (groups[g].clone(), a));
+    let mut talkers: Vec<(Vec<String>, Acc)> = acc.collect();
     let metric = |a: &Acc| -> u64 {
         match q.sort {
             SortBy::Flows => a.sent.flows + a.received.flows,
@@ -248,7 +274,10 @@ pub fn top_talkers(records: &[FlowRecord], q: &TalkersQuery) -> Vec<Talker> {
             sent: a.sent,
             received: a.received,
             peers: a.peers.len(),
-            top_peers: top(a.peers.into_iter().map(|(k, c)| (k.join(","), c)), q.top),
+            top_peers: top(
+                a.peers.into_iter().map(|(k, c)| (groups[k].join(","), c)),
+                q.top,
+            ),
             top_ports: top(
                 a.ports
                     .into_iter()

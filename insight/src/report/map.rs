@@ -1,7 +1,7 @@
 //! The traffic map's data: label groups as nodes, observed flows as edges
 //! with their verdicts, and the clusters the page lays groups out in.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use bulkhead_api::flow::{EndpointKind, FlowEndpoint, FlowRecord, FlowVerdict};
 use serde::Serialize;
@@ -66,13 +66,33 @@ fn group(e: &FlowEndpoint, keys: &[String], cluster_key: &str) -> (String, Strin
 
 /// The map over `records`: each flow counted once, except that a flow denied
 /// at the destination (after the source let it out) colors its edge too.
-pub fn traffic_map(records: &[FlowRecord], keys: &[String], cluster_key: &str) -> TrafficMap {
-    let mut nodes: BTreeMap<String, MapNode> = BTreeMap::new();
-    let mut edges: BTreeMap<(String, String), [u64; 3]> = BTreeMap::new();
+pub fn traffic_map<'r>(
+    records: &'r [FlowRecord],
+    keys: &[String],
+    cluster_key: &str,
+) -> TrafficMap {
+    // A side's group follows from its labels (and whether it is world):
+    // worked out once per distinct label set, not once per record.
+    type Seen<'r> = (bool, &'r std::collections::BTreeMap<String, String>);
+    let mut known: HashMap<Seen<'_>, usize> = HashMap::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut groups: Vec<(String, String)> = Vec::new();
+    let mut group_of = |e: &'r FlowEndpoint| -> usize {
+        *known
+            .entry((e.kind == EndpointKind::World, &e.labels))
+            .or_insert_with(|| {
+                let (id, cluster) = group(e, keys, cluster_key);
+                *index.entry(id.clone()).or_insert_with(|| {
+                    groups.push((id, cluster));
+                    groups.len() - 1
+                })
+            })
+    };
+    let mut edges: HashMap<(usize, usize), [u64; 3]> = HashMap::new();
+    let mut flows: HashMap<usize, u64> = HashMap::new();
     for r in records {
-        let (src, src_cluster) = group(&r.source, keys, cluster_key);
-        let (dst, dst_cluster) = group(&r.destination, keys, cluster_key);
-        let e = edges.entry((src.clone(), dst.clone())).or_default();
+        let (src, dst) = (group_of(&r.source), group_of(&r.destination));
+        let e = edges.entry((src, dst)).or_default();
         if r.verdict == FlowVerdict::Deny {
             e[1] += r.flows;
         } else if r.would_verdict == FlowVerdict::Deny {
@@ -80,24 +100,29 @@ pub fn traffic_map(records: &[FlowRecord], keys: &[String], cluster_key: &str) -
         } else if r.counts() {
             e[0] += r.flows;
         }
-        if !r.counts() {
-            continue;
-        }
-        for (id, cluster) in [(src, src_cluster), (dst, dst_cluster)] {
-            nodes
-                .entry(id.clone())
-                .or_insert_with(|| MapNode {
-                    id,
-                    cluster,
-                    flows: 0,
-                })
-                .flows += r.flows;
+        if r.counts() {
+            *flows.entry(src).or_default() += r.flows;
+            *flows.entry(dst).or_default() += r.flows;
         }
     }
+    let mut nodes: Vec<MapNode> = flows
+        .into_iter()
+        .map(|(g, flows)| MapNode {
+            id: groups[g].0.clone(),
+            cluster: groups[g].1.clone(),
+            flows,
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut edges: Vec<((String, String), [u64; 3])> = edges
+        .into_iter()
+        .map(|((s, d), c)| ((groups[s].0.clone(), groups[d].0.clone()), c))
+        .collect();
+    edges.sort_by(|a, b| a.0.cmp(&b.0));
     TrafficMap {
         keys: keys.to_vec(),
         cluster_key: cluster_key.to_string(),
-        nodes: nodes.into_values().collect(),
+        nodes,
         edges: edges
             .into_iter()
             .map(|((source, destination), [allow, deny, would])| MapEdge {
