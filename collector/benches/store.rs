@@ -18,7 +18,7 @@
 #[path = "../tests/common/clickhouse.rs"]
 mod clickhouse_server;
 /// The generator, shared with the report benchmark (insight/benches/report.rs).
-#[path = "../../insight/benches/history.rs"]
+#[path = "../../insight/benches/common/history.rs"]
 mod history;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! Report benchmark (a harness that prints a table): `report::build` over the
-//! store benchmark's generated history (insight/benches/history.rs: 2,000
+//! store benchmark's generated history (insight/benches/common/history.rs: 2,000
 //! workloads, 10,000 edges, one record per active edge and day, as the
 //! collector's day tier holds them), for a 30-day and the full 400-day
 //! window, against a compiled 2,000-pod cluster with 100 policies.
@@ -11,6 +11,7 @@
 //!
 //! `cargo bench -p bulkhead-insight --bench report` (BENCH_WORKLOADS to change the size).
 
+#[path = "common/history.rs"]
 mod history;
 
 use std::time::Instant;
