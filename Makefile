@@ -33,11 +33,14 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## unit: every cargo test that needs neither root nor a control plane (includes the CRD
+## unit: every cargo test that needs neither root nor a control plane (includes the
+## agent's root-free tests: its library, the map layout against the BPF objects' BTF, the
+## rule encoding proptest; and the CRD
 ## drift check, the flow/v1 schema, and the collector's store suite against a real
 ## ClickHouse server the tests start themselves)
 unit: deps
 	$(CARGO) test --workspace --exclude bulkhead-e2e --exclude bulkhead-agent
+	$(CARGO) test -p bulkhead-agent --lib --test layout --test policy_encoding
 
 ## test: the whole suite, as CI runs it
 test: lint unit test-datapath e2e

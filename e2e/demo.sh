@@ -50,8 +50,8 @@ k get labelmappings
 k get noderulemaps
 
 step "3. A policy in visibility mode: prod apis take TCP 8080 from prod webs, nothing else"
-policy() {
-	"$KUBECTL" apply -f - <<EOF
+policy_yaml() {
+	cat <<EOF
 apiVersion: bulkhead.dev/v1alpha1
 kind: SegmentationPolicy
 metadata: {name: prod-api}
@@ -65,6 +65,7 @@ spec:
     ports: [{protocol: TCP, port: 8080}]
 EOF
 }
+policy() { policy_yaml "$1" | "$KUBECTL" apply -f -; }
 policy visibility
 run "$KUBECTL" wait --for=condition=Ready --timeout=30s segpol/prod-api
 say "Nothing is dropped yet: every pod still reaches every other."
@@ -79,9 +80,13 @@ run "$kb" flows --collector "$BULKHEAD_COLLECTOR" --since 10m --from app=web,env
 step "4. Before enforcing: what would change? (simulated on the objects in the cluster)"
 snap=$(mktemp -d)
 trap 'rm -rf "$snap"' EXIT
-"$KUBECTL" get namespaces,nodes,pods,labelmappings,segmentationpolicies -A -o yaml >"$snap/cluster.yaml"
-sed -i 's/enforcement: visibility/enforcement: full/' "$snap/cluster.yaml"
-run "$kb" simulate "$snap" --matrix --port 8080
+"$KUBECTL" get namespaces,nodes,pods,labelmappings,segmentationpolicies -A -o yaml >"$snap/today.yaml"
+mkdir "$snap/full"
+sed 's/enforcement: visibility/enforcement: full/' "$snap/today.yaml" >"$snap/full/cluster.yaml"
+run "$kb" simulate "$snap/full" --matrix --port 8080
+say "And against the traffic actually seen in step 3: what-if replays the collector's history under today's policy and under the draft, each flow judged by the labels it carried. It exits 3 when observed traffic would be newly denied (a CI job fails on that; see docs/what-if.md)."
+policy_yaml full >"$snap/prod-api-full.yaml"
+run "$kb" what-if "$snap/prod-api-full.yaml" --cluster "$snap/today.yaml" --collector "$BULKHEAD_COLLECTOR" --since 10m || say "(exit status $?: the change would drop observed traffic, listed above)"
 
 step "5. Enforce: the same policy in full mode"
 policy full

@@ -21,8 +21,9 @@ $(BPF_OUT)/%.o: bpf/%.c $(wildcard bpf/include/*.h bpf/lib/*.h)
 	@mkdir -p $(BPF_OUT)
 	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
 
-# Every datapath test: pure unit tests, the layout test, the encoding
-# proptest, BPF_PROG_TEST_RUN tests and real packets between network
+# The privileged datapath tests (`make unit` runs the agent's root-free ones:
+# its library, the layout test, the encoding proptest): BPF_PROG_TEST_RUN
+# tests and real packets between network
 # namespaces, whose expected verdicts come from the verdict function and
 # from `kubectl-bulkhead simulate` on tests/fixtures/cluster (compiled with
 # `kubectl-bulkhead compile`). Needs root; fails (never skips) when eBPF or
@@ -30,7 +31,7 @@ $(BPF_OUT)/%.o: bpf/%.c $(wildcard bpf/include/*.h bpf/lib/*.h)
 test-datapath: datapath-deps
 	@sh node-agent/preflight.sh
 	$(CARGO) build -p kubectl-bulkhead
-	$(CARGO) test -p bulkhead-agent -- --test-threads=2
+	$(CARGO) test -p bulkhead-agent --test prog_test_run_privileged --test datapath_netns_privileged -- --test-threads=2
 
 # Per-packet run time and programming time at 10,000 rules, beside baselines.
 bench-datapath: datapath-deps

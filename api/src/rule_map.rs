@@ -150,6 +150,93 @@ pub struct FailsafePort {
     pub direction: Direction,
 }
 
+impl std::str::FromStr for FailsafePort {
+    type Err = String;
+
+    /// `tcp/9470/egress`: protocol (TCP, UDP or SCTP), port, direction.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = || {
+            format!("failsafe port {s:?}: expected PROTOCOL/PORT/DIRECTION, like tcp/9470/egress")
+        };
+        let mut parts = s.split('/');
+        let (Some(protocol), Some(port), Some(direction), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(usage());
+        };
+        let protocol = match protocol.to_ascii_lowercase().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            "sctp" => Protocol::Sctp,
+            other => {
+                return Err(format!(
+                    "{}: protocol {other:?} has no ports (TCP, UDP or SCTP)",
+                    usage()
+                ))
+            }
+        };
+        let port = match port.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => return Err(format!("{}: port {port:?} is not 1-65535", usage())),
+        };
+        let direction = match direction.to_ascii_lowercase().as_str() {
+            "ingress" => Direction::Ingress,
+            "egress" => Direction::Egress,
+            other => {
+                return Err(format!(
+                    "{}: direction {other:?} is neither ingress nor egress",
+                    usage()
+                ))
+            }
+        };
+        Ok(FailsafePort {
+            protocol,
+            port,
+            direction,
+        })
+    }
+}
+
+#[cfg(test)]
+mod failsafe_port_tests {
+    use super::*;
+    use crate::policy::Protocol;
+
+    #[test]
+    fn failsafe_ports_parse_from_the_command_line_form() {
+        let ok = [
+            ("tcp/9470/egress", Protocol::Tcp, 9470, Direction::Egress),
+            ("UDP/53/Ingress", Protocol::Udp, 53, Direction::Ingress),
+            (
+                "sctp/3868/ingress",
+                Protocol::Sctp,
+                3868,
+                Direction::Ingress,
+            ),
+        ];
+        for (text, protocol, port, direction) in ok {
+            let want = FailsafePort {
+                protocol,
+                port,
+                direction,
+            };
+            assert_eq!(text.parse::<FailsafePort>(), Ok(want), "{text}");
+        }
+        let bad = [
+            ("tcp/9470", "expected PROTOCOL/PORT/DIRECTION"),
+            ("icmp/8/ingress", "has no ports"),
+            ("tcp/0/egress", "is not 1-65535"),
+            ("tcp/70000/egress", "is not 1-65535"),
+            ("tcp/22/inbound", "neither ingress nor egress"),
+            ("tcp/22/egress/x", "expected PROTOCOL/PORT/DIRECTION"),
+        ];
+        for (text, why) in bad {
+            let err = text.parse::<FailsafePort>().expect_err(text);
+            assert!(err.contains(why) && err.contains(text), "{text}: {err}");
+        }
+    }
+}
+
 /// What the node's agent has programmed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -35,6 +35,14 @@ pub enum Command {
     /// Flow history from the collector (through the API server's service
     /// proxy, or --collector URL), or offline from an export (--flows FILE).
     Flows(FlowsArgs),
+    /// SegmentationPolicy YAML that allows what history shows and nothing
+    /// wider, at the env, app or role layer (docs/recommend.md).
+    Recommend(crate::recommend_cmd::RecommendArgs),
+    /// Replay history under today's policy and under DRAFT files: what would
+    /// be newly denied or allowed (docs/what-if.md). Exits 0 when nothing
+    /// observed would be newly denied, 3 when something would, 1 on errors.
+    #[command(name = "what-if")]
+    WhatIf(crate::whatif_cmd::WhatIfArgs),
     /// The groups that send and receive the most, with their main peers and ports.
     TopTalkers(crate::reports::args::TopTalkersArgs),
     /// The labeling queue: unlabeled endpoints and unknown addresses, most

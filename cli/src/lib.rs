@@ -15,6 +15,9 @@
 //!  unlabeled, report (thin over bulkhead_insight)
 //! ```
 //!
+//! `recommend` and `what-if` (history.rs, recommend_cmd.rs, whatif_cmd/) read
+//! flow history and today's cluster, and hand both to `bulkhead_insight`.
+//!
 //! Simulation goes through the very rule maps and verdict function the
 //! agents enforce, so a green CI run means what the datapath will do.
 
@@ -25,14 +28,18 @@ pub mod compile_cmd;
 pub mod endpoint;
 pub mod error;
 pub mod flows;
+pub mod history;
 pub mod labels_cmd;
+pub mod live;
 pub mod load;
 pub mod matrix;
 pub mod ports;
+pub mod recommend_cmd;
 pub mod render;
 pub mod reports;
 pub mod simulate;
 pub mod validate;
+pub mod whatif_cmd;
 
 use bulkhead_policy::{compile, CompileOptions, IdentityAllocation, Output};
 

@@ -1,7 +1,8 @@
 //! `kubectl-bulkhead`: parse the command line, run the command, print errors.
 //!
 //! Exit codes: 0 when the command ran (whatever a simulated verdict is),
-//! 1 when the input or the arguments are wrong, 2 for usage errors clap finds.
+//! 1 when the input or the arguments are wrong, 2 for usage errors clap finds;
+//! `what-if` exits 3 when observed traffic would be newly denied.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,15 @@ use kubectl_bulkhead::{compile_cmd, labels_cmd, load_and_compile, matrix, simula
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::WhatIf(args) = &cli.command {
+        return match kubectl_bulkhead::whatif_cmd::run(args) {
+            Ok(code) => code,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -31,13 +41,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(a) => return kubectl_bulkhead::reports::report(a),
         _ => {}
     }
+    if let Command::Recommend(args) = &cli.command {
+        return kubectl_bulkhead::recommend_cmd::run(args);
+    }
     // simulate answers "what would happen": NetworkPolicies in its input
     // count. compile writes what agents enforce: only when asked.
     let (input, shards, auto) = match &cli.command {
         Command::Simulate(a) => (&a.input, None, true),
         Command::Compile(a) => (&a.input, a.shards, false),
         Command::Labels(a) => (&a.input, None, false),
-        Command::Flows(_) | Command::TopTalkers(_) | Command::Unlabeled(_) | Command::Report(_) => {
+        Command::Flows(_)
+        | Command::Recommend(_)
+        | Command::WhatIf(_)
+        | Command::TopTalkers(_)
+        | Command::Unlabeled(_)
+        | Command::Report(_) => {
             unreachable!("handled above")
         }
     };
@@ -53,7 +71,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a, &compiled)?,
         Command::Compile(a) => compile_cmd::run(a, &compiled)?,
         Command::Labels(a) => labels_cmd::run(a, &compiled)?,
-        Command::Flows(_) | Command::TopTalkers(_) | Command::Unlabeled(_) | Command::Report(_) => {
+        Command::Flows(_)
+        | Command::Recommend(_)
+        | Command::WhatIf(_)
+        | Command::TopTalkers(_)
+        | Command::Unlabeled(_)
+        | Command::Report(_) => {
             unreachable!("handled above")
         }
     };

@@ -155,6 +155,8 @@ pub fn text(matrix: &Matrix, flows: &[PortProtocol]) -> String {
                             'X'
                         }
                         Some((Verdict::Allow, Verdict::Deny)) => {
+                            // It passes: visibility or selective mode lets it.
+                            allowed += 1;
                             would_deny += 1;
                             '~'
                         }
@@ -171,7 +173,7 @@ pub fn text(matrix: &Matrix, flows: &[PortProtocol]) -> String {
         }
         let _ = writeln!(
             s,
-            "{allowed} allowed, {denied} denied, {would_deny} allowed now but denied under full enforcement\n"
+            "{allowed} allowed, {denied} denied; under full enforcement {would_deny} of the allowed would be denied\n"
         );
     }
     s.push_str(
@@ -221,7 +223,7 @@ mod tests {
 1  x/a  - . X
 2  x/b  ~ - .
 3  y/c  X . -
-3 allowed, 2 denied, 1 allowed now but denied under full enforcement
+4 allowed, 2 denied; under full enforcement 1 of the allowed would be denied
 ";
         assert!(got.starts_with(expected), "{got}");
     }

@@ -20,7 +20,6 @@
 //! its maps, and `down` drops every pin by unmounting it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::{Error, Result};
 use crate::kubectl::Kubectl;
@@ -43,34 +42,12 @@ pub enum AgentMode {
 }
 
 impl AgentMode {
-    /// Cluster mode when the binary's `--help` offers it (`--node-name`);
-    /// standalone otherwise.
-    pub fn detect(binary: &Path) -> Result<Self> {
-        let help = agent_help(binary)?;
-        Ok(if help.contains(NODE_NAME_FLAG) {
-            AgentMode::Cluster
-        } else {
-            AgentMode::Standalone
-        })
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             AgentMode::Cluster => "cluster",
             AgentMode::Standalone => "standalone",
         }
     }
-}
-
-fn agent_help(binary: &Path) -> Result<String> {
-    let out = Command::new(binary)
-        .arg("--help")
-        .output()
-        .map_err(|source| Error::Spawn {
-            program: binary.display().to_string(),
-            source,
-        })?;
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Everything one agent is started with.

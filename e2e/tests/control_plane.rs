@@ -24,77 +24,72 @@ fn run(kubectl: &Kubectl, args: &[&str]) -> String {
 
 const WEB: &str = "scope: {selector: {matchLabels: {app: web}}}";
 
+/// One case of the malformed-object table shared with the CEL test
+/// (api/tests/cel.rs) and the CLI's loader (cli/tests/malformed.rs).
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    #[serde(default)]
+    valid: bool,
+    field: Option<String>,
+    message: Option<String>,
+    object: serde_json::Value,
+}
+
 #[test]
-fn api_server_rejects_invalid_policies_with_the_cel_message() {
+fn api_server_rejects_every_malformed_object_naming_its_field() {
     let plane = control_plane();
     let kubectl = plane.kubectl();
-
-    let valid = [
-        ("web-ingress", format!("{WEB}\ningress:\n- {{action: allow, peers: [{{selector: {{matchLabels: {{app: lb}}}}}}], ports: [{{protocol: TCP, port: 8080, endPort: 8090}}]}}")),
-        ("cluster-wide", "scope: {clusterWide: true}\negress:\n- {action: allow, peers: [{reserved: world}], ports: [{protocol: UDP, port: 53}]}".to_owned()),
-        ("cidr-except", format!("{WEB}\negress:\n- {{action: deny, peers: [{{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}}]}}")),
-        ("icmp", format!("{WEB}\ningress:\n- {{action: allow, ports: [{{protocol: ICMP, icmpType: 8}}, {{protocol: ICMPv6, icmpType: 128}}]}}")),
-    ];
-    for (name, spec) in &valid {
-        let out = kubectl
-            .try_apply(&policy(name, spec))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            out.success,
-            "{name} should be accepted, got: {}",
-            out.stderr
-        );
-    }
-
-    let invalid = [
-        ("empty-scope", "scope: {}".to_owned(), "scope must have a non-empty selector"),
-        ("empty-selector", "scope: {selector: {}}".to_owned(), "scope must have a non-empty selector"),
-        (
-            "end-before-start",
-            format!("{WEB}\negress:\n- {{action: deny, ports: [{{protocol: TCP, port: 90, endPort: 80}}]}}"),
-            "endPort must be greater than or equal to port",
-        ),
-        (
-            "end-without-start",
-            format!("{WEB}\negress:\n- {{action: deny, ports: [{{protocol: TCP, endPort: 80}}]}}"),
-            "endPort needs port",
-        ),
-        (
-            "icmp-port",
-            format!("{WEB}\negress:\n- {{action: deny, ports: [{{protocol: ICMP, port: 8}}]}}"),
-            "ICMP and ICMPv6 have no ports",
-        ),
-        (
-            "two-peer-kinds",
-            format!("{WEB}\ningress:\n- {{action: allow, peers: [{{reserved: world, cidr: 10.0.0.0/8}}]}}"),
-            "a peer sets exactly one of selector, cidr or reserved",
-        ),
-        (
-            "bad-cidr",
-            format!("{WEB}\ningress:\n- {{action: allow, peers: [{{cidr: 10.0.0.0/33}}]}}"),
-            "cidr must be a valid IPv4 or IPv6 CIDR",
-        ),
-        (
-            "except-outside",
-            format!("{WEB}\ningress:\n- {{action: allow, peers: [{{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}}]}}"),
-            "every except entry must lie inside cidr",
-        ),
-    ];
-    for (name, spec, message) in &invalid {
-        let out = kubectl
-            .try_apply(&policy(name, spec))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(!out.success, "{name} should be rejected, but was accepted");
-        assert!(
-            out.stderr.contains(message),
-            "{name} should be rejected with {message:?}, got: {}",
-            out.stderr
-        );
+    let cases: Vec<Case> =
+        serde_yaml::from_str(include_str!("../../api/tests/fixtures/malformed.yaml"))
+            .expect("the shared fixture");
+    let mut failures = Vec::new();
+    let (mut rejected, mut accepted) = (0, 0);
+    for case in &cases {
+        let mut object = case.object.clone();
+        object["metadata"]["name"] = case.name.clone().into();
+        let yaml = serde_yaml::to_string(&object).expect("yaml");
+        let out = kubectl.try_apply(&yaml).unwrap_or_else(|e| panic!("{e}"));
+        if case.valid {
+            accepted += 1;
+            if !out.success {
+                failures.push(format!(
+                    "{}: should be accepted, got {}",
+                    case.name, out.stderr
+                ));
+            }
+            continue;
+        }
+        let field = case.field.as_deref().expect("field");
+        if out.success {
+            failures.push(format!("{}: accepted, should fail at {field}", case.name));
+            continue;
+        }
+        rejected += 1;
+        let said = &out.stderr;
+        if !said.contains(field) || case.message.as_deref().is_some_and(|m| !said.contains(m)) {
+            failures.push(format!(
+                "{}: should name {field} ({:?}), got {said}",
+                case.name, case.message
+            ));
+        }
+        let kind = object["kind"].as_str().expect("kind").to_lowercase();
         let get = kubectl
-            .output(&["get", "segpol", name], None)
+            .output(&["get", &kind, &case.name], None)
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(!get.success, "{name} was rejected and must not exist");
+        if get.success {
+            failures.push(format!("{}: rejected, yet it exists", case.name));
+        }
     }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert!(rejected >= 50, "{rejected} malformed objects checked");
+    assert!(accepted >= 5, "{accepted} valid objects checked");
 }
 
 #[test]

@@ -20,7 +20,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bulkhead_e2e::agent::AgentMode;
 use bulkhead_e2e::lab::{Agents, Probe};
 use bulkhead_e2e::observe;
 use bulkhead_e2e::{kubelet, Lab, LabSpec, Proto, Workload};
@@ -72,7 +71,7 @@ const PODS: [(&str, &str, &str, &str); 7] = [
 
 fn start_lab() -> Lab {
     let mut spec = LabSpec::new(3);
-    spec.agents = Agents::Always;
+    spec.agents = Agents::Cluster;
     spec.namespaces = vec![
         ("prod".into(), kubelet::labels([("env", "prod")])),
         ("dev".into(), kubelet::labels([("env", "dev")])),
@@ -243,19 +242,17 @@ fn a_policy_applied_with_kubectl_is_enforced_on_the_right_nodes_and_follows_chan
         ("prod/web-3", "prod/db-3", TCP, 8080, true),   // same node, ungoverned
     ]);
     assert_reachability(&lab, "prod-api on 8080", &rows);
-    if lab.agent_mode() == AgentMode::Cluster {
-        let policy = eventually("prod-api Ready on 2/2 nodes", || {
-            Ok(observe::policy(&lab.kubectl(), "prod-api")?.filter(|p| {
-                p.status
-                    .as_ref()
-                    .is_some_and(|s| s.nodes_total == 2 && s.nodes_programmed == 2)
-            }))
-        });
-        assert_eq!(
-            policy.status.and_then(|s| s.nodes_summary).as_deref(),
-            Some("2/2")
-        );
-    }
+    let policy = eventually("prod-api Ready on 2/2 nodes", || {
+        Ok(observe::policy(&lab.kubectl(), "prod-api")?.filter(|p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.nodes_total == 2 && s.nodes_programmed == 2)
+        }))
+    });
+    assert_eq!(
+        policy.status.and_then(|s| s.nodes_summary).as_deref(),
+        Some("2/2")
+    );
 
     // A pod label: prod/web-1 becomes a batch job and loses its access.
     ok(
@@ -525,7 +522,7 @@ spec:
 #[test]
 fn real_packets_between_every_pair_of_pods_agree_with_kubectl_bulkhead_simulate() {
     let mut spec = LabSpec::new(3).with_default_workloads(4);
-    spec.agents = Agents::Always;
+    spec.agents = Agents::Cluster;
     spec.listen = vec![8080, 9090];
     let lab = start(spec);
     ok(lab.apply(MAPPING), "applying the LabelMapping");

@@ -48,7 +48,7 @@ const PODS: [(&str, &str, &str, &str); 4] = [
 
 fn start_lab() -> Lab {
     let mut spec = LabSpec::new(2);
-    spec.agents = Agents::Always;
+    spec.agents = Agents::Cluster;
     spec.namespaces = vec![
         ("prod".into(), kubelet::labels([("env", "prod")])),
         ("dev".into(), kubelet::labels([("env", "dev")])),
@@ -289,7 +289,42 @@ fn every_flow_sent_is_collected_named_labeled_and_counted_once() {
         .expect("edge") += sent;
     expect_counts(&lab, &want, Duration::from_secs(60));
 
-    // 4. Wrong or missing credentials are refused, and the refusal logged.
+    // 4. The source's agent stopped (a rolling update), then killed (a
+    //    crash), with traffic while none runs: the pinned datapath goes on
+    //    judging and queues its events, the next agent reads and names them,
+    //    and the counts stay exact (docs/flows.md, "Agent restart").
+    let api_2 = find(&records, "prod/web-1", "prod/api-2", Direction::Egress)
+        .destination
+        .address;
+    for crash in [false, true] {
+        let what = if crash { "killed" } else { "stopped" };
+        if crash {
+            ok(lab.kill_agent("node-1"), "killing node-1's agent");
+        } else {
+            ok(lab.stop_agent("node-1"), "stopping node-1's agent");
+        }
+        let a = send(&lab, &[(Probe::tcp("prod/web-1", "prod/api-2", 8080), 3)]);
+        assert_eq!(
+            a, [true; 3],
+            "enforcement goes on with node-1's agent {what}"
+        );
+        ok(lab.start_agent("node-1"), "restarting node-1's agent");
+        *want
+            .get_mut(&edge("prod/web-1", "prod/api-2", 8080, "Tcp"))
+            .expect("edge") += 3;
+        let records = expect_counts(&lab, &want, Duration::from_secs(60));
+        assert!(
+            records
+                .iter()
+                .filter(|r| r.node == "node-1" && r.destination.address == api_2)
+                .all(|r| r.source.name.as_deref() == Some("prod/web-1")
+                    && r.source.labels.get("app").map(String::as_str) == Some("web")
+                    && r.destination.name.as_deref() == Some("prod/api-2")),
+            "node-1's records of web-1 -> api-2 are named and labeled after its agent was {what}"
+        );
+    }
+
+    // 5. Wrong or missing credentials are refused, and the refusal logged.
     let node1_token =
         std::fs::read_to_string(lab.state().root().join("agents/node-1/collector-token"))
             .expect("node-1's token");

@@ -134,6 +134,37 @@ fn chart_lints_strictly_and_follows_the_workspace_version() {
     );
 }
 
+/// Hosts in full mode keep Bulkhead's own traffic: the agents' export to
+/// the collector and Prometheus scraping the agents, on the ports the chart
+/// sets, plus whatever the user adds.
+#[test]
+fn template_keeps_the_collector_and_agent_metrics_ports_failsafe() {
+    let (helm, _home) = helm();
+    let failsafe = |set: &[&str]| -> Vec<String> {
+        let objects = render(&helm, set);
+        strings(&container(object(&objects, "Deployment", OPERATOR))["args"])
+            .into_iter()
+            .filter_map(|a| a.strip_prefix("--failsafe-port=").map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        failsafe(&[
+            "--set",
+            "collector.port=9999",
+            "--set",
+            "agent.metrics.port=9111",
+            "--set",
+            "operator.extraFailsafePorts={udp/4789/ingress}",
+        ]),
+        ["tcp/9999/egress", "tcp/9111/ingress", "udp/4789/ingress"]
+    );
+    assert_eq!(
+        failsafe(&["--set", "collector.enabled=false"]),
+        ["tcp/9465/ingress"],
+        "no collector, no export port"
+    );
+}
+
 #[test]
 fn template_passes_network_policies_to_the_operator_only_when_enabled() {
     let (helm, _home) = helm();
@@ -148,7 +179,9 @@ fn template_passes_network_policies_to_the_operator_only_when_enabled() {
         [
             "--metrics-addr=0.0.0.0:9440",
             "--default-mode=visibility",
-            "--identity-shards=16"
+            "--identity-shards=16",
+            "--failsafe-port=tcp/9470/egress",
+            "--failsafe-port=tcp/9465/ingress",
         ]
     );
     assert!(!reads_network_policies(object(

@@ -14,6 +14,10 @@
 //! them into SQL and the shared store tests check the SQL against these
 //! functions), in the CLI against the collector, and in the CLI offline over
 //! an exported history.
+//!
+//! `recommend` turns history into layered SegmentationPolicies; `whatif`
+//! replays history (through `replay`, which rebuilds the endpoints records
+//! saw) under today's policy and a draft, with the compiler's own verdicts.
 
 #![forbid(unsafe_code)]
 
@@ -21,9 +25,14 @@ pub mod coverage;
 mod error;
 pub mod exposure;
 pub mod query;
+pub mod recommend;
+pub mod replay;
 pub mod report;
 pub mod talkers;
+#[cfg(test)]
+mod testing;
 pub mod unlabeled;
+pub mod whatif;
 
 #[cfg(test)]
 mod tests;

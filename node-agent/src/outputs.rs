@@ -29,11 +29,20 @@ pub struct OutputConfig {
 pub struct Outputs {
     pub telemetry: Arc<Telemetry>,
     pub flows: FlowAggregator,
-    pub resolver: Resolver,
+    resolver: Resolver,
+    /// Whether `resolver` holds a programmed rule map yet. Windows do not
+    /// end before: after a restart the pinned ring buffer hands the new
+    /// agent events from while none ran, and they need names and labels.
+    resolving: bool,
     sink: FlowSink,
     interval: Duration,
     last_flush: std::time::Instant,
+    /// When the conntrack map was last counted (a walk of every key).
+    last_ct_count: Option<std::time::Instant>,
 }
+
+/// How often the conntrack map is walked to count its entries.
+const CT_COUNT_EVERY: Duration = Duration::from_secs(30);
 
 impl Outputs {
     /// Starts the exporter thread and the telemetry server (on the current
@@ -69,17 +78,26 @@ impl Outputs {
             telemetry,
             flows: FlowAggregator::default(),
             resolver: Resolver::default(),
+            resolving: false,
             sink,
             interval: config.flow_interval,
             last_flush: std::time::Instant::now(),
+            last_ct_count: None,
         })
     }
 
-    /// Drains the ring buffer, and ends the window when it is due.
+    /// Names and labels for the records from now on (what was programmed).
+    pub fn set_resolver(&mut self, resolver: Resolver) {
+        self.resolver = resolver;
+        self.resolving = true;
+    }
+
+    /// Drains the ring buffer, and ends the window when it is due (and
+    /// records can be named).
     pub fn tick(&mut self, datapath: &mut Datapath) {
         self.telemetry.beat();
         datapath.read_flows(&mut self.flows);
-        if self.last_flush.elapsed() >= self.interval {
+        if self.resolving && self.last_flush.elapsed() >= self.interval {
             self.flush(datapath);
         }
     }
@@ -90,6 +108,14 @@ impl Outputs {
         self.sink
             .flush(&mut self.flows, &self.resolver, counters.as_ref());
         self.last_flush = std::time::Instant::now();
+        if self
+            .last_ct_count
+            .is_none_or(|t| t.elapsed() >= CT_COUNT_EVERY)
+        {
+            let ct = &datapath.maps.conntrack;
+            self.telemetry.observe_conntrack(ct.count(), ct.capacity());
+            self.last_ct_count = Some(std::time::Instant::now());
+        }
     }
 
     /// Writes what is left and waits until the exporter has it on disk.

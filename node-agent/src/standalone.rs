@@ -96,6 +96,7 @@ impl Runner {
         let (desired, resolver, _) = read_desired(&self.config)?;
         let t0 = Instant::now();
         let stats = self.datapath.program(&desired)?;
+        self.outputs.telemetry.observe_fill(&stats.fill);
         self.outputs
             .telemetry
             .programming
@@ -106,7 +107,7 @@ impl Runner {
             .set(i64::from(stats.generation));
         // Events still in the ring buffer were judged under the old maps.
         self.outputs.tick(&mut self.datapath);
-        self.outputs.resolver = resolver;
+        self.outputs.set_resolver(resolver);
         tracing::info!(generation = stats.generation, policy = ?stats.policy, endpoints = ?stats.endpoints, "programmed");
         self.status.programmed += 1;
         self.status.generation = stats.generation;
@@ -139,7 +140,7 @@ pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
     let (desired, resolver, node) = read_desired(&config)?;
     let datapath = Datapath::open(&load)?;
     let mut outputs = Outputs::start(&node, &config.outputs)?;
-    outputs.resolver = resolver;
+    outputs.set_resolver(resolver);
     let mut runner = Runner {
         config,
         datapath,
@@ -147,6 +148,7 @@ pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
         outputs,
     };
     let stats = runner.datapath.program(&desired)?;
+    runner.outputs.telemetry.observe_fill(&stats.fill);
     runner
         .outputs
         .telemetry

@@ -132,7 +132,7 @@ impl Telemetry {
         );
         registry.register(
             "conntrack_entries",
-            "Flows the agent follows (live conntrack entries that reported)",
+            "Live entries in the conntrack map (counted every 30 s)",
             t.conntrack_entries.clone(),
         );
         registry.register(
@@ -142,7 +142,7 @@ impl Telemetry {
         );
         registry.register(
             "map_entries",
-            "Entries the agent programmed, per BPF map",
+            "Entries in each BPF map (those the agent writes, and bh_conntrack)",
             t.map_entries.clone(),
         );
         registry.register(
@@ -248,6 +248,28 @@ impl Telemetry {
         self.export_errors.inc_by(errors.saturating_sub(seen.2));
         *seen = (sent, dropped, errors);
         self.export_queue.set(spooled as i64);
+    }
+
+    /// How full the maps are after a programming pass.
+    pub fn observe_fill(&self, fill: &[crate::maps::MapFill]) {
+        for f in fill {
+            self.map_fill(f.map, f.entries, f.capacity);
+        }
+    }
+
+    /// The conntrack map, counted by the datapath's owner at a slow cadence.
+    pub fn observe_conntrack(&self, entries: usize, capacity: u32) {
+        self.conntrack_entries.set(entries as i64);
+        self.conntrack_capacity.set(i64::from(capacity));
+        self.map_fill("bh_conntrack", entries, capacity);
+    }
+
+    fn map_fill(&self, map: &'static str, entries: usize, capacity: u32) {
+        let label = MapLabel { map };
+        self.map_entries.get_or_create(&label).set(entries as i64);
+        self.map_capacity
+            .get_or_create(&label)
+            .set(i64::from(capacity));
     }
 
     /// The loop is alive.

@@ -44,6 +44,12 @@ struct Args {
     /// conntrack entries, flow records in spools and in flight.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     identity_quarantine: std::time::Duration,
+    /// A port every host endpoint keeps open whatever policy says, added to
+    /// the built-in ones (SSH, the API server, kubelet, etcd, DNS, DHCP):
+    /// PROTOCOL/PORT/DIRECTION, repeatable. The chart adds the collector
+    /// (`tcp/9470/egress`) and the agents' metrics (`tcp/9465/ingress`).
+    #[arg(long = "failsafe-port", value_name = "PROTO/PORT/DIR")]
+    failsafe_ports: Vec<bulkhead_api::rule_map::FailsafePort>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -116,13 +122,18 @@ async fn main() -> anyhow::Result<()> {
     });
     let (tx, rx) = mpsc::channel(4096);
     feed::start(client.clone(), tx, metrics.clone(), args.network_policies);
-    let options = CompileOptions {
+    let mut options = CompileOptions {
         default_mode: args.default_mode,
         identity_shards: args.identity_shards,
         network_policies: args.network_policies,
         identity_quarantine: args.identity_quarantine,
         ..CompileOptions::default()
     };
+    for port in args.failsafe_ports {
+        if !options.failsafe_ports.contains(&port) {
+            options.failsafe_ports.push(port);
+        }
+    }
     let engine = Engine::new(client, options, metrics, health, recorder);
     tokio::select! {
         _ = engine.run(rx, leader_rx) => {}

@@ -34,17 +34,17 @@ fn query_string(p: &BTreeMap<String, String>) -> String {
 
 impl Source {
     pub fn from_args(q: &FlowQueryArgs) -> anyhow::Result<Self> {
-        Self::new(q.flows.as_deref(), q.collector.as_deref(), &q.service)
+        Self::new(q.flows.as_ref(), q.collector.as_deref(), &q.service)
     }
 
-    /// An export file, else a collector URL, else the Service `namespace/name:port`.
+    /// An export file, else a collector URL, else the collector's Service.
     pub fn new(
-        flows: Option<&std::path::Path>,
+        flows: Option<&PathBuf>,
         collector: Option<&str>,
         service: &str,
     ) -> anyhow::Result<Self> {
         if let Some(path) = flows {
-            return Ok(Source::File(path.to_path_buf()));
+            return Ok(Source::File(path.clone()));
         }
         if let Some(url) = collector {
             return Ok(Source::Url(url.trim_end_matches('/').to_string()));

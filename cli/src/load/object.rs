@@ -267,9 +267,22 @@ fn typed<T: DeserializeOwned>(
         LoadError::Invalid {
             at: src.at.at(position),
             object: object.to_string(),
-            message,
+            message: name_missing_field(message),
         }
     })
+}
+
+/// serde names the object a required field is missing from
+/// (`spec.ingress[0]: missing field `action``); the API server names the
+/// field itself (`spec.ingress[0].action: Required value`). Say it its way.
+fn name_missing_field(message: String) -> String {
+    let Some((path, rest)) = message.split_once(": missing field `") else {
+        return message;
+    };
+    let Some(field) = rest.strip_suffix('`') else {
+        return message;
+    };
+    format!("{path}.{field}: Required value")
 }
 
 fn invalid(src: &Source<'_>, object: &str, field: &str, message: impl fmt::Display) -> LoadError {

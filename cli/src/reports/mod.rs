@@ -52,7 +52,7 @@ pub fn history(h: &HistoryArgs, default_since: &str) -> anyhow::Result<(Vec<Flow
     p.insert("since".into(), since.to_string());
     p.insert("until".into(), until.to_string());
     p.insert("limit".into(), params::MAX_LIMIT.to_string());
-    let source = Source::new(h.flows.as_deref(), h.collector.as_deref(), &h.service)?;
+    let source = Source::new(h.flows.as_ref(), h.collector.as_deref(), &h.service)?;
     let answer = source.query(&p)?;
     if answer.records.len() >= params::MAX_LIMIT {
         eprintln!(

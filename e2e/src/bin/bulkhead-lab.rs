@@ -24,10 +24,10 @@ struct Cli {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum AgentChoice {
-    /// Agents when the agent binary has cluster mode.
-    Auto,
-    /// Agents in whatever mode the binary has.
-    Always,
+    /// Agents that read their rule maps from the API server.
+    Cluster,
+    /// Agents that read files the lab writes from the published rule maps.
+    Standalone,
     /// No agents.
     None,
 }
@@ -60,7 +60,7 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         pods: u8,
         /// Whether to start node agents.
-        #[arg(long, value_enum, default_value_t = AgentChoice::Auto)]
+        #[arg(long, value_enum, default_value_t = AgentChoice::Cluster)]
         agents: AgentChoice,
         /// Do not start the operator.
         #[arg(long)]
@@ -126,8 +126,8 @@ fn main() -> Result<()> {
             spec.dir = Some(dir.clone());
             spec.verbose = true;
             spec.agents = match agents {
-                AgentChoice::Auto => Agents::IfClusterMode,
-                AgentChoice::Always => Agents::Always,
+                AgentChoice::Cluster => Agents::Cluster,
+                AgentChoice::Standalone => Agents::Standalone,
                 AgentChoice::None => Agents::Off,
             };
             if no_operator {

@@ -47,16 +47,18 @@ pub use crate::wait::wait_until;
 pub use lifecycle::{dir_or_default, down, prune, status, up, Down, ProcessStatus, Pruned, Status};
 pub use probes::{matrix, probe_all, probe_between, Conversation, Probe};
 
-/// Whether the lab starts node agents.
+/// Whether the lab starts node agents, and in which mode. Chosen by the
+/// test, never guessed from the binary: a check that depends on the mode
+/// must not vanish because a guess went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Agents {
-    /// No agents (control-plane tests).
+    /// No agents (control-plane tests); `start_agent` later runs cluster mode.
     Off,
-    /// Agents in cluster mode when the binary has it; none otherwise.
-    IfClusterMode,
-    /// Agents in whatever mode the binary has (standalone: from files the
-    /// lab writes once the operator has published).
-    Always,
+    /// Agents in cluster mode: rule maps from the API server.
+    Cluster,
+    /// Agents in standalone mode, from files the lab writes once the
+    /// operator has published.
+    Standalone,
 }
 
 /// A pod to create.
@@ -114,8 +116,8 @@ pub struct LabSpec {
 }
 
 impl LabSpec {
-    /// `nodes` nodes in a temporary directory, one operator, agents when the
-    /// agent has cluster mode, no namespaces or pods yet.
+    /// `nodes` nodes in a temporary directory, one operator, cluster-mode
+    /// agents, no namespaces or pods yet.
     pub fn new(nodes: u8) -> Self {
         Self {
             dir: None,
@@ -124,7 +126,7 @@ impl LabSpec {
             namespaces: Vec::new(),
             workloads: Vec::new(),
             operators: vec!["a".into()],
-            agents: Agents::IfClusterMode,
+            agents: Agents::Cluster,
             listen: Vec::new(),
             listen_sctp: false,
             operator_args: Vec::new(),
@@ -233,7 +235,10 @@ impl Lab {
         let mut step = Steps::new(spec.verbose);
         let project = ProjectBinaries::locate()?;
         step.done("operator and agent binaries (cargo build)");
-        let agent_mode = AgentMode::detect(&project.agent)?;
+        let agent_mode = match spec.agents {
+            Agents::Standalone => AgentMode::Standalone,
+            Agents::Off | Agents::Cluster => AgentMode::Cluster,
+        };
         let (dir, temp) = match &spec.dir {
             Some(dir) => (dir.clone(), None),
             None => {
@@ -322,12 +327,7 @@ impl Lab {
             lab.start_operator_with(name, &operator_args)?;
         }
         step.done("operator ready");
-        let start_agents = match spec.agents {
-            Agents::Off => false,
-            Agents::IfClusterMode => agent_mode == AgentMode::Cluster,
-            Agents::Always => true,
-        };
-        if start_agents {
+        if spec.agents != Agents::Off {
             lab.start_agents()?;
             step.done("agents started");
         }

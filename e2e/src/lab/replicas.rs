@@ -31,7 +31,18 @@ impl Lab {
             binary: self.project.operator.clone(),
             kubeconfig: self.plane().operator_kubeconfig().to_owned(),
             lifetime: self.lifetime,
-            extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            // As the chart does: hosts in full mode keep the export to the
+            // collector and the agents' metrics open.
+            extra_args: [
+                format!(
+                    "--failsafe-port=tcp/{}/egress",
+                    crate::collector::COLLECTOR_PORT
+                ),
+                format!("--failsafe-port=tcp/{}/ingress", agent::AGENT_METRICS_PORT),
+            ]
+            .into_iter()
+            .chain(extra_args.iter().map(|s| (*s).to_owned()))
+            .collect(),
         };
         let mut operator = Operator::start(self.state(), &config)?;
         operator.wait_ready(OPERATOR_READY_TIMEOUT)?;
@@ -124,6 +135,15 @@ impl Lab {
     pub fn stop_agent(&mut self, node: &str) -> Result<()> {
         if let Some(mut process) = self.agents.remove(node) {
             process.stop()?;
+        }
+        self.save()
+    }
+
+    /// Kills `node`'s agent with SIGKILL (a crash, an OOM kill); the pinned
+    /// programs and maps stay, as after a stop.
+    pub fn kill_agent(&mut self, node: &str) -> Result<()> {
+        if let Some(mut process) = self.agents.remove(node) {
+            process.kill()?;
         }
         self.save()
     }

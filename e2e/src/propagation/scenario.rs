@@ -31,7 +31,7 @@ const APPS: [&str; 4] = ["web", "api", "db", "cache"];
 /// node-1's first pod and the server as node-2's.
 pub fn lab_spec(nodes: u8, pods_per_node: u8, verbose: bool) -> LabSpec {
     let mut spec = LabSpec::new(nodes);
-    spec.agents = Agents::Always;
+    spec.agents = Agents::Cluster;
     spec.verbose |= verbose;
     for env in ["prod", "dev"] {
         spec.namespaces

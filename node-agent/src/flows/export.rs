@@ -110,6 +110,11 @@ impl Exporter {
         }
     }
 
+    /// Batches waiting in the spool.
+    pub fn queued(&self) -> usize {
+        spooled(&self.spool_dir).len()
+    }
+
     /// Closes the channel and waits until everything handed over is in the
     /// spool (not until it is sent).
     pub fn shutdown(mut self) {

@@ -14,6 +14,10 @@ use super::export::Exporter;
 use super::{FlowAggregator, Resolver};
 use crate::telemetry::Telemetry;
 
+/// Beside the spool's batches (which end in `.json`): the last `events_lost`
+/// value reported.
+const EVENTS_LOST_FILE: &str = "events-lost.seen";
+
 /// One node's flow output.
 #[derive(Debug)]
 pub struct FlowSink {
@@ -21,8 +25,12 @@ pub struct FlowSink {
     log: Option<PathBuf>,
     exporter: Option<Exporter>,
     window_start: jiff::Timestamp,
-    /// The datapath's `events_lost` counter at the last window's end.
+    /// The datapath's `events_lost` counter at the last window's end. The
+    /// counter lives in a pinned map and outlasts the agent, so the value is
+    /// kept beside the spool too: what the datapath lost while no agent ran
+    /// is reported by the next one.
     events_lost_seen: Option<u64>,
+    events_lost_file: Option<PathBuf>,
     /// The exporter's dropped-records count at the last window's end.
     dropped_seen: u64,
     seq: u64,
@@ -41,12 +49,20 @@ impl FlowSink {
         telemetry: Arc<Telemetry>,
     ) -> Self {
         let now = jiff::Timestamp::now();
+        let events_lost_file = exporter
+            .as_ref()
+            .map(|e| e.spool_dir.join(EVENTS_LOST_FILE));
+        let events_lost_seen = events_lost_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|s| s.trim().parse().ok());
         FlowSink {
             node: node.to_string(),
             log,
             exporter,
             window_start: now,
-            events_lost_seen: None,
+            events_lost_seen,
+            events_lost_file,
             dropped_seen: 0,
             seq: 0,
             run_id: format!("{:020}", now.as_nanosecond()),
@@ -73,9 +89,6 @@ impl FlowSink {
         if let Some(c) = counters {
             self.telemetry.observe_counters(c);
         }
-        self.telemetry
-            .conntrack_entries
-            .set(agg.live_flows() as i64);
         let end = jiff::Timestamp::now();
         let idle = u64::try_from(self.idle.as_nanos()).unwrap_or(u64::MAX);
         let records: Vec<FlowRecord> = agg
@@ -87,8 +100,9 @@ impl FlowSink {
             (Some(before), Some(now)) => now.saturating_sub(before),
             _ => 0,
         };
-        if events_lost.is_some() {
+        if events_lost.is_some() && events_lost != self.events_lost_seen {
             self.events_lost_seen = events_lost;
+            self.remember_events_lost();
         }
         let dropped = self
             .exporter
@@ -103,10 +117,8 @@ impl FlowSink {
         self.telemetry.observe_records(&records);
         self.write_log(&records);
         if let Some(exporter) = &self.exporter {
-            let spooled = std::fs::read_dir(&exporter.spool_dir)
-                .map(|d| d.count())
-                .unwrap_or(0);
-            self.telemetry.observe_export(&exporter.stats, spooled);
+            self.telemetry
+                .observe_export(&exporter.stats, exporter.queued());
             if records.is_empty() && ring_lost == 0 && export_lost == 0 {
                 return;
             }
@@ -128,6 +140,18 @@ impl FlowSink {
                 records,
                 losses,
             });
+        }
+    }
+
+    fn remember_events_lost(&self) {
+        let (Some(file), Some(value)) = (&self.events_lost_file, self.events_lost_seen) else {
+            return;
+        };
+        let tmp = file.with_extension("tmp");
+        let written =
+            std::fs::write(&tmp, value.to_string()).and_then(|()| std::fs::rename(&tmp, file));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, path = %file.display(), "could not keep the events-lost count");
         }
     }
 
@@ -167,5 +191,70 @@ impl FlowSink {
         if let Some(e) = self.exporter {
             e.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::export::ExportConfig;
+
+    fn sink(spool: &std::path::Path) -> FlowSink {
+        let exporter = Exporter::start(ExportConfig {
+            // Nothing listens: every batch stays in the spool.
+            url: "http://127.0.0.1:1".into(),
+            token_file: None,
+            spool_dir: spool.to_path_buf(),
+            spool_max_bytes: 1 << 20,
+            timeout: Duration::from_millis(100),
+        })
+        .expect("exporter");
+        FlowSink::new(
+            "node-1",
+            None,
+            Some(exporter),
+            Duration::from_secs(60),
+            Arc::new(Telemetry::new()),
+        )
+    }
+
+    fn spooled_losses(spool: &std::path::Path) -> u64 {
+        std::fs::read_dir(spool)
+            .expect("spool")
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .map(|e| {
+                let text = std::fs::read_to_string(e.path()).expect("batch");
+                let batch: FlowBatch = serde_json::from_str(&text).expect("a FlowBatch");
+                batch
+                    .losses
+                    .iter()
+                    .map(|l| l.ring_buffer_events)
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn events_the_datapath_lost_while_no_agent_ran_are_reported_by_the_next_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let counters = |lost: u64| BTreeMap::from([("events_lost", lost)]);
+        let resolver = Resolver::default();
+
+        // The first agent: its first window sets the baseline (the counter
+        // may hold losses from before any agent), its second reports 5.
+        let mut first = sink(dir.path());
+        let mut agg = FlowAggregator::default();
+        first.flush(&mut agg, &resolver, Some(&counters(100)));
+        first.flush(&mut agg, &resolver, Some(&counters(105)));
+        first.shutdown();
+        assert_eq!(spooled_losses(dir.path()), 5);
+
+        // No agent while the datapath lost 25 more; the next agent's first
+        // window reports them.
+        let mut second = sink(dir.path());
+        second.flush(&mut agg, &resolver, Some(&counters(130)));
+        second.shutdown();
+        assert_eq!(spooled_losses(dir.path()), 30);
     }
 }

@@ -1,9 +1,9 @@
 //! `bh_conntrack`: read for inspection and tests; written only by the programs.
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{HashMap, IterableMap, MapData};
 use aya::Ebpf;
 
-use super::{take, wrap};
+use super::{capacity, take, wrap};
 use crate::error::Result;
 use crate::layout::{CtKey, CtValue};
 
@@ -12,12 +12,25 @@ const NAME: &str = "bh_conntrack";
 #[derive(Debug)]
 pub struct Conntrack {
     map: HashMap<MapData, CtKey, CtValue>,
+    max: u32,
 }
 
 impl Conntrack {
     pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
-        let map = HashMap::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
-        Ok(Conntrack { map })
+        let map: HashMap<MapData, CtKey, CtValue> =
+            HashMap::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
+        let max = capacity(NAME, map.map())?;
+        Ok(Conntrack { map, max })
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.max
+    }
+
+    /// Live entries, by walking the keys: one syscall per entry, so the
+    /// agent counts at a slow cadence (see `Outputs`), not per window.
+    pub fn count(&self) -> usize {
+        self.map.keys().filter(|k| k.is_ok()).count()
     }
 
     /// Every entry (LRU: entries may vanish while iterating; those are skipped).

@@ -10,7 +10,7 @@ use crate::desired::Desired;
 use crate::error::Result;
 use crate::layout::{EndpointInfo, EndpointKey};
 
-const NAME: &str = "bh_endpoints";
+pub(crate) const NAME: &str = "bh_endpoints";
 
 #[derive(Debug)]
 pub struct Endpoints {
@@ -24,6 +24,10 @@ impl Endpoints {
             HashMap::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
         let max = capacity(NAME, map.map())?;
         Ok(Endpoints { map, max })
+    }
+
+    pub(crate) fn capacity(&self) -> u32 {
+        self.max
     }
 
     pub(crate) fn check(&self, desired: &Desired) -> Result<()> {

@@ -10,7 +10,7 @@ use crate::desired::Desired;
 use crate::error::Result;
 use crate::layout::{FailsafeKey, FailsafeValue};
 
-const NAME: &str = "bh_failsafe";
+pub(crate) const NAME: &str = "bh_failsafe";
 
 #[derive(Debug)]
 pub struct Failsafe {
@@ -24,6 +24,10 @@ impl Failsafe {
             HashMap::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
         let max = capacity(NAME, map.map())?;
         Ok(Failsafe { map, max })
+    }
+
+    pub(crate) fn capacity(&self) -> u32 {
+        self.max
     }
 
     pub(crate) fn check(&self, desired: &Desired) -> Result<()> {

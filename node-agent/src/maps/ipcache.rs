@@ -11,8 +11,8 @@ use crate::desired::Desired;
 use crate::error::Result;
 use crate::layout::IdentityValue;
 
-const V4: &str = "bh_ipcache_v4";
-const V6: &str = "bh_ipcache_v6";
+pub(crate) const V4: &str = "bh_ipcache_v4";
+pub(crate) const V6: &str = "bh_ipcache_v6";
 
 /// Both families' tries.
 #[derive(Debug)]
@@ -41,6 +41,11 @@ impl Ipcache {
             written_v4: Written::default(),
             written_v6: Written::default(),
         })
+    }
+
+    /// (v4, v6)
+    pub(crate) fn capacities(&self) -> (u32, u32) {
+        (self.max_v4, self.max_v6)
     }
 
     pub(crate) fn check(&self, desired: &Desired) -> Result<()> {

@@ -150,6 +150,16 @@ pub struct ProgramStats {
     pub endpoints: DiffStats,
     pub policy: DiffStats,
     pub failsafe: DiffStats,
+    /// How full each map the agent writes is, after this pass.
+    pub fill: Vec<MapFill>,
+}
+
+/// Entries and capacity of one BPF map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MapFill {
+    pub map: &'static str,
+    pub entries: usize,
+    pub capacity: u32,
 }
 
 /// Every map the agent writes or reads.
@@ -189,6 +199,28 @@ impl Maps {
         let policy = self.policy.program(desired)?;
         let failsafe = self.failsafe.program(desired)?;
         let generation = self.state.bump()?;
+        // After a complete pass each map holds exactly `desired`.
+        let fill = |map, entries, capacity| MapFill {
+            map,
+            entries,
+            capacity,
+        };
+        let (v4, v6) = self.ipcache.capacities();
+        let fill = vec![
+            fill(ipcache::V4, desired.ipcache_v4.len(), v4),
+            fill(ipcache::V6, desired.ipcache_v6.len(), v6),
+            fill(
+                endpoints::NAME,
+                desired.endpoints.len(),
+                self.endpoints.capacity(),
+            ),
+            fill(policy::NAME, desired.policy.len(), self.policy.capacity()),
+            fill(
+                failsafe::NAME,
+                desired.failsafe.len(),
+                self.failsafe.capacity(),
+            ),
+        ];
         Ok(ProgramStats {
             generation,
             ipcache_v4,
@@ -196,6 +228,7 @@ impl Maps {
             endpoints,
             policy,
             failsafe,
+            fill,
         })
     }
 }

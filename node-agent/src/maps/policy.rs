@@ -11,7 +11,7 @@ use crate::desired::Desired;
 use crate::error::Result;
 use crate::layout::{PolicyKey, PolicyKeyData, PolicyValue};
 
-const NAME: &str = "bh_policy";
+pub(crate) const NAME: &str = "bh_policy";
 
 #[derive(Debug)]
 pub struct Policy {
@@ -55,6 +55,10 @@ impl Policy {
             max,
             written: Written::default(),
         })
+    }
+
+    pub(crate) fn capacity(&self) -> u32 {
+        self.max
     }
 
     pub(crate) fn check(&self, desired: &Desired) -> Result<()> {

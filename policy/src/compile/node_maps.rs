@@ -1,7 +1,7 @@
 //! Per-node rule maps and the IdentityMap shards, rebuilt whole or patched
 //! for just what moved.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use bulkhead_api::rule_map::{LocalEndpoint, NodeKind};
@@ -100,11 +100,11 @@ impl Compiler {
 
     /// Builds a node's map from scratch and records which policies it carries.
     pub(super) fn build_node_whole(&mut self, node: &str, dirty: &mut Dirty) {
-        let old: BTreeSet<String> = self
+        let old = self
             .out
             .rule_maps
             .get(node)
-            .map(|m| m.rules.iter().map(|r| r.policy.clone()).collect())
+            .map(|m| policy_names(&m.rules))
             .unwrap_or_default();
         let new_map = self.local_endpoints(node).map(|(kind, host, endpoints)| {
             let ctx = NodeContext::new(&host, &endpoints, &self.universe.labels);
@@ -131,17 +131,12 @@ impl Compiler {
                 failsafe_ports: self.options.failsafe_ports.clone(),
             }
         });
-        let new: BTreeSet<String> = new_map
-            .iter()
-            .flat_map(|m| m.rules.iter())
-            .filter(|r| !old.contains(&r.policy))
-            .map(|r| r.policy.clone())
-            .collect();
-        let kept: BTreeSet<&str> = new_map
-            .iter()
-            .flat_map(|m| m.rules.iter().map(|r| r.policy.as_str()))
-            .collect();
-        for p in old.iter().filter(|p| !kept.contains(p.as_str())) {
+        let kept = new_map
+            .as_ref()
+            .map(|m| policy_names(&m.rules))
+            .unwrap_or_default();
+        let new: Vec<String> = kept.difference(&old).cloned().collect();
+        for p in old.difference(&kept) {
             if let Some(f) = self.out.policies.get_mut(p) {
                 f.nodes.remove(node);
             }
@@ -205,13 +200,18 @@ impl Compiler {
         let Some(map) = self.out.rule_maps.get_mut(node) else {
             return false;
         };
-        let had: BTreeSet<String> = map
-            .rules
-            .iter()
-            .filter(|r| policies.contains(&r.policy))
-            .map(|r| r.policy.clone())
-            .collect();
-        map.rules.retain(|r| !policies.contains(&r.policy));
+        // One pass over the node's rules, with a hash lookup each: a new
+        // identity can touch hundreds of policies on every node, and a
+        // search of a set of names per rule was most of such a change.
+        let replaced: HashSet<&str> = policies.iter().map(String::as_str).collect();
+        let mut had: HashSet<String> = HashSet::new();
+        map.rules.retain(|r| {
+            let hit = replaced.contains(r.policy.as_str());
+            if hit && !had.contains(&r.policy) {
+                had.insert(r.policy.clone());
+            }
+            !hit
+        });
         map.rules.extend(fresh);
         node_map::sort_rules(&mut map.rules);
         for name in policies {
@@ -250,4 +250,20 @@ impl Compiler {
             );
         }
     }
+}
+
+/// The policies that rules come from. A policy's rules sit together (ids are
+/// given per policy), so each name is cloned about once, not once per rule.
+fn policy_names(rules: &[bulkhead_api::rule_map::CompiledRule]) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut last: Option<&str> = None;
+    for r in rules {
+        if last != Some(r.policy.as_str()) {
+            last = Some(r.policy.as_str());
+            if !names.contains(&r.policy) {
+                names.insert(r.policy.clone());
+            }
+        }
+    }
+    names
 }

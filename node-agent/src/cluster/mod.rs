@@ -10,10 +10,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bulkhead_api::condition::{types, Condition, ConditionStatus};
-use bulkhead_api::{IdentityMap, IdentityMapSpec, NodeRuleMap};
+use bulkhead_api::{IdentityMap, IdentityMapSpec, NodeRuleMap, NodeRuleMapStatus};
 use futures::{StreamExt, TryStreamExt};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
@@ -23,11 +21,11 @@ use crate::desired::Desired;
 use crate::error::{Error, Result};
 use crate::flows::Resolver;
 use crate::loader::LoadOptions;
-use crate::maps::ProgramStats;
 use crate::outputs::{OutputConfig, Outputs};
 
-/// The field manager of the agent's status writes.
-pub const FIELD_MANAGER: &str = "bulkhead-agent";
+mod status;
+
+pub use status::{StatusWriter, FIELD_MANAGER};
 
 /// What cluster mode needs besides the client.
 #[derive(Clone, Debug)]
@@ -65,7 +63,8 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
     let mut tick = tokio::time::interval(config.poll_interval);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::invalid("agent", "signals", e.to_string()))?;
-    let mut status_due: Option<Status> = None;
+    let status_writer = StatusWriter::spawn(client.clone(), config.node.clone());
+    let mut last_good: Option<NodeRuleMapStatus> = None;
     // Whether an update arrived since the last look (timer ticks alone
     // change nothing to program).
     let mut updated = false;
@@ -111,35 +110,33 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                     Desired::build(&map.spec, &shard_specs).and_then(|d| datapath.program(&d));
                 // Events still in the ring buffer were judged under the old maps.
                 outputs.tick(&mut datapath);
-                status_due = Some(match result {
+                let status = match result {
                     Ok(stats) => {
                         let t = &outputs.telemetry;
                         t.programming.observe(t0.elapsed().as_secs_f64());
                         t.generation.set(generation);
+                        t.observe_fill(&stats.fill);
                         t.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-                        outputs.resolver = Resolver::new(&config.node, &map.spec, &shard_specs);
+                        outputs.set_resolver(Resolver::new(&config.node, &map.spec, &shard_specs));
                         tracing::info!(
                             generation,
                             kernel_generation = stats.generation,
                             "programmed"
                         );
                         programmed = Some((generation, map.clone(), shard_specs));
-                        Status::programmed(generation, map, &stats, &shard_generations)
+                        let s = status::programmed(generation, map, &stats, &shard_generations);
+                        last_good = Some(s.clone());
+                        s
                     }
                     Err(e) => {
                         outputs.telemetry.programming_failures.inc();
                         tracing::error!(error = %e, "programming failed; the previous maps stay in force");
                         // Remember the attempt, so the same content is not retried in a loop.
                         programmed = Some((generation, map.clone(), shard_specs));
-                        Status::failed(generation, &e)
+                        status::failed(last_good.as_ref(), generation, &e)
                     }
-                });
-            }
-        }
-        if let Some(status) = &status_due {
-            match status.write(&client, &config.node).await {
-                Ok(()) => status_due = None,
-                Err(e) => tracing::warn!(error = %e, "status not written; will retry"),
+                };
+                status_writer.set(status);
             }
         }
         match datapath.sync_interfaces(&config.interfaces) {
@@ -262,64 +259,4 @@ fn watch_shards(client: Client, tx: mpsc::Sender<Update>) {
             }
         }
     });
-}
-
-/// The status the agent writes to its rule map.
-#[derive(Debug, Clone)]
-struct Status(serde_json::Value);
-
-impl Status {
-    fn programmed(
-        generation: i64,
-        map: &NodeRuleMap,
-        stats: &ProgramStats,
-        shards: &BTreeMap<String, i64>,
-    ) -> Self {
-        let endpoints = map.spec.endpoints.len() + 1;
-        let policy_entries = stats.policy.added + stats.policy.changed + stats.policy.unchanged;
-        let ready = condition(
-            true,
-            "Programmed",
-            format!("generation {generation} is in the BPF maps"),
-            generation,
-        );
-        Status(serde_json::json!({"status": {
-            "programmedGeneration": generation,
-            "endpoints": endpoints,
-            "policyEntries": policy_entries,
-            "programmedIdentityMaps": shards,
-            "conditions": [ready],
-        }}))
-    }
-
-    fn failed(generation: i64, error: &Error) -> Self {
-        let stalled = condition(false, "ProgrammingFailed", format!("generation {generation} was not programmed: {error}; the previous maps stay in force"), generation);
-        Status(serde_json::json!({"status": {"conditions": [stalled]}}))
-    }
-
-    async fn write(&self, client: &Client, node: &str) -> std::result::Result<(), kube::Error> {
-        let api: Api<NodeRuleMap> = Api::all(client.clone());
-        api.patch_status(
-            node,
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Merge(&self.0),
-        )
-        .await?;
-        Ok(())
-    }
-}
-
-fn condition(ok: bool, reason: &str, message: String, generation: i64) -> Condition {
-    Condition {
-        type_: types::READY.into(),
-        status: if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-        reason: reason.into(),
-        message,
-        observed_generation: Some(generation),
-        last_transition_time: Some(jiff::Timestamp::now().to_string()),
-    }
 }

@@ -1,0 +1,66 @@
+//! Today's cluster from the API server: the objects the operator compiles
+//! (pods are not read: history brings its own endpoints).
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use bulkhead_policy::convert;
+use bulkhead_policy::snapshot::Snapshot;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, ListParams};
+use serde::de::DeserializeOwned;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn list<K>(client: &kube::Client) -> anyhow::Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let kind = K::kind(&());
+    let listed = tokio::time::timeout(TIMEOUT, api.list(&ListParams::default()))
+        .await
+        .map_err(|_| anyhow!("listing {kind}: no answer within {TIMEOUT:?}"))?
+        .with_context(|| format!("listing {kind}"))?;
+    Ok(listed.items)
+}
+
+/// Namespaces, Nodes, ExternalNodes, LabelMappings, SegmentationPolicies
+/// and NetworkPolicies, converted as the operator converts them.
+pub fn snapshot() -> anyhow::Result<Snapshot> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the API server (KUBECONFIG)")?;
+        let mut s = Snapshot::default();
+        for o in list::<Namespace>(&client).await? {
+            let (k, v) = convert::namespace(&o)?;
+            s.namespaces.insert(k, v);
+        }
+        for o in list::<Node>(&client).await? {
+            let (k, v) = convert::node(&o)?;
+            s.nodes.insert(k, v);
+        }
+        for o in list::<bulkhead_api::ExternalNode>(&client).await? {
+            let (k, v) = convert::external_node(&o)?;
+            s.external_nodes.insert(k, v);
+        }
+        for o in list::<bulkhead_api::LabelMapping>(&client).await? {
+            let (k, v) = convert::label_mapping(&o)?;
+            s.mappings.insert(k, v);
+        }
+        for o in list::<bulkhead_api::SegmentationPolicy>(&client).await? {
+            let (k, v) = convert::segmentation_policy(&o)?;
+            s.policies.insert(k, v);
+        }
+        for o in list::<NetworkPolicy>(&client).await? {
+            let (k, v) = convert::network_policy(&o)?;
+            s.network_policies.insert(k, v);
+        }
+        Ok(s)
+    })
+}
