@@ -40,7 +40,7 @@ lint: deps
 ## ClickHouse server the tests start themselves)
 unit: deps
 	$(CARGO) test --workspace --exclude bulkhead-e2e --exclude bulkhead-agent
-	$(CARGO) test -p bulkhead-agent --lib --test layout --test policy_encoding
+	$(CARGO) test -p bulkhead-agent --lib --test layout --test policy_encoding --test export_tls
 
 ## test: the whole suite, as CI runs it
 test: lint unit test-datapath e2e

@@ -50,5 +50,6 @@ pub mod metrics;
 pub mod sql;
 pub mod store;
 pub mod tier;
+pub mod tls;
 
 pub use error::StoreError;

@@ -14,6 +14,7 @@ use bulkhead_collector::store::{
     AnyStore, ClickHouseStore, Clock, SqliteStore, Store, StoreConfig,
 };
 use bulkhead_collector::tier::Retention;
+use bulkhead_collector::tls;
 use bulkhead_insight::query::params::duration;
 use clap::{Parser, ValueEnum};
 use jiff::SignedDuration;
@@ -90,6 +91,13 @@ struct Args {
     /// The largest batch body accepted, in bytes.
     #[arg(long, default_value_t = api::DEFAULT_BODY_LIMIT)]
     body_limit: usize,
+    /// Serve HTTPS with this certificate chain (PEM), re-read when it
+    /// changes; needs --tls-key-file. Without both, plain HTTP.
+    #[arg(long, env = "BULKHEAD_TLS_CERT_FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, env = "BULKHEAD_TLS_KEY_FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
 }
@@ -234,13 +242,26 @@ async fn main() -> anyhow::Result<()> {
     app.body_limit = args.body_limit;
     let app = Arc::new(app);
     tokio::spawn(maintain_loop(app.clone(), every));
+    // Before binding: a bad certificate is an error at start, not a refused handshake later.
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tls::server_config(tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, backend = ?args.backend, auth = ?args.auth, "collector up");
-    axum::serve(listener, api::router(app))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("serving")?;
+    tracing::info!(listen = %args.listen, backend = ?args.backend, auth = ?args.auth, tls = tls.is_some(), "collector up");
+    match tls {
+        Some(config) => tls::serve(listener, api::router(app), config, shutdown())
+            .await
+            .context("serving HTTPS")?,
+        None => axum::serve(listener, api::router(app))
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("serving")?,
+    }
     Ok(())
 }

@@ -29,7 +29,7 @@ const OPERATOR: &str = "bulkhead-operator";
 const AGENT: &str = "bulkhead-agent";
 const COLLECTOR: &str = "bulkhead-collector";
 const COLLECTOR_DATA: &str = "bulkhead-collector-data";
-const COLLECTOR_URL: &str = "http://bulkhead-collector.bulkhead-system.svc:9470";
+const COLLECTOR_URL: &str = "https://bulkhead-collector.bulkhead-system.svc:9470";
 const POLICY: &str = "bulkhead-agent-own-rule-map";
 const NODE_CLAIM: &str = "authentication.kubernetes.io/node-name";
 
@@ -132,6 +132,111 @@ fn chart_lints_strictly_and_follows_the_workspace_version() {
         env!("CARGO_PKG_VERSION"),
         "Chart.yaml's appVersion must be the workspace version"
     );
+}
+
+/// The collector serves HTTPS by default with a certificate the chart
+/// generates for its Service's names, signed by a CA of which the agents get
+/// only the certificate; without TLS, plain http and no Secret.
+#[test]
+fn template_serves_the_collector_over_tls_the_agents_trust() {
+    use base64::Engine;
+    let (helm, _home) = helm();
+    let objects = render(&helm, &[]);
+    let collector = COLLECTOR.to_string();
+    let secret = object(&objects, "Secret", &format!("{collector}-tls"));
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let dir = tempfile::tempdir().expect("dir");
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        let data = secret["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}"));
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("base64");
+        std::fs::write(dir.path().join(key), pem).expect("write");
+    }
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl (Debian's package) on PATH");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let host = format!("{collector}.{NS}.svc");
+    openssl(&[
+        "verify",
+        "-CAfile",
+        "ca.crt",
+        "-verify_hostname",
+        &host,
+        "tls.crt",
+    ]);
+    let sans = openssl(&["x509", "-in", "tls.crt", "-noout", "-ext", "subjectAltName"]);
+    assert!(
+        sans.contains(&format!("DNS:{host}.cluster.local")),
+        "{sans}"
+    );
+    // The key belongs to the certificate.
+    let modulus = |args: &[&str]| openssl(args);
+    assert_eq!(
+        modulus(&["x509", "-in", "tls.crt", "-noout", "-pubkey"]),
+        modulus(&["pkey", "-in", "tls.key", "-pubout"])
+    );
+
+    let agent = object(&objects, "DaemonSet", AGENT);
+    let args = strings(&container(agent)["args"]);
+    assert!(
+        args.contains(&format!("--collector=https://{host}:9470").as_str()),
+        "{args:?}"
+    );
+    assert!(args.contains(&"--collector-ca-file=/etc/bulkhead/collector-ca/ca.crt"));
+    let volumes = agent["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes");
+    let ca = volumes
+        .iter()
+        .find(|v| v["name"] == "collector-ca")
+        .expect("the CA volume");
+    assert_eq!(
+        ca["secret"]["items"],
+        serde_json::json!([{"key": "ca.crt", "path": "ca.crt"}]),
+        "agents get the CA, never the collector's key"
+    );
+    let deployment = object(&objects, "Deployment", &collector);
+    let c = container(deployment);
+    assert!(strings(&c["args"]).contains(&"--tls-cert-file=/etc/bulkhead-collector/tls/tls.crt"));
+    assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+
+    let objects = render(&helm, &["--set", "collector.tls.enabled=false"]);
+    assert!(!objects
+        .iter()
+        .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == format!("{collector}-tls")));
+    let agent = object(&objects, "DaemonSet", AGENT);
+    let args = strings(&container(agent)["args"]);
+    assert!(
+        args.contains(&format!("--collector=http://{host}:9470").as_str()),
+        "{args:?}"
+    );
+
+    let objects = render(
+        &helm,
+        &["--set", "collector.tls.existingSecret=from-cert-manager"],
+    );
+    assert!(!objects
+        .iter()
+        .any(|o| o["kind"] == "Secret" && o["metadata"]["name"] == format!("{collector}-tls")));
+    let deployment = object(&objects, "Deployment", &collector);
+    let tls = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == "tls"))
+        .expect("tls volume");
+    assert_eq!(tls["secret"]["secretName"], "from-cert-manager");
 }
 
 /// Hosts in full mode keep Bulkhead's own traffic: the agents' export to
@@ -335,6 +440,8 @@ fn template_deploys_the_collector_with_its_claim_service_and_tokenreview_rbac() 
             "--auth=tokenreview",
             "--agent-service-account=bulkhead-system:bulkhead-agent",
             "--log-format=text",
+            "--tls-cert-file=/etc/bulkhead-collector/tls/tls.crt",
+            "--tls-key-file=/etc/bulkhead-collector/tls/tls.key",
         ]
     );
     assert_eq!(collector["ports"][0]["name"], "http");
@@ -532,7 +639,7 @@ fn template_wires_agents_to_the_collector_with_a_bound_token_spool_and_probes() 
     let args = strings(&container(object(&objects, "DaemonSet", "edge-bulkhead-agent"))["args"]);
     assert_eq!(
         flag(&args, "--collector"),
-        Some("http://edge-bulkhead-collector.sec.svc:9470")
+        Some("https://edge-bulkhead-collector.sec.svc:9470")
     );
     object(&objects, "Service", "edge-bulkhead-collector");
     let collector = object(&objects, "Deployment", "edge-bulkhead-collector");

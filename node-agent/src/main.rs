@@ -53,13 +53,18 @@ struct Args {
     /// Write a JSON status document here after every programming.
     #[arg(long, value_name = "FILE")]
     status_file: Option<PathBuf>,
-    /// Ship flow/v1 batches to this collector (`http://host:port`).
+    /// Ship flow/v1 batches to this collector (`https://host:port`, or
+    /// `http://` where the network is trusted).
     #[arg(long, env = "BULKHEAD_COLLECTOR", value_name = "URL")]
     collector: Option<String>,
     /// Bearer token for the collector, read before every request (default:
     /// the pod's ServiceAccount token, when it exists).
     #[arg(long, value_name = "FILE")]
     collector_token_file: Option<PathBuf>,
+    /// CA certificates (PEM) that the collector's certificate must chain to;
+    /// needed for an https:// collector.
+    #[arg(long, value_name = "FILE")]
+    collector_ca_file: Option<PathBuf>,
     /// Batches wait here until the collector has them.
     #[arg(long, default_value = "/var/lib/bulkhead/spool")]
     spool_dir: PathBuf,
@@ -132,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             spool_dir: args.spool_dir.clone(),
             spool_max_bytes: args.spool_max_mib * 1024 * 1024,
             timeout: Duration::from_secs(10),
+            ca_file: args.collector_ca_file.clone(),
         }),
         metrics_addr: args.metrics_addr,
         ct_timeout: Duration::from_secs(args.ct_timeout_secs),

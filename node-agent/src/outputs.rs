@@ -61,8 +61,8 @@ impl Outputs {
             Some(export) => Some(Exporter::start(export.clone()).map_err(|e| {
                 crate::Error::invalid(
                     "agent",
-                    "--spool-dir",
-                    format!("{}: {e}", export.spool_dir.display()),
+                    "collector export",
+                    format!("{e} (spool {})", export.spool_dir.display()),
                 )
             })?),
             None => None,

@@ -72,7 +72,12 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "bulkhead.agent.name" 
 
 {{/* The collector's URL, as the agents reach it. */}}
 {{- define "bulkhead.collector.url" -}}
-http://{{ include "bulkhead.collector.name" . }}.{{ .Release.Namespace }}.svc:{{ .Values.collector.port }}
+{{ ternary "https" "http" .Values.collector.tls.enabled }}://{{ include "bulkhead.collector.name" . }}.{{ .Release.Namespace }}.svc:{{ .Values.collector.port }}
+{{- end -}}
+
+{{/* The Secret (kubernetes.io/tls, with ca.crt) the collector serves HTTPS with. */}}
+{{- define "bulkhead.collector.tlsSecret" -}}
+{{- .Values.collector.tls.existingSecret | default (printf "%s-tls" (include "bulkhead.collector.name" .)) -}}
 {{- end -}}
 
 {{/* host:port from an address and a port; IPv6 addresses in brackets. */}}

@@ -207,6 +207,7 @@ mod tests {
             spool_dir: spool.to_path_buf(),
             spool_max_bytes: 1 << 20,
             timeout: Duration::from_millis(100),
+            ca_file: None,
         })
         .expect("exporter");
         FlowSink::new(
