@@ -46,7 +46,7 @@ const PODS: [(&str, &str, &str, &str); 4] = [
 
 fn start_lab() -> Lab {
     let mut spec = LabSpec::new(2);
-    spec.agents = Agents::Always;
+    spec.agents = Agents::Cluster;
     spec.namespaces = vec![
         ("prod".into(), kubelet::labels([("env", "prod")])),
         ("dev".into(), kubelet::labels([("env", "dev")])),
