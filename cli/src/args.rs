@@ -43,6 +43,14 @@ pub enum Command {
     /// observed would be newly denied, 3 when something would, 1 on errors.
     #[command(name = "what-if")]
     WhatIf(crate::whatif_cmd::WhatIfArgs),
+    /// The groups that send and receive the most, with their main peers and ports.
+    TopTalkers(crate::reports::args::TopTalkersArgs),
+    /// The labeling queue: unlabeled endpoints and unknown addresses, most
+    /// traffic first; --suggest prints LabelMapping YAML.
+    Unlabeled(crate::reports::args::UnlabeledArgs),
+    /// Enforcement coverage, exposure and its reduction, top talkers,
+    /// denials, unused rules, the unlabeled queue and a traffic map.
+    Report(crate::reports::args::ReportArgs),
 }
 
 /// `flows`' arguments.

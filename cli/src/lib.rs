@@ -10,6 +10,9 @@
 //!  simulate.rs          matrix.rs            compile_cmd.rs        labels_cmd.rs
 //!  one flow: verdict,   every pod × pod,     NodeRuleMap and       endpoints, labels,
 //!  rule, modes          a truth table        IdentityMap files     unlabeled, conflicts
+//!
+//!  flows/ (history from the collector or an export) ──► reports/: top-talkers,
+//!  unlabeled, report (thin over bulkhead_insight)
 //! ```
 //!
 //! `recommend` and `what-if` (history.rs, recommend_cmd.rs, whatif_cmd/) read
@@ -33,6 +36,7 @@ pub mod matrix;
 pub mod ports;
 pub mod recommend_cmd;
 pub mod render;
+pub mod reports;
 pub mod simulate;
 pub mod validate;
 pub mod whatif_cmd;

@@ -34,8 +34,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Flows(args) = &cli.command {
-        return kubectl_bulkhead::flows::run(args);
+    match &cli.command {
+        Command::Flows(args) => return kubectl_bulkhead::flows::run(args),
+        Command::TopTalkers(a) => return kubectl_bulkhead::reports::top_talkers(a),
+        Command::Unlabeled(a) => return kubectl_bulkhead::reports::unlabeled(a),
+        Command::Report(a) => return kubectl_bulkhead::reports::report(a),
+        _ => {}
     }
     if let Command::Recommend(args) = &cli.command {
         return kubectl_bulkhead::recommend_cmd::run(args);
@@ -46,7 +50,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => (&a.input, None, true),
         Command::Compile(a) => (&a.input, a.shards, false),
         Command::Labels(a) => (&a.input, None, false),
-        Command::Flows(_) | Command::Recommend(_) | Command::WhatIf(_) => {
+        Command::Flows(_)
+        | Command::Recommend(_)
+        | Command::WhatIf(_)
+        | Command::TopTalkers(_)
+        | Command::Unlabeled(_)
+        | Command::Report(_) => {
             unreachable!("handled above")
         }
     };
@@ -62,7 +71,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => simulate::run(a, &compiled)?,
         Command::Compile(a) => compile_cmd::run(a, &compiled)?,
         Command::Labels(a) => labels_cmd::run(a, &compiled)?,
-        Command::Flows(_) | Command::Recommend(_) | Command::WhatIf(_) => {
+        Command::Flows(_)
+        | Command::Recommend(_)
+        | Command::WhatIf(_)
+        | Command::TopTalkers(_)
+        | Command::Unlabeled(_)
+        | Command::Report(_) => {
             unreachable!("handled above")
         }
     };

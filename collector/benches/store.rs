@@ -17,102 +17,34 @@
 
 #[path = "../tests/common/clickhouse.rs"]
 mod clickhouse_server;
+/// The generator, shared with the report benchmark (insight/benches/report.rs).
+#[path = "../../insight/benches/common/history.rs"]
+mod history;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use bulkhead_api::flow::{
-    EndpointKind, FlowBatch, FlowEndpoint, FlowReason, FlowRecord, FlowVerdict, SCHEMA,
-};
-use bulkhead_api::policy::{EnforcementMode, Protocol};
-use bulkhead_api::rule_map::Direction;
+use bulkhead_api::flow::{FlowBatch, FlowRecord};
 use bulkhead_collector::edge::EdgeColumns;
 use bulkhead_collector::store::clickhouse::ClickHouseConfig;
 use bulkhead_collector::store::{ClickHouseStore, Clock, SqliteStore, Store, StoreConfig};
 use bulkhead_collector::tier::{Retention, Tier};
 use bulkhead_insight::{EndpointMatch, FlowFilter, GroupBy};
+use history::{active, counters, edge, PEERS};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
 const NOW: &str = "2026-06-15T12:00:00Z";
-const PEERS: u32 = 5;
 /// Per mille of (edge, bucket) pairs active, per tier.
 const RATE: [(Tier, i64); 3] = [(Tier::Minute, 5), (Tier::Hour, 100), (Tier::Day, 500)];
-const PORTS: [u16; 5] = [80, 443, 5432, 6379, 8080];
 
 fn env_u(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn workload(w: u32) -> FlowEndpoint {
-    let ns = format!("ns{}", w % 50);
-    FlowEndpoint {
-        address: format!("10.{}.{}.1", w / 250, w % 250).parse().expect("ip"),
-        identity: 1000 + w,
-        labels: BTreeMap::from([
-            ("app".to_string(), format!("app{}", w % 400)),
-            (
-                "env".to_string(),
-                ["prod", "staging", "dev"][(w % 3) as usize].to_string(),
-            ),
-            ("role".to_string(), format!("role{}", w % 20)),
-        ]),
-        kind: EndpointKind::Pod,
-        name: Some(format!("{ns}/w{w}")),
-        namespace: Some(ns),
-        reported: true,
-    }
-}
-
-/// Edge `i`: workload i/5 to a spread-out peer, one of five ports.
-fn edge(i: u32, workloads: u32) -> FlowRecord {
-    let src = i / PEERS;
-    let mut dst = (i * 37 + 11) % workloads;
-    if dst == src {
-        dst = (dst + 1) % workloads;
-    }
-    let deny = i.is_multiple_of(50);
-    FlowRecord {
-        schema: SCHEMA.into(),
-        start: Timestamp::UNIX_EPOCH,
-        end: Timestamp::UNIX_EPOCH,
-        node: format!("node{}", src % 50),
-        source: workload(src),
-        destination: workload(dst),
-        port: PORTS[(i % 5) as usize],
-        protocol: Protocol::Tcp,
-        direction: Direction::Egress,
-        verdict: if deny {
-            FlowVerdict::Deny
-        } else {
-            FlowVerdict::Allow
-        },
-        would_verdict: if deny || i.is_multiple_of(10) {
-            FlowVerdict::Deny
-        } else {
-            FlowVerdict::Allow
-        },
-        mode: EnforcementMode::Visibility,
-        reason: FlowReason::Default,
-        rule: None,
-        flows: 0,
-        packets: 0,
-        bytes: 0,
-    }
-}
-
-fn active(i: i64, k: i64, rate: i64) -> bool {
-    (i * 7919 + k * 104_729) % 1000 < rate
-}
-
-fn counters(i: i64, k: i64) -> (i64, i64, i64) {
-    let flows = 1 + (i + k) % 5;
-    (flows, flows * 10, flows * 10 * (100 + i % 900))
 }
 
 /// The buckets (index k, so bucket = k * width) a tier holds at NOW.

@@ -196,6 +196,9 @@ async fn post_flows<S: Store, A: Auth>(
                 })
                 .inc();
             app.metrics.records.inc_by(done.records as u64);
+            if !done.duplicate {
+                app.metrics.denied(&batch.records);
+            }
             tracing::debug!(
                 node = batch.node,
                 batch = batch.batch_id,

@@ -4,6 +4,10 @@
 //!   "app=web,env=prod" ──EndpointMatch::parse──┐
 //!   since/until, verdict, port, protocol, node ─┴─► FlowFilter::matches(&FlowRecord)
 //!   "source.app,destination.app,port" ──GroupBy::parse──► aggregate(records) ─► Vec<Group>
+//!
+//!   records ──► talkers (top talkers) · unlabeled (the labeling queue, suggestions)
+//!   records + compiled cluster (bulkhead_policy::Output) ──► coverage · exposure
+//!                                                       └──► report (all of it; json, csv, html)
 //! ```
 //!
 //! Promotion gates ([`promotion`]) decide from would-deny records whether a
@@ -20,14 +24,24 @@
 
 #![forbid(unsafe_code)]
 
+pub mod coverage;
+mod error;
+pub mod exposure;
 pub mod promotion;
 pub mod query;
 pub mod recommend;
 pub mod replay;
+pub mod report;
+pub mod talkers;
 #[cfg(test)]
 mod testing;
+pub mod unlabeled;
 pub mod whatif;
 
+#[cfg(test)]
+mod tests;
+
+pub use error::InsightError;
 pub use query::{
     aggregate, EndpointMatch, FlowFilter, Group, GroupBy, GroupKey, LabelRequirement, QueryError,
     VerdictFilter,

@@ -186,6 +186,9 @@ impl Engine {
         }
         if self.dirty {
             self.publish().await?;
+            if let Some(c) = &self.compiler {
+                self.metrics.kpis.observe(c.output(), false);
+            }
             self.dirty = false;
             self.status_nodes.clear();
             self.metrics.pass("full");

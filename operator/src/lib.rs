@@ -31,6 +31,7 @@ pub mod feed;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod http;
+pub mod kpi;
 pub mod leader;
 pub mod metrics;
 pub mod promotion;

@@ -74,6 +74,8 @@ pub struct Metrics {
     /// promotion (within the last quiet window). Above zero is an alert;
     /// nothing demotes on its own.
     pub promoted_denied_flows: Family<PolicyLabel, Gauge>,
+    /// Endpoints by mode, the unlabeled count, exposure per application.
+    pub kpis: crate::kpi::Kpis,
 }
 
 impl Metrics {
@@ -90,6 +92,7 @@ impl Metrics {
             promotions: Counter::default(),
             promotion_checks: Family::default(),
             promoted_denied_flows: Family::default(),
+            kpis: crate::kpi::Kpis::register(registry),
         };
         let r = registry.sub_registry_with_prefix("bulkhead_operator");
         r.register(
