@@ -12,81 +12,27 @@
 //!
 //! Env: `BENCH_WORKLOADS` (2000), `BENCH_DAYS` (400), `BENCH_RUNS` (3).
 
+#[path = "common/history.rs"]
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use bulkhead_api::flow::{EndpointKind, FlowEndpoint, FlowReason, FlowRecord, FlowVerdict, SCHEMA};
-use bulkhead_api::policy::{EnforcementMode, Protocol};
-use bulkhead_api::rule_map::Direction;
+use bulkhead_api::flow::FlowRecord;
 use bulkhead_insight::recommend::{recommend, Layer, RecommendOptions};
 use bulkhead_insight::whatif::{what_if, Draft, WhatIfOptions};
 use bulkhead_insight::{aggregate, GroupBy};
 use bulkhead_policy::snapshot::Snapshot;
 use bulkhead_policy::CompileOptions;
+use common::{active, edge, PEERS};
 use jiff::{SignedDuration, Timestamp};
 
 const NOW: &str = "2026-06-15T00:00:00Z";
-const PEERS: u32 = 5;
-const PORTS: [u16; 5] = [80, 443, 5432, 6379, 8080];
-
 fn env_u(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The store benchmark's workload `w`.
-fn workload(w: u32) -> FlowEndpoint {
-    let ns = format!("ns{}", w % 50);
-    FlowEndpoint {
-        address: format!("10.{}.{}.1", w / 250, w % 250).parse().expect("ip"),
-        identity: 1000 + w,
-        labels: BTreeMap::from([
-            ("app".to_string(), format!("app{}", w % 400)),
-            (
-                "env".to_string(),
-                ["prod", "staging", "dev"][(w % 3) as usize].to_string(),
-            ),
-            ("role".to_string(), format!("role{}", w % 20)),
-        ]),
-        kind: EndpointKind::Pod,
-        name: Some(format!("{ns}/w{w}")),
-        namespace: Some(ns),
-        reported: true,
-    }
-}
-
-/// The store benchmark's edge `i` (workload i/5 to a spread-out peer).
-fn edge(i: u32, workloads: u32) -> FlowRecord {
-    let src = i / PEERS;
-    let mut dst = (i * 37 + 11) % workloads;
-    if dst == src {
-        dst = (dst + 1) % workloads;
-    }
-    FlowRecord {
-        schema: SCHEMA.into(),
-        start: Timestamp::UNIX_EPOCH,
-        end: Timestamp::UNIX_EPOCH,
-        node: format!("node{}", src % 50),
-        source: workload(src),
-        destination: workload(dst),
-        port: PORTS[(i % 5) as usize],
-        protocol: Protocol::Tcp,
-        direction: Direction::Egress,
-        verdict: FlowVerdict::Allow,
-        would_verdict: FlowVerdict::Allow,
-        mode: EnforcementMode::Visibility,
-        reason: FlowReason::Default,
-        rule: None,
-        flows: 0,
-        packets: 0,
-        bytes: 0,
-    }
-}
-
-fn active(i: i64, k: i64, rate: i64) -> bool {
-    (i * 7919 + k * 104_729) % 1000 < rate
 }
 
 fn history(workloads: u32, days: i64, now: Timestamp) -> Vec<FlowRecord> {

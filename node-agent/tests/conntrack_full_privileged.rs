@@ -7,51 +7,23 @@
 mod support;
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use bulkhead_agent::flows::FlowAggregator;
 use bulkhead_agent::layout::{REASON_CT_FULL, VERDICT_DENY};
 use bulkhead_agent::loader::{LoadOptions, FROM_ENDPOINT, TO_ENDPOINT};
-use bulkhead_agent::{spec, Desired};
 use bulkhead_api::policy::Protocol;
 use support::*;
 
-const PASS: u32 = u32::MAX;
-const DROP: u32 = 2;
 const CAPACITY: u32 = 8;
 
-fn run(t: &TestDatapath, program: &str, packet: &[u8]) -> u32 {
-    let prog: &SchedClassifier =
-        t.dp.loaded()
-            .endpoint
-            .program(program)
-            .expect("program")
-            .try_into()
-            .expect("tc");
-    let mut out = vec![0u8; packet.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(packet),
-        data_out: Some(&mut out),
-        ..TestRunOptions::default()
-    };
-    prog.test_run(opts).expect("test_run").return_value
-}
-
 fn programmed(name: &str, ct_timeout: Duration) -> TestDatapath {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let rule_map = spec::read_rule_map(&dir.join("rule-map.yaml")).expect("rule map");
-    let ids = spec::read_identity_map(&dir.join("identities.yaml")).expect("identities");
-    let desired = Desired::build(&rule_map, &[ids]).expect("valid fixture");
     let opts = LoadOptions {
         conntrack_max_entries: CAPACITY,
         ct_timeout,
         ..LoadOptions::default()
     };
-    let mut t = TestDatapath::open_with(name, opts);
-    t.dp.program(&desired).expect("programming");
-    t
+    programmed_fixture(name, opts)
 }
 
 fn ip(s: &str) -> IpAddr {

@@ -9,47 +9,14 @@
 mod support;
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use bulkhead_agent::flows::aggregate::RawEdge;
 use bulkhead_agent::flows::FlowAggregator;
 use bulkhead_agent::layout::{CT_F_CLOSING, REASON_UNRELATED, VERDICT_ALLOW, VERDICT_DENY};
 use bulkhead_agent::loader::{LoadOptions, FROM_ENDPOINT, TO_ENDPOINT};
-use bulkhead_agent::{spec, Desired};
 use bulkhead_api::policy::Protocol;
 use support::*;
-
-const PASS: u32 = u32::MAX;
-const DROP: u32 = 2;
-
-fn run(t: &TestDatapath, program: &str, packet: &[u8]) -> u32 {
-    let prog: &SchedClassifier =
-        t.dp.loaded()
-            .endpoint
-            .program(program)
-            .expect("program")
-            .try_into()
-            .expect("tc");
-    let mut out = vec![0u8; packet.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(packet),
-        data_out: Some(&mut out),
-        ..TestRunOptions::default()
-    };
-    prog.test_run(opts).expect("test_run").return_value
-}
-
-fn programmed(name: &str, opts: LoadOptions) -> TestDatapath {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let rule_map = spec::read_rule_map(&dir.join("rule-map.yaml")).expect("rule map");
-    let ids = spec::read_identity_map(&dir.join("identities.yaml")).expect("identities");
-    let desired = Desired::build(&rule_map, &[ids]).expect("valid fixture");
-    let mut t = TestDatapath::open_with(name, opts);
-    t.dp.program(&desired).expect("programming");
-    t
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
@@ -125,7 +92,7 @@ fn closing(t: &TestDatapath) -> usize {
 #[test]
 fn fin_and_rst_move_entries_to_the_closing_timeout_privileged() {
     for end in [FIN_ACK, RST] {
-        let t = programmed("ct-closing", LoadOptions::default());
+        let t = programmed_fixture("ct-closing", LoadOptions::default());
         let a_to_b = |flags| tcp("10.98.0.10", "10.98.0.11", 40000, 8000, flags);
         let b_to_a = |flags| tcp("10.98.0.11", "10.98.0.10", 8000, 40000, flags);
         assert_eq!(run(&t, FROM_ENDPOINT, &a_to_b(SYN)), PASS);
@@ -155,7 +122,7 @@ fn closed_connections_stop_passing_after_the_closing_timeout_privileged() {
         ct_closing_timeout: Duration::from_nanos(1),
         ..LoadOptions::default()
     };
-    let t = programmed("ct-closed", opts);
+    let t = programmed_fixture("ct-closed", opts);
     let a_to_b = |sport, flags| tcp("10.98.0.10", "10.98.0.11", sport, 8000, flags);
     let b_to_a = |dport, flags| tcp("10.98.0.11", "10.98.0.10", 8000, dport, flags);
     // Open, never closed: replies pass.
@@ -180,7 +147,7 @@ fn closed_connections_stop_passing_after_the_closing_timeout_privileged() {
 /// about nothing do not, whatever the rules and the selective default say.
 #[test]
 fn ghsa_c66w_hq56_4q97_icmp_errors_are_judged_with_their_flow_privileged() {
-    let mut t = programmed("ct-icmp", LoadOptions::default());
+    let mut t = programmed_fixture("ct-icmp", LoadOptions::default());
     // a (full) -> 10.99.0.200:5353 (CIDR 3000) is allowed (rule 3): tracked.
     let udp = packet(
         ip("10.98.0.10"),

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use bulkhead_agent::flows::aggregate::{RawEdge, REASON_SPOOFED};
 use bulkhead_agent::flows::FlowAggregator;
 use bulkhead_agent::layout::{EndpointKey, DIR_EGRESS, DIR_INGRESS, VERDICT_DENY};
@@ -20,30 +19,7 @@ use bulkhead_agent::{spec, Desired};
 use bulkhead_api::policy::Protocol;
 use support::*;
 
-const PASS: u32 = u32::MAX;
-const DROP: u32 = 2;
 const LO: u32 = 1;
-
-fn run(t: &TestDatapath, program: &str, packet: &[u8]) -> u32 {
-    let loaded = t.dp.loaded();
-    let ebpf = if program == HOST_INGRESS {
-        &loaded.host
-    } else {
-        &loaded.endpoint
-    };
-    let prog: &SchedClassifier = ebpf
-        .program(program)
-        .expect("program")
-        .try_into()
-        .expect("tc");
-    let mut out = vec![0u8; packet.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(packet),
-        data_out: Some(&mut out),
-        ..TestRunOptions::default()
-    };
-    prog.test_run(opts).expect("test_run").return_value
-}
 
 fn key(addr: &str) -> EndpointKey {
     let (family, bytes) = match addr.parse::<IpAddr>().expect("address") {

@@ -218,3 +218,45 @@ pub fn packet(src: IpAddr, dst: IpAddr, protocol: Protocol, sport: u16, dport: u
         _ => panic!("mixed families"),
     }
 }
+
+/// What a TC program returns to let a packet on (TC_ACT_UNSPEC, -1: TCX_NEXT).
+pub const PASS: u32 = u32::MAX;
+/// What it returns to drop one (TC_ACT_SHOT).
+pub const DROP: u32 = 2;
+
+/// Runs `program` (of the endpoint object, or the host one for
+/// `HOST_INGRESS`) on `packet` with `BPF_PROG_TEST_RUN`: its return value.
+pub fn run(t: &TestDatapath, program: &str, packet: &[u8]) -> u32 {
+    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+    let loaded = t.dp.loaded();
+    let ebpf = if program == bulkhead_agent::loader::HOST_INGRESS {
+        &loaded.host
+    } else {
+        &loaded.endpoint
+    };
+    let prog: &SchedClassifier = ebpf
+        .program(program)
+        .expect("program")
+        .try_into()
+        .expect("tc");
+    let mut out = vec![0u8; packet.len() + 256];
+    let opts = TestRunOptions {
+        data_in: Some(packet),
+        data_out: Some(&mut out),
+        ..TestRunOptions::default()
+    };
+    prog.test_run(opts).expect("test_run").return_value
+}
+
+/// A datapath in its own pin directory, programmed with the fixture rule
+/// map and identities (`tests/fixtures/rule-map.yaml`, `identities.yaml`).
+pub fn programmed_fixture(name: &str, opts: LoadOptions) -> TestDatapath {
+    use bulkhead_agent::{spec, Desired};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let rule_map = spec::read_rule_map(&dir.join("rule-map.yaml")).expect("rule map");
+    let ids = spec::read_identity_map(&dir.join("identities.yaml")).expect("identities");
+    let desired = Desired::build(&rule_map, &[ids]).expect("valid fixture");
+    let mut t = TestDatapath::open_with(name, opts);
+    t.dp.program(&desired).expect("programming");
+    t
+}
