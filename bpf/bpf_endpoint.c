@@ -28,14 +28,14 @@ int bh_from_endpoint(struct __sk_buff *skb)
 	if (ret != BH_CONTINUE)
 		return ret;
 	if (bh_cfg_anti_spoofing && !bh_is_link_scoped(&p)) {
-		src = bh_interface_endpoint(skb->ifindex);
+		src = bh_interface_endpoint(&p, skb->ifindex);
 		if (bh_spoofed_from_endpoint(&p, skb->ifindex, src))
 			return bh_drop_spoofed(skb, &p, src, BH_DIR_EGRESS,
-					       bh_peer_identity(p.family, p.daddr));
+					       bh_peer_identity(&p, p.daddr));
 		if (!src)
-			src = bh_local_endpoint(p.family, p.saddr);
+			src = bh_local_endpoint(&p, p.saddr);
 	} else {
-		src = bh_local_endpoint(p.family, p.saddr);
+		src = bh_local_endpoint(&p, p.saddr);
 	}
 	if (!src) {
 		bh_count(BH_CNT_NOT_LOCAL);
@@ -43,7 +43,7 @@ int bh_from_endpoint(struct __sk_buff *skb)
 	}
 	if (bh_enforce(skb, &p, src, BH_DIR_EGRESS) == BH_DROP)
 		return BH_DROP;
-	dst = bh_local_endpoint(p.family, p.daddr);
+	dst = bh_local_endpoint(&p, p.daddr);
 	if (dst && (dst->flags & BH_EP_F_HOST))
 		return bh_enforce(skb, &p, dst, BH_DIR_INGRESS);
 	return BH_PASS;
@@ -59,12 +59,12 @@ int bh_to_endpoint(struct __sk_buff *skb)
 	ret = bh_prologue(skb, &p);
 	if (ret != BH_CONTINUE)
 		return ret;
-	dst = bh_local_endpoint(p.family, p.daddr);
+	dst = bh_local_endpoint(&p, p.daddr);
 	if (!dst) {
 		bh_count(BH_CNT_NOT_LOCAL);
 		return BH_PASS;
 	}
-	src = bh_local_endpoint(p.family, p.saddr);
+	src = bh_local_endpoint(&p, p.saddr);
 	if (src && (src->flags & BH_EP_F_HOST) &&
 	    bh_enforce(skb, &p, src, BH_DIR_EGRESS) == BH_DROP)
 		return BH_DROP;

@@ -21,7 +21,7 @@ int bh_host_ingress(struct __sk_buff *skb)
 	ret = bh_prologue(skb, &p);
 	if (ret != BH_CONTINUE)
 		return ret;
-	dst = bh_local_endpoint(p.family, p.daddr);
+	dst = bh_local_endpoint(&p, p.daddr);
 	if (bh_cfg_anti_spoofing) {
 		claimed = bh_spoofed_on_host(&p);
 		if (claimed)
@@ -44,7 +44,7 @@ int bh_host_egress(struct __sk_buff *skb)
 	ret = bh_prologue(skb, &p);
 	if (ret != BH_CONTINUE)
 		return ret;
-	src = bh_local_endpoint(p.family, p.saddr);
+	src = bh_local_endpoint(&p, p.saddr);
 	if (!src || !(src->flags & BH_EP_F_HOST)) {
 		bh_count(BH_CNT_NOT_LOCAL);
 		return BH_PASS;

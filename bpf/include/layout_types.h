@@ -8,7 +8,7 @@
 /* Bumped whenever a map key or value changes shape. Maps are pinned under
  * /sys/fs/bpf/bulkhead/v<BH_LAYOUT_VERSION>/ so an agent of another layout
  * never reads maps it does not understand. */
-#define BH_LAYOUT_VERSION 3
+#define BH_LAYOUT_VERSION 4
 
 /* Reserved identities (api/src/identity.rs). */
 #define BH_ID_ANY 0

@@ -37,7 +37,7 @@ static __always_inline int bh_reevaluate(struct __sk_buff *skb, const struct bh_
 	struct bh_decision d;
 
 	bh_count(BH_CNT_REEVALUATED);
-	bh_decide(ep, flow_dir, peer, k->protocol, ct->policy_port, &d);
+	bh_decide(p, ep, flow_dir, peer, k->protocol, ct->policy_port, &d);
 	if (d.verdict == BH_VERDICT_DENY) {
 		bh_count(BH_CNT_REEVAL_DENIED);
 		bh_count(BH_CNT_DENIED);
@@ -101,8 +101,8 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 				      const struct endpoint_info *ep, __u8 dir)
 {
 	const __u8 *peer_addr = dir == BH_DIR_EGRESS ? p->daddr : p->saddr;
-	__u32 peer = bh_peer_identity(p->family, peer_addr);
-	__u32 gen = bh_generation();
+	__u32 peer = bh_peer_identity(p, peer_addr);
+	__u32 gen = p->generation;
 	__u64 now = bpf_ktime_get_ns();
 	struct bh_decision d;
 	struct ct_value *ct;
@@ -144,7 +144,7 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		return BH_PASS;
 	}
 
-	if (bh_is_failsafe_reply(ep, dir, p->protocol, p->tcp_flags, bpf_ntohs(p->sport))) {
+	if (bh_is_failsafe_reply(p, ep, dir, p->protocol, p->tcp_flags, bpf_ntohs(p->sport))) {
 		/* Recorded the right way round: as the flow the far end answers,
 		 * so both directions and any re-evaluation see a failsafe flow. */
 		bh_failsafe_decision(&d);
@@ -161,7 +161,7 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		return BH_PASS;
 	}
 
-	bh_decide(ep, dir, peer, p->protocol, p->policy_port, &d);
+	bh_decide(p, ep, dir, peer, p->protocol, p->policy_port, &d);
 	if (d.reason == BH_REASON_FAILSAFE)
 		bh_count(BH_CNT_FAILSAFE);
 	if (d.verdict == BH_VERDICT_DENY) {
@@ -212,6 +212,7 @@ static __always_inline int bh_prologue(struct __sk_buff *skb, struct bh_pkt *p)
 		bh_count(BH_CNT_NEIGHBOR_DISCOVERY);
 		return BH_PASS;
 	}
+	p->generation = bh_generation();
 	return BH_CONTINUE;
 }
 

@@ -9,31 +9,32 @@
 #include "maps.h"
 #include "parse.h"
 
-static __always_inline __u32 bh_peer_identity(__u8 family, const __u8 *addr)
+static __always_inline __u32 bh_peer_identity(const struct bh_pkt *p, const __u8 *addr)
 {
 	struct identity_value *v;
 
-	if (family == BH_FAMILY_V4) {
+	if (p->family == BH_FAMILY_V4) {
 		struct ipcache_v4_key k = { .prefixlen = 32 };
 
 		__builtin_memcpy(k.addr, addr, 4);
-		v = bpf_map_lookup_elem(&bh_ipcache_v4, &k);
+		v = bh_slot_lookup(bh_ipcache_v4, p->generation, &k);
 	} else {
 		struct ipcache_v6_key k = { .prefixlen = 128 };
 
 		__builtin_memcpy(k.addr, addr, 16);
-		v = bpf_map_lookup_elem(&bh_ipcache_v6, &k);
+		v = bh_slot_lookup(bh_ipcache_v6, p->generation, &k);
 	}
 	return v ? v->identity : BH_ID_WORLD;
 }
 
-static __always_inline struct endpoint_info *bh_local_endpoint(__u8 family, const __u8 *addr)
+static __always_inline struct endpoint_info *bh_local_endpoint(const struct bh_pkt *p,
+								  const __u8 *addr)
 {
 	struct endpoint_key k = {};
 
-	k.family = family;
+	k.family = p->family;
 	__builtin_memcpy(k.addr, addr, 16);
-	return bpf_map_lookup_elem(&bh_endpoints, &k);
+	return bh_slot_lookup(bh_endpoints, p->generation, &k);
 }
 
 #endif

@@ -12,57 +12,45 @@
 #include "flow_types.h"
 #include "state_types.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct ipcache_v4_key);
-	__type(value, struct identity_value);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bh_ipcache_v4 SEC(".maps");
+/* The maps the agent programs come in two slots, _a and _b: one generation
+ * of the node's rules each. The agent writes the slot not in force, then
+ * flips the generation in bh_state; its parity says which slot is in force
+ * (even: _a, odd: _b). A packet reads the generation once (bh_pkt.generation)
+ * and looks everything up in that one slot, so it is judged by one complete
+ * generation, and a programming pass that fails half-way leaves the slot in
+ * force untouched (docs/conntrack.md, "Generations"). Conntrack, counters and
+ * events are not slotted: established flows survive a flip and are
+ * re-evaluated against the new slot on their next packet. */
+#define BH_SLOTTED_MAP(name, map_type, key_type, value_type, max, flags, slot)                   \
+	struct {                                                                                 \
+		__uint(type, map_type);                                                          \
+		__type(key, key_type);                                                           \
+		__type(value, value_type);                                                       \
+		__uint(max_entries, max);                                                        \
+		__uint(map_flags, flags);                                                        \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                             \
+	} name##_##slot SEC(".maps")
+#define BH_SLOTTED_MAPS(name, map_type, key_type, value_type, max, flags)                        \
+	BH_SLOTTED_MAP(name, map_type, key_type, value_type, max, flags, a);                     \
+	BH_SLOTTED_MAP(name, map_type, key_type, value_type, max, flags, b)
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct ipcache_v6_key);
-	__type(value, struct identity_value);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bh_ipcache_v6 SEC(".maps");
+/* Looks `key` up in the slot of `generation`. */
+#define bh_slot_lookup(name, generation, key)                                                    \
+	(((generation) & 1) ? bpf_map_lookup_elem(&name##_b, key)                                \
+			    : bpf_map_lookup_elem(&name##_a, key))
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct endpoint_key);
-	__type(value, struct endpoint_info);
-	__uint(max_entries, 4096);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bh_endpoints SEC(".maps");
-
+BH_SLOTTED_MAPS(bh_ipcache_v4, BPF_MAP_TYPE_LPM_TRIE, struct ipcache_v4_key,
+		struct identity_value, 65536, BPF_F_NO_PREALLOC);
+BH_SLOTTED_MAPS(bh_ipcache_v6, BPF_MAP_TYPE_LPM_TRIE, struct ipcache_v6_key,
+		struct identity_value, 65536, BPF_F_NO_PREALLOC);
+BH_SLOTTED_MAPS(bh_endpoints, BPF_MAP_TYPE_HASH, struct endpoint_key, struct endpoint_info,
+		4096, 0);
 /* Host-side ifindex of a pod veth -> the endpoint behind it. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32);
-	__type(value, struct endpoint_info);
-	__uint(max_entries, 4096);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bh_ifaces SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct policy_key);
-	__type(value, struct policy_value);
-	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bh_policy SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct failsafe_key);
-	__type(value, struct failsafe_value);
-	__uint(max_entries, 256);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} bh_failsafe SEC(".maps");
+BH_SLOTTED_MAPS(bh_ifaces, BPF_MAP_TYPE_HASH, __u32, struct endpoint_info, 4096, 0);
+BH_SLOTTED_MAPS(bh_policy, BPF_MAP_TYPE_LPM_TRIE, struct policy_key, struct policy_value,
+		262144, BPF_F_NO_PREALLOC);
+BH_SLOTTED_MAPS(bh_failsafe, BPF_MAP_TYPE_HASH, struct failsafe_key, struct failsafe_value,
+		256, 0);
 
 /* Conntrack in two tables (docs/conntrack.md). Flows of full-mode
  * endpoints live in a plain hash: nothing evicts them, a full table refuses
@@ -116,6 +104,7 @@ static __always_inline void bh_count(__u32 idx)
 		*v += 1;
 }
 
+/* The generation in force (bh_state); its parity selects the slot. */
 static __always_inline __u32 bh_generation(void)
 {
 	__u32 zero = 0;

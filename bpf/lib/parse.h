@@ -51,6 +51,9 @@ struct bh_pkt {
 	__be16 inner_dport;
 	__u8 inner_protocol;
 	__u8 inner_pad[3];
+	/* The maps' generation this packet is judged under, read once by
+	 * bh_prologue so that one packet never mixes two slots (maps.h). */
+	__u32 generation;
 };
 
 struct bh_ipv4_hdr {

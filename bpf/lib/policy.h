@@ -14,8 +14,8 @@ struct bh_decision {
 	__u8 reason;
 };
 
-static __always_inline int bh_is_failsafe(const struct endpoint_info *ep, __u8 dir, __u8 proto,
-				       __u16 port)
+static __always_inline int bh_is_failsafe(const struct bh_pkt *p, const struct endpoint_info *ep,
+					  __u8 dir, __u8 proto, __u16 port)
 {
 	struct failsafe_key k = {};
 
@@ -24,7 +24,7 @@ static __always_inline int bh_is_failsafe(const struct endpoint_info *ep, __u8 d
 	k.protocol = proto;
 	k.direction = dir;
 	k.port = bpf_htons(port);
-	return bpf_map_lookup_elem(&bh_failsafe, &k) != 0;
+	return bh_slot_lookup(bh_failsafe, p->generation, &k) != 0;
 }
 
 /* A TCP segment past the opening SYN (ACK set) that comes from a failsafe
@@ -34,12 +34,13 @@ static __always_inline int bh_is_failsafe(const struct endpoint_info *ep, __u8 d
  * as traffic to the local ephemeral port, and a strict policy would cut the
  * node off its API server. A bare SYN never matches, so no connection can
  * be opened this way. */
-static __always_inline int bh_is_failsafe_reply(const struct endpoint_info *ep, __u8 dir,
+static __always_inline int bh_is_failsafe_reply(const struct bh_pkt *p,
+						const struct endpoint_info *ep, __u8 dir,
 						__u8 proto, __u8 tcp_flags, __u16 sport)
 {
 	if (proto != IPPROTO_TCP_ || !(tcp_flags & BH_TCP_ACK))
 		return 0;
-	return bh_is_failsafe(ep, !dir, proto, sport);
+	return bh_is_failsafe(p, ep, !dir, proto, sport);
 }
 
 static __always_inline void bh_failsafe_decision(struct bh_decision *d)
@@ -51,7 +52,8 @@ static __always_inline void bh_failsafe_decision(struct bh_decision *d)
 	d->reason = BH_REASON_FAILSAFE;
 }
 
-static __always_inline struct policy_value *bh_policy_lookup(__u32 subject, __u8 dir, __u32 peer,
+static __always_inline struct policy_value *bh_policy_lookup(const struct bh_pkt *p,
+							       __u32 subject, __u8 dir, __u32 peer,
 							       __u8 proto, __u16 port)
 {
 	struct policy_key k = {};
@@ -63,24 +65,25 @@ static __always_inline struct policy_value *bh_policy_lookup(__u32 subject, __u8
 	k.direction = dir;
 	k.protocol = proto;
 	k.port = bpf_htons(port);
-	v = bpf_map_lookup_elem(&bh_policy, &k);
+	v = bh_slot_lookup(bh_policy, p->generation, &k);
 	if (v || peer == BH_ID_ANY)
 		return v;
 	k.peer = BH_ID_ANY;
-	return bpf_map_lookup_elem(&bh_policy, &k);
+	return bh_slot_lookup(bh_policy, p->generation, &k);
 }
 
-static __always_inline void bh_decide(const struct endpoint_info *ep, __u8 dir, __u32 peer,
-				      __u8 proto, __u16 port, struct bh_decision *d)
+static __always_inline void bh_decide(const struct bh_pkt *p, const struct endpoint_info *ep,
+				      __u8 dir, __u32 peer, __u8 proto, __u16 port,
+				      struct bh_decision *d)
 {
 	struct policy_value *v;
 
 	d->rule_id = 0;
-	if (bh_is_failsafe(ep, dir, proto, port)) {
+	if (bh_is_failsafe(p, ep, dir, proto, port)) {
 		bh_failsafe_decision(d);
 		return;
 	}
-	v = bh_policy_lookup(ep->identity, dir, peer, proto, port);
+	v = bh_policy_lookup(p, ep->identity, dir, peer, proto, port);
 	if (v) {
 		d->action = v->action;
 		d->rule_id = v->rule_id;

@@ -31,9 +31,10 @@ static __always_inline int bh_is_link_scoped(const struct bh_pkt *p)
 }
 
 /* The endpoint behind a pod interface, or 0 when the agent bound none to it. */
-static __always_inline struct endpoint_info *bh_interface_endpoint(__u32 ifindex)
+static __always_inline struct endpoint_info *bh_interface_endpoint(const struct bh_pkt *p,
+								     __u32 ifindex)
 {
-	return bpf_map_lookup_elem(&bh_ifaces, &ifindex);
+	return bh_slot_lookup(bh_ifaces, p->generation, &ifindex);
 }
 
 /* Whether a packet arriving from pod interface `ifindex` (whose endpoint is
@@ -41,7 +42,7 @@ static __always_inline struct endpoint_info *bh_interface_endpoint(__u32 ifindex
 static __always_inline int bh_spoofed_from_endpoint(const struct bh_pkt *p, __u32 ifindex,
 						    const struct endpoint_info *sender)
 {
-	const struct endpoint_info *owner = bh_local_endpoint(p->family, p->saddr);
+	const struct endpoint_info *owner = bh_local_endpoint(p, p->saddr);
 
 	if (sender)
 		return !owner || owner->ifindex != ifindex;
@@ -55,7 +56,7 @@ static __always_inline int bh_spoofed_from_endpoint(const struct bh_pkt *p, __u3
 /* Whether a packet arriving on a host interface claims a local pod's address. */
 static __always_inline struct endpoint_info *bh_spoofed_on_host(const struct bh_pkt *p)
 {
-	struct endpoint_info *owner = bh_local_endpoint(p->family, p->saddr);
+	struct endpoint_info *owner = bh_local_endpoint(p, p->saddr);
 
 	if (owner && !(owner->flags & BH_EP_F_HOST))
 		return owner;
@@ -78,7 +79,7 @@ static __always_inline int bh_drop_spoofed(struct __sk_buff *skb, const struct b
 
 	/* Not BH_CNT_DENIED: that one counts policy denies. */
 	bh_count(BH_CNT_SPOOFED);
-	bh_emit(skb, p, local ? local : &unknown, dir, peer, &d, BH_EVENT_DENY, bh_generation(), 0);
+	bh_emit(skb, p, local ? local : &unknown, dir, peer, &d, BH_EVENT_DENY, p->generation, 0);
 	return BH_DROP;
 }
 

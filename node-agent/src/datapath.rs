@@ -2,7 +2,8 @@
 //! and the flow reader.
 //!
 //! ```text
-//!  Desired (validated) ──program()──► Maps (diff) ──► generation bump
+//!  Desired (validated) ──program()──► Maps: the slot not in force (diff)
+//!        │                                 ──► flip (generation + 1)
 //!        └─ + host routes ─► endpoints bound to their veths (anti-spoofing)
 //!  interfaces ───────────sync_interfaces()──► Attacher (TCX / clsact),
 //!                                             and a re-bind when routes moved
@@ -12,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::attach::{interfaces_with_prefix, Attacher, Hook};
-use crate::desired::interfaces::{self, Bound, PodAddresses};
+use crate::desired::interfaces::{self, Bound};
 use crate::desired::Desired;
 use crate::error::Result;
 use crate::flows::{FlowAggregator, FlowReader};
@@ -34,8 +35,8 @@ pub struct Datapath {
     pub maps: Maps,
     attacher: Attacher,
     flows: FlowReader,
-    /// The last programmed endpoints and their binding, to re-bind when
-    /// host routes change.
+    /// The last programmed content and its binding, to program again
+    /// (bound anew) when host routes change.
     binding: Option<Binding>,
     /// Conntrack timeouts (as loaded) and the last sweep of the full-mode table.
     ct_timeout_ns: u64,
@@ -54,8 +55,7 @@ pub fn monotonic_ns() -> u64 {
 
 #[derive(Debug)]
 struct Binding {
-    endpoints: BTreeMap<crate::layout::EndpointKey, crate::layout::EndpointInfo>,
-    pods: Vec<PodAddresses>,
+    desired: Desired,
     bound: Bound,
 }
 
@@ -83,8 +83,9 @@ impl Datapath {
         &self.loaded
     }
 
-    /// Makes the maps hold `desired` (a diff), its pods bound to their
-    /// interfaces by this namespace's host routes, and bumps the generation.
+    /// Makes the slot not in force hold `desired` (a diff), its pods bound
+    /// to their interfaces by this namespace's host routes, and flips to it.
+    /// On error the maps in force are those of the last successful pass.
     pub fn program(&mut self, desired: &Desired) -> Result<ProgramStats> {
         self.program_with_routes(desired, &interfaces::read_host_routes())
     }
@@ -99,28 +100,28 @@ impl Datapath {
         for (pod, why) in &bound.unbound {
             tracing::warn!(pod, why, "endpoint not bound to an interface: its source addresses are checked against other pods' only");
         }
-        self.binding = None;
         let stats = self.maps.program(desired, &bound)?;
         self.binding = Some(Binding {
-            endpoints: desired.endpoints.clone(),
-            pods: desired.pods.clone(),
+            desired: desired.clone(),
             bound,
         });
         Ok(stats)
     }
 
     /// Binds the last programmed endpoints again by the current host routes;
-    /// writes only when the binding changed. Returns whether it did.
+    /// when the binding changed, programs the other slot with it and flips
+    /// (like any change: all or nothing). Returns whether it did.
     pub fn rebind(&mut self) -> Result<bool> {
         let Some(binding) = &self.binding else {
             return Ok(false);
         };
         let routes = interfaces::read_host_routes();
-        let bound = interfaces::bind(&binding.endpoints, &binding.pods, &routes);
+        let bound = interfaces::bind(&binding.desired.endpoints, &binding.desired.pods, &routes);
         if bound.endpoints == binding.bound.endpoints && bound.ifaces == binding.bound.ifaces {
             return Ok(false);
         }
-        self.maps.rebind(&bound)?;
+        let desired = binding.desired.clone();
+        self.maps.program(&desired, &bound)?;
         if let Some(b) = &mut self.binding {
             b.bound = bound;
         }

@@ -6,7 +6,7 @@
 #![allow(unsafe_code)] // aya's `Pod` is an unsafe marker trait: these are plain old data.
 
 /// Version of the map layout; maps live under `/sys/fs/bpf/bulkhead/v<N>/`.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;

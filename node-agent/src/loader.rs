@@ -45,7 +45,7 @@ pub struct LoadOptions {
     pub emit_new_flows: bool,
     /// How often an established flow reports its counters.
     pub report_interval: Duration,
-    /// Capacity of the policy map (entries after flattening).
+    /// Capacity of the policy map (entries after flattening), of each slot.
     pub policy_max_entries: u32,
     /// Capacity of the conntrack table of full-mode endpoints' flows.
     pub conntrack_max_entries: u32,
@@ -120,7 +120,8 @@ fn load_object(
     let report = u64::try_from(opts.report_interval.as_nanos()).unwrap_or(u64::MAX);
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
-        .map_max_entries("bh_policy", opts.policy_max_entries)
+        .map_max_entries("bh_policy_a", opts.policy_max_entries)
+        .map_max_entries("bh_policy_b", opts.policy_max_entries)
         .map_max_entries("bh_conntrack", opts.conntrack_max_entries)
         .override_global("bh_cfg_ct_timeout_ns", &timeout, true)
         .override_global("bh_cfg_ct_closing_timeout_ns", &closing, true)

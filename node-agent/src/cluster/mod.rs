@@ -68,6 +68,9 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
     // Whether an update arrived since the last look (timer ticks alone
     // change nothing to program).
     let mut updated = false;
+    // A failed pass is retried with the same content (the kernel may have
+    // refused it for a passing reason), with backoff.
+    let mut retry = Retry::default();
     loop {
         tokio::select! {
             update = rx.recv() => match update {
@@ -93,8 +96,8 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
         }
         // Program only from a complete picture: a partial shard list would
         // turn known peers into `world`.
-        if let (true, true, true, Some(map)) = (updated, rule_map_listed, shards_listed, &rule_map)
-        {
+        let due = updated || retry.due(Instant::now());
+        if let (true, true, true, Some(map)) = (due, rule_map_listed, shards_listed, &rule_map) {
             updated = false;
             let generation = map.metadata.generation.unwrap_or(0);
             let shard_specs: Vec<IdentityMapSpec> =
@@ -104,7 +107,9 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
             let unchanged = programmed.as_ref().is_some_and(|(g, m, s)| {
                 *g == generation && m.spec == map.spec && *s == shard_specs
             });
-            if !unchanged {
+            if unchanged {
+                retry = Retry::default();
+            } else {
                 let t0 = Instant::now();
                 let result =
                     Desired::build(&map.spec, &shard_specs).and_then(|d| datapath.program(&d));
@@ -124,15 +129,17 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                             "programmed"
                         );
                         programmed = Some((generation, map.clone(), shard_specs));
+                        retry = Retry::default();
                         let s = status::programmed(generation, map, &stats, &shard_generations);
                         last_good = Some(s.clone());
                         s
                     }
                     Err(e) => {
                         outputs.telemetry.programming_failures.inc();
-                        tracing::error!(error = %e, "programming failed; the previous maps stay in force");
-                        // Remember the attempt, so the same content is not retried in a loop.
-                        programmed = Some((generation, map.clone(), shard_specs));
+                        // The pass wrote only the slot not in force: what
+                        // enforces is the last good generation, whole.
+                        let wait = retry.failed(Instant::now());
+                        tracing::error!(error = %e, retry_in = ?wait, "programming failed; the previous maps stay in force");
                         status::failed(last_good.as_ref(), generation, &e)
                     }
                 };
@@ -156,6 +163,33 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
         datapath.detach_all()?;
     }
     Ok(())
+}
+
+/// When to program the same content again after a failed pass.
+#[derive(Debug, Default)]
+struct Retry {
+    at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Retry {
+    const FIRST: Duration = Duration::from_millis(500);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn due(&self, now: Instant) -> bool {
+        self.at.is_some_and(|at| now >= at)
+    }
+
+    /// Schedules the next try; returns how long until it.
+    fn failed(&mut self, now: Instant) -> Duration {
+        self.backoff = if self.backoff.is_zero() {
+            Self::FIRST
+        } else {
+            (self.backoff * 2).min(Self::MAX)
+        };
+        self.at = Some(now + self.backoff);
+        self.backoff
+    }
 }
 
 fn apply(
@@ -259,4 +293,26 @@ fn watch_shards(client: Client, tx: mpsc::Sender<Update>) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Retry;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn failed_pass_is_retried_with_growing_backoff() {
+        let now = Instant::now();
+        let mut r = Retry::default();
+        assert!(!r.due(now), "nothing to retry before a failure");
+        assert_eq!(r.failed(now), Retry::FIRST);
+        assert!(!r.due(now));
+        assert!(r.due(now + Retry::FIRST));
+        assert_eq!(r.failed(now), 2 * Retry::FIRST);
+        for _ in 0..20 {
+            r.failed(now);
+        }
+        assert_eq!(r.backoff, Retry::MAX);
+        assert!(Retry::MAX > Duration::ZERO);
+    }
 }

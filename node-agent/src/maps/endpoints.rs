@@ -13,28 +13,37 @@ use crate::desired::Desired;
 use crate::error::Result;
 use crate::layout::{EndpointInfo, EndpointKey};
 
+/// The maps' names in metrics; the slots are `_a` and `_b`.
 pub(crate) const NAME: &str = "bh_endpoints";
 pub(crate) const IFACES: &str = "bh_ifaces";
+const SLOTS: [(&str, &str); 2] = [
+    ("bh_endpoints_a", "bh_ifaces_a"),
+    ("bh_endpoints_b", "bh_ifaces_b"),
+];
 
 #[derive(Debug)]
 pub struct Endpoints {
     map: HashMap<MapData, EndpointKey, EndpointInfo>,
     ifaces: HashMap<MapData, u32, EndpointInfo>,
+    names: (&'static str, &'static str),
     max: u32,
     max_ifaces: u32,
 }
 
 impl Endpoints {
-    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
+    pub(crate) fn take(ebpf: &mut Ebpf, slot: usize) -> Result<Self> {
+        let names = SLOTS[slot];
+        let (name, ifaces_name) = names;
         let map: HashMap<MapData, EndpointKey, EndpointInfo> =
-            HashMap::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
+            HashMap::try_from(take(ebpf, name)?).map_err(wrap(name, "open"))?;
         let ifaces: HashMap<MapData, u32, EndpointInfo> =
-            HashMap::try_from(take(ebpf, IFACES)?).map_err(wrap(IFACES, "open"))?;
-        let max = capacity(NAME, map.map())?;
-        let max_ifaces = capacity(IFACES, ifaces.map())?;
+            HashMap::try_from(take(ebpf, ifaces_name)?).map_err(wrap(ifaces_name, "open"))?;
+        let max = capacity(name, map.map())?;
+        let max_ifaces = capacity(ifaces_name, ifaces.map())?;
         Ok(Endpoints {
             map,
             ifaces,
+            names,
             max,
             max_ifaces,
         })
@@ -49,22 +58,20 @@ impl Endpoints {
     }
 
     pub(crate) fn check(&self, desired: &Desired) -> Result<()> {
-        check_fits(NAME, self.max, desired.endpoints.len())?;
-        check_fits(IFACES, self.max_ifaces, desired.pods.len())
+        check_fits(self.names.0, self.max, desired.endpoints.len())?;
+        check_fits(self.names.1, self.max_ifaces, desired.pods.len())
     }
 
-    /// Writes the endpoints first, then the interfaces: a new pod's
-    /// interface is known only once its addresses carry its ifindex, so no
-    /// packet of it is judged spoofed in between. Interfaces that went away
-    /// are forgotten last for the same reason.
+    /// Writes both maps of this slot (not in force: the order does not
+    /// matter to packets, the flip shows both at once).
     pub(crate) fn program(&mut self, bound: &Bound) -> Result<(DiffStats, DiffStats)> {
         let current: BTreeMap<EndpointKey, EndpointInfo> = self
             .map
             .iter()
             .collect::<Result<_, _>>()
-            .map_err(wrap(NAME, "read"))?;
+            .map_err(wrap(self.names.0, "read"))?;
         let map = &mut self.map;
-        let endpoints = apply_diff(NAME, &current, &bound.endpoints, |k, v| match v {
+        let endpoints = apply_diff(self.names.0, &current, &bound.endpoints, |k, v| match v {
             Some(v) => map.insert(k, v, 0),
             None => map.remove(k),
         })?;
@@ -72,9 +79,9 @@ impl Endpoints {
             .ifaces
             .iter()
             .collect::<Result<_, _>>()
-            .map_err(wrap(IFACES, "read"))?;
+            .map_err(wrap(self.names.1, "read"))?;
         let ifaces = &mut self.ifaces;
-        let interfaces = apply_diff(IFACES, &current, &bound.ifaces, |k, v| match v {
+        let interfaces = apply_diff(self.names.1, &current, &bound.ifaces, |k, v| match v {
             Some(v) => ifaces.insert(k, v, 0),
             None => ifaces.remove(k),
         })?;

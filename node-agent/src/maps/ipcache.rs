@@ -11,14 +11,20 @@ use crate::desired::Desired;
 use crate::error::Result;
 use crate::layout::IdentityValue;
 
+/// The maps' names in metrics; the slots are `_a` and `_b`.
 pub(crate) const V4: &str = "bh_ipcache_v4";
 pub(crate) const V6: &str = "bh_ipcache_v6";
+const SLOTS: [(&str, &str); 2] = [
+    ("bh_ipcache_v4_a", "bh_ipcache_v6_a"),
+    ("bh_ipcache_v4_b", "bh_ipcache_v6_b"),
+];
 
 /// Both families' tries.
 #[derive(Debug)]
 pub struct Ipcache {
     v4: LpmTrie<MapData, [u8; 4], IdentityValue>,
     v6: LpmTrie<MapData, [u8; 16], IdentityValue>,
+    names: (&'static str, &'static str),
     max_v4: u32,
     max_v6: u32,
     written_v4: Written<(u32, [u8; 4]), IdentityValue>,
@@ -26,16 +32,19 @@ pub struct Ipcache {
 }
 
 impl Ipcache {
-    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
+    pub(crate) fn take(ebpf: &mut Ebpf, slot: usize) -> Result<Self> {
+        let names = SLOTS[slot];
+        let (n4, n6) = names;
         let v4: LpmTrie<MapData, [u8; 4], IdentityValue> =
-            LpmTrie::try_from(take(ebpf, V4)?).map_err(wrap(V4, "open"))?;
+            LpmTrie::try_from(take(ebpf, n4)?).map_err(wrap(n4, "open"))?;
         let v6: LpmTrie<MapData, [u8; 16], IdentityValue> =
-            LpmTrie::try_from(take(ebpf, V6)?).map_err(wrap(V6, "open"))?;
-        let max_v4 = capacity(V4, v4_data(&v4))?;
-        let max_v6 = capacity(V6, v6_data(&v6))?;
+            LpmTrie::try_from(take(ebpf, n6)?).map_err(wrap(n6, "open"))?;
+        let max_v4 = capacity(n4, v4_data(&v4))?;
+        let max_v6 = capacity(n6, v6_data(&v6))?;
         Ok(Ipcache {
             v4,
             v6,
+            names,
             max_v4,
             max_v6,
             written_v4: Written::default(),
@@ -49,23 +58,24 @@ impl Ipcache {
     }
 
     pub(crate) fn check(&self, desired: &Desired) -> Result<()> {
-        check_fits(V4, self.max_v4, desired.ipcache_v4.len())?;
-        check_fits(V6, self.max_v6, desired.ipcache_v6.len())
+        check_fits(self.names.0, self.max_v4, desired.ipcache_v4.len())?;
+        check_fits(self.names.1, self.max_v6, desired.ipcache_v6.len())
     }
 
     pub(crate) fn program(&mut self, desired: &Desired) -> Result<(DiffStats, DiffStats)> {
-        let current = self.written_v4.current(|| read(&self.v4, V4))?;
+        let (n4, n6) = self.names;
+        let current = self.written_v4.current(|| read(&self.v4, n4))?;
         let want = with_values(&desired.ipcache_v4);
         let v4 = &mut self.v4;
-        let s4 = apply_diff(V4, &current, &want, |(len, addr), v| match v {
+        let s4 = apply_diff(n4, &current, &want, |(len, addr), v| match v {
             Some(v) => v4.insert(&Key::new(*len, *addr), v, 0),
             None => v4.remove(&Key::new(*len, *addr)),
         })?;
         self.written_v4.remember(&want);
-        let current = self.written_v6.current(|| read(&self.v6, V6))?;
+        let current = self.written_v6.current(|| read(&self.v6, n6))?;
         let want = with_values(&desired.ipcache_v6);
         let v6 = &mut self.v6;
-        let s6 = apply_diff(V6, &current, &want, |(len, addr), v| match v {
+        let s6 = apply_diff(n6, &current, &want, |(len, addr), v| match v {
             Some(v) => v6.insert(&Key::new(*len, *addr), v, 0),
             None => v6.remove(&Key::new(*len, *addr)),
         })?;

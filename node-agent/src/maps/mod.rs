@@ -1,12 +1,22 @@
 //! The agent's handles on the pinned maps, one file per map, and the diff
 //! that programs them: read what the kernel holds, write only what differs.
 //!
-//! Order of a programming pass (`Maps::program`):
-//!   1. capacity check of every map against the desired content (nothing
-//!      written if anything would not fit: what enforces stays untouched);
-//!   2. inserts and updates, then removals, map by map;
-//!   3. the generation bump (`state.rs`), after which conntrack re-evaluates
-//!      established flows on their next packet.
+//! The maps that hold the node's rules come in two slots (`bpf/lib/maps.h`):
+//! the parity of the generation in `bh_state` says which one is in force.
+//! A programming pass (`Maps::program`) never writes the slot in force:
+//!   1. capacity check of the other slot's maps against the desired content
+//!      (nothing written if anything would not fit);
+//!   2. that slot made to hold `desired`, map by map (removals, then inserts
+//!      and updates: the slot is not in force, so no order matters to
+//!      packets, and removing first keeps a nearly full map from overflowing);
+//!   3. the flip: the next generation, of that slot's parity, in one
+//!      aligned 32-bit store (`state.rs`). Packets judged after it see the
+//!      new slot whole; conntrack re-evaluates established flows on their
+//!      next packet.
+//!
+//! A failure in 1 or 2 leaves the generation, and so every map in force,
+//! as it was; the caller retries the same content, which rewrites the
+//! other slot from what the kernel holds.
 
 pub mod conntrack;
 pub mod counters;
@@ -49,6 +59,14 @@ pub(crate) fn apply_diff<K: Ord + Copy, V: PartialEq + Copy>(
     mut write: impl FnMut(&K, Option<&V>) -> Result<(), MapError>,
 ) -> Result<DiffStats> {
     let mut stats = DiffStats::default();
+    for key in current.keys().filter(|k| !desired.contains_key(k)) {
+        write(key, None).map_err(|source| Error::Map {
+            map,
+            operation: "delete",
+            source,
+        })?;
+        stats.removed += 1;
+    }
     for (key, value) in desired {
         match current.get(key) {
             Some(old) if old == value => stats.unchanged += 1,
@@ -69,14 +87,6 @@ pub(crate) fn apply_diff<K: Ord + Copy, V: PartialEq + Copy>(
                 stats.added += 1;
             }
         }
-    }
-    for key in current.keys().filter(|k| !desired.contains_key(k)) {
-        write(key, None).map_err(|source| Error::Map {
-            map,
-            operation: "delete",
-            source,
-        })?;
-        stats.removed += 1;
     }
     Ok(stats)
 }
@@ -145,14 +155,17 @@ pub(crate) fn wrap(map: &'static str, operation: &'static str) -> impl FnOnce(Ma
 /// Per-map outcome of a programming pass.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ProgramStats {
+    /// The generation now in force (its parity is the slot written).
     pub generation: u32,
+    pub slot: usize,
     pub ipcache_v4: DiffStats,
     pub ipcache_v6: DiffStats,
     pub endpoints: DiffStats,
     pub interfaces: DiffStats,
     pub policy: DiffStats,
     pub failsafe: DiffStats,
-    /// How full each map the agent writes is, after this pass.
+    /// How full each map the agent writes is, after this pass (the slot in
+    /// force; both slots have the same capacities).
     pub fill: Vec<MapFill>,
 }
 
@@ -164,52 +177,55 @@ pub struct MapFill {
     pub capacity: u32,
 }
 
-/// Every map the agent writes or reads.
+/// The slot of a generation: even is `_a` (0), odd is `_b` (1).
+pub fn slot_of(generation: u32) -> usize {
+    (generation & 1) as usize
+}
+
+/// The generation after `generation`: the other slot's parity, and never 0
+/// (the value of a fresh map, so that entries made before any programming
+/// are re-evaluated too). After `u32::MAX` (odd) comes 2.
+pub fn next_generation(generation: u32) -> u32 {
+    match generation.wrapping_add(1) {
+        0 => 2,
+        n => n,
+    }
+}
+
+/// One slot's maps: everything a verdict reads besides conntrack.
 #[derive(Debug)]
-pub struct Maps {
+pub struct Slot {
     pub ipcache: ipcache::Ipcache,
     pub endpoints: endpoints::Endpoints,
     pub policy: policy::Policy,
     pub failsafe: failsafe::Failsafe,
-    pub state: state::State,
-    pub counters: counters::Counters,
-    pub conntrack: conntrack::Conntrack,
 }
 
-impl Maps {
-    /// Takes the maps out of the loaded object (the pinned instances).
-    pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
-        Ok(Maps {
-            ipcache: ipcache::Ipcache::take(ebpf)?,
-            endpoints: endpoints::Endpoints::take(ebpf)?,
-            policy: policy::Policy::take(ebpf)?,
-            failsafe: failsafe::Failsafe::take(ebpf)?,
-            state: state::State::take(ebpf)?,
-            counters: counters::Counters::take(ebpf)?,
-            conntrack: conntrack::Conntrack::take(ebpf)?,
+impl Slot {
+    fn take(ebpf: &mut Ebpf, slot: usize) -> Result<Self> {
+        Ok(Slot {
+            ipcache: ipcache::Ipcache::take(ebpf, slot)?,
+            endpoints: endpoints::Endpoints::take(ebpf, slot)?,
+            policy: policy::Policy::take(ebpf, slot)?,
+            failsafe: failsafe::Failsafe::take(ebpf, slot)?,
         })
     }
 
-    /// Makes the maps hold `desired` with its endpoints bound as in
-    /// `bound`, then bumps the generation.
-    pub fn program(&mut self, desired: &Desired, bound: &Bound) -> Result<ProgramStats> {
+    fn check(&self, desired: &Desired) -> Result<()> {
         self.ipcache.check(desired)?;
         self.endpoints.check(desired)?;
         self.policy.check(desired)?;
-        self.failsafe.check(desired)?;
-        let (ipcache_v4, ipcache_v6) = self.ipcache.program(desired)?;
-        let (endpoints, interfaces) = self.endpoints.program(bound)?;
-        let policy = self.policy.program(desired)?;
-        let failsafe = self.failsafe.program(desired)?;
-        let generation = self.state.bump()?;
-        // After a complete pass each map holds exactly `desired`.
+        self.failsafe.check(desired)
+    }
+
+    fn fill(&self, desired: &Desired, bound: &Bound) -> Vec<MapFill> {
         let fill = |map, entries, capacity| MapFill {
             map,
             entries,
             capacity,
         };
         let (v4, v6) = self.ipcache.capacities();
-        let fill = vec![
+        vec![
             fill(ipcache::V4, desired.ipcache_v4.len(), v4),
             fill(ipcache::V6, desired.ipcache_v6.len(), v6),
             fill(
@@ -228,9 +244,65 @@ impl Maps {
                 desired.failsafe.len(),
                 self.failsafe.capacity(),
             ),
-        ];
+        ]
+    }
+}
+
+/// How long after a flip the slot it left may still be read by packets
+/// that looked the generation up before it. BPF programs run inside an RCU
+/// read-side section; `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for all of
+/// them (synchronize_rcu). Only a pass that starts this soon after the
+/// previous flip pays for that wait.
+const READER_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Every map the agent writes or reads.
+#[derive(Debug)]
+pub struct Maps {
+    /// `_a` and `_b` (`slot_of`).
+    pub slots: [Slot; 2],
+    pub state: state::State,
+    pub counters: counters::Counters,
+    pub conntrack: conntrack::Conntrack,
+    last_flip: Option<std::time::Instant>,
+}
+
+impl Maps {
+    /// Takes the maps out of the loaded object (the pinned instances).
+    pub fn take(ebpf: &mut Ebpf) -> Result<Self> {
+        Ok(Maps {
+            slots: [Slot::take(ebpf, 0)?, Slot::take(ebpf, 1)?],
+            state: state::State::take(ebpf)?,
+            counters: counters::Counters::take(ebpf)?,
+            conntrack: conntrack::Conntrack::take(ebpf)?,
+            last_flip: None,
+        })
+    }
+
+    /// The slot in force.
+    pub fn active(&self) -> Result<&Slot> {
+        Ok(&self.slots[slot_of(self.state.generation()?)])
+    }
+
+    /// Makes the slot not in force hold `desired` with its endpoints bound
+    /// as in `bound`, then flips to it. On error nothing in force changed.
+    pub fn program(&mut self, desired: &Desired, bound: &Bound) -> Result<ProgramStats> {
+        let generation = next_generation(self.state.generation()?);
+        let target = slot_of(generation);
+        let slot = &mut self.slots[target];
+        slot.check(desired)?;
+        if self.last_flip.is_some_and(|t| t.elapsed() < READER_GRACE) {
+            wait_for_readers();
+        }
+        let (ipcache_v4, ipcache_v6) = slot.ipcache.program(desired)?;
+        let (endpoints, interfaces) = slot.endpoints.program(bound)?;
+        let policy = slot.policy.program(desired)?;
+        let failsafe = slot.failsafe.program(desired)?;
+        self.state.set(generation)?;
+        self.last_flip = Some(std::time::Instant::now());
+        let fill = self.slots[target].fill(desired, bound);
         Ok(ProgramStats {
             generation,
+            slot: target,
             ipcache_v4,
             ipcache_v6,
             endpoints,
@@ -240,10 +312,48 @@ impl Maps {
             fill,
         })
     }
+}
 
-    /// Rewrites only the endpoints' interfaces (a pod's route appeared or
-    /// moved); no generation bump, since no verdict depends on them.
-    pub fn rebind(&mut self, bound: &Bound) -> Result<(DiffStats, DiffStats)> {
-        self.endpoints.program(bound)
+/// Waits until no BPF program still runs with a generation read before the
+/// last flip (see [`READER_GRACE`]).
+fn wait_for_readers() {
+    use rustix::thread::{membarrier, MembarrierCommand};
+    if let Err(e) = membarrier(MembarrierCommand::Global) {
+        // nohz_full kernels refuse it; a packet is judged in microseconds.
+        tracing::debug!(error = %e, "membarrier unavailable; waiting out the grace period");
+        std::thread::sleep(READER_GRACE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_alternate_slots_and_skip_zero() {
+        let mut g = 0;
+        for _ in 0..5 {
+            let n = next_generation(g);
+            assert_ne!(slot_of(n), slot_of(g), "{g} -> {n}");
+            assert_ne!(n, 0);
+            g = n;
+        }
+        assert_eq!(next_generation(0), 1);
+        assert_eq!(next_generation(u32::MAX), 2);
+        assert_ne!(slot_of(u32::MAX), slot_of(2));
+    }
+
+    #[test]
+    fn diff_removes_before_it_inserts() {
+        let current = BTreeMap::from([(1u32, 1u32), (2, 2)]);
+        let desired = BTreeMap::from([(2u32, 3u32), (4, 4)]);
+        let mut ops = Vec::new();
+        let stats = apply_diff("m", &current, &desired, |k, v| {
+            ops.push((*k, v.copied()));
+            Ok(())
+        })
+        .expect("diff");
+        assert_eq!(ops, vec![(1, None), (2, Some(3)), (4, Some(4))]);
+        assert_eq!((stats.added, stats.changed, stats.removed), (1, 1, 1));
     }
 }

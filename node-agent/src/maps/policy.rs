@@ -11,11 +11,14 @@ use crate::desired::Desired;
 use crate::error::Result;
 use crate::layout::{PolicyKey, PolicyKeyData, PolicyValue};
 
+/// The map's name in metrics; the slots are `_a` and `_b`.
 pub(crate) const NAME: &str = "bh_policy";
+pub(crate) const SLOTS: [&str; 2] = ["bh_policy_a", "bh_policy_b"];
 
 #[derive(Debug)]
 pub struct Policy {
     map: LpmTrie<MapData, PolicyKeyData, PolicyValue>,
+    name: &'static str,
     max: u32,
     written: Written<PolicyKey, PolicyValue>,
 }
@@ -46,12 +49,14 @@ fn from_aya(k: &Key<PolicyKeyData>) -> PolicyKey {
 }
 
 impl Policy {
-    pub(crate) fn take(ebpf: &mut Ebpf) -> Result<Self> {
+    pub(crate) fn take(ebpf: &mut Ebpf, slot: usize) -> Result<Self> {
+        let name = SLOTS[slot];
         let map: LpmTrie<MapData, PolicyKeyData, PolicyValue> =
-            LpmTrie::try_from(take(ebpf, NAME)?).map_err(wrap(NAME, "open"))?;
-        let max = capacity(NAME, map.map())?;
+            LpmTrie::try_from(take(ebpf, name)?).map_err(wrap(name, "open"))?;
+        let max = capacity(name, map.map())?;
         Ok(Policy {
             map,
+            name,
             max,
             written: Written::default(),
         })
@@ -62,18 +67,18 @@ impl Policy {
     }
 
     pub(crate) fn check(&self, desired: &Desired) -> Result<()> {
-        check_fits(NAME, self.max, desired.policy.len())
+        check_fits(self.name, self.max, desired.policy.len())
     }
 
     /// Entries currently in the kernel.
     pub fn read(&self) -> Result<BTreeMap<PolicyKey, PolicyValue>> {
-        read_policy(&self.map)
+        read_policy(&self.map, self.name)
     }
 
     pub(crate) fn program(&mut self, desired: &Desired) -> Result<DiffStats> {
-        let current = self.written.current(|| read_policy(&self.map))?;
+        let current = self.written.current(|| read_policy(&self.map, self.name))?;
         let map = &mut self.map;
-        let stats = apply_diff(NAME, &current, &desired.policy, |k, v| match v {
+        let stats = apply_diff(self.name, &current, &desired.policy, |k, v| match v {
             Some(v) => map.insert(&to_aya(k), v, 0),
             None => map.remove(&to_aya(k)),
         })?;
@@ -84,9 +89,10 @@ impl Policy {
 
 fn read_policy(
     map: &LpmTrie<MapData, PolicyKeyData, PolicyValue>,
+    name: &'static str,
 ) -> Result<BTreeMap<PolicyKey, PolicyValue>> {
     map.iter()
         .map(|item| item.map(|(k, v)| (from_aya(&k), v)))
         .collect::<Result<_, _>>()
-        .map_err(wrap(NAME, "read"))
+        .map_err(wrap(name, "read"))
 }

@@ -1,4 +1,5 @@
-//! `bh_state`: the generation conntrack compares against.
+//! `bh_state`: the generation in force. Its parity selects the slot the
+//! programs read (`super::slot_of`); conntrack compares it with each flow's.
 
 use aya::maps::{Array, MapData};
 use aya::Ebpf;
@@ -29,23 +30,11 @@ impl State {
         Ok(self.map.get(&0, 0).map_err(wrap(NAME, "read"))?.generation)
     }
 
-    /// Moves to the next generation (never 0, the value of a fresh map, so
-    /// that entries made before any programming are re-evaluated too).
-    pub(crate) fn bump(&mut self) -> Result<u32> {
-        let next = match self.generation()?.wrapping_add(1) {
-            0 => 1,
-            n => n,
-        };
+    /// Puts `generation` in force: the flip. One 32-bit value in an array
+    /// map, so a packet sees either the old generation or the new one.
+    pub(crate) fn set(&mut self, generation: u32) -> Result<()> {
         self.map
-            .set(
-                0,
-                DatapathState {
-                    generation: next,
-                    pad: 0,
-                },
-                0,
-            )
-            .map_err(wrap(NAME, "write"))?;
-        Ok(next)
+            .set(0, DatapathState { generation, pad: 0 }, 0)
+            .map_err(wrap(NAME, "write"))
     }
 }
