@@ -806,41 +806,6 @@ fn of_two_replicas_only_the_lease_holder_writes_and_the_other_takes_over_when_it
     }
 }
 
-/// Sends SIGCONT to the paused API server when dropped, so that a failed
-/// assertion does not leave the lab frozen.
-struct Paused(i32);
-
-impl Paused {
-    fn api_server(lab: &Lab) -> Paused {
-        let recorded = ok(
-            bulkhead_e2e::process::recorded(lab.plane().state()),
-            "the lab's processes",
-        );
-        let apiserver = recorded
-            .iter()
-            .find(|p| p.name == "kube-apiserver" && p.is_running())
-            .unwrap_or_else(|| panic!("no running kube-apiserver in {recorded:?}"));
-        signal(apiserver.pid, "-STOP");
-        Paused(apiserver.pid)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        signal(self.0, "-CONT");
-    }
-}
-
-fn signal(pid: i32, which: &str) {
-    let status = std::process::Command::new("kill")
-        .args([which, &pid.to_string()])
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "kill {which} {pid} failed"
-    );
-}
-
 /// Defect 2: the Lease call of a leader had no deadline; with the API server
 /// paused (SIGSTOP: connections accepted, nothing answered), the leader went
 /// on believing it led long after its Lease expired.

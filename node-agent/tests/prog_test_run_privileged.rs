@@ -417,6 +417,10 @@ fn conntrack_replies_and_generation_reevaluation() {
         DROP,
         "host ingress has no ICMP rule"
     );
+    // The same rule map again: a pass writes the slot not in force, so now
+    // both slots hold it and the change below is a diff against it.
+    t.dp.program(&Desired::build(&rule_map, &shards).expect("valid"))
+        .expect("again");
     // Policy change: drop rule 1. The established flow stops at its next packet.
     rule_map.rules.retain(|r| r.id != 1);
     let stats =
@@ -471,7 +475,10 @@ fn conntrack_replies_and_generation_reevaluation() {
         (0, 1),
         "the packets since the flow's opening event; the flow was counted then"
     );
-    // Unchanged input: an empty diff.
+    // Unchanged input: once it is in both slots (each pass writes the slot
+    // not in force), an empty diff.
+    t.dp.program(&Desired::build(&rule_map, &shards).expect("valid"))
+        .expect("reprogram");
     let again =
         t.dp.program(&Desired::build(&rule_map, &shards).expect("valid"))
             .expect("reprogram");

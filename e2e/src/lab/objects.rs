@@ -54,6 +54,19 @@ impl Lab {
         Ok(pod)
     }
 
+    /// Builds a pod's network on `node` without telling the API server: a
+    /// veth that a CNI made before its pod is registered (or while the API
+    /// server does not answer). Torn down with the lab.
+    pub fn add_pod_network(&mut self, node: &str) -> Result<crate::topology::PodNet> {
+        let net = self
+            .topology
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("the topology lives until drop"))
+            .add_pod(node)?;
+        self.save()?;
+        Ok(net)
+    }
+
     /// Deletes the Pod object, then its network.
     pub fn delete_pod(&mut self, namespace: &str, name: &str) -> Result<()> {
         let key = format!("{namespace}/{name}");

@@ -233,6 +233,38 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// The TCX links `node`'s agent pinned for `interface` (one per hook it
+    /// attached there): a link exists once the program is attached.
+    pub fn agent_links(&self, node: &str, interface: &str) -> Result<usize> {
+        let root = self.bpffs.join(node);
+        let mut found = 0;
+        let prefix = format!("{interface}_");
+        for layout in std::fs::read_dir(&root).map_err(|e| Error::Unexpected {
+            what: root.display().to_string(),
+            problem: e.to_string(),
+        })? {
+            let links = layout
+                .map_err(|e| Error::Unexpected {
+                    what: root.display().to_string(),
+                    problem: e.to_string(),
+                })?
+                .path()
+                .join("links");
+            found += std::fs::read_dir(&links)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .count();
+        }
+        Ok(found)
+    }
+
+    /// The flow log of `node`'s agent (JSON lines).
+    pub fn agent_flow_log(&self, node: &str) -> Result<std::path::PathBuf> {
+        Ok(self.agent_config(node)?.flow_log())
+    }
+
     fn agent_config(&self, node: &str) -> Result<AgentConfig> {
         let net = self.node(node)?.clone();
         let kubeconfig = self

@@ -257,3 +257,38 @@ pub fn simulated_matrix(
         })
         .collect())
 }
+
+/// Sends SIGCONT to the paused API server when dropped, so that a failed
+/// assertion does not leave the lab frozen.
+pub struct Paused(i32);
+
+impl Paused {
+    pub fn api_server(lab: &Lab) -> Paused {
+        let recorded = ok(
+            bulkhead_e2e::process::recorded(lab.plane().state()),
+            "the lab's processes",
+        );
+        let apiserver = recorded
+            .iter()
+            .find(|p| p.name == "kube-apiserver" && p.is_running())
+            .unwrap_or_else(|| panic!("no running kube-apiserver in {recorded:?}"));
+        signal(apiserver.pid, "-STOP");
+        Paused(apiserver.pid)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+pub fn signal(pid: i32, which: &str) {
+    let status = std::process::Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "kill {which} {pid} failed"
+    );
+}
