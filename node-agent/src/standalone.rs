@@ -238,26 +238,26 @@ mod tests {
 
     #[test]
     fn fingerprint_follows_rewrites_renames_and_removal_but_not_idle_polls() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("tempdir");
         let c = config(dir.path());
-        std::fs::write(&c.rule_map, "a: 1\n").unwrap();
-        std::fs::write(&c.identities[0], "b: 1\n").unwrap();
+        std::fs::write(&c.rule_map, "a: 1\n").expect("file operation");
+        std::fs::write(&c.identities[0], "b: 1\n").expect("file operation");
         let idle = fingerprint(&c);
         assert_eq!(idle, fingerprint(&c), "nothing changed");
 
         // The same length rewritten in place: only the times tell.
-        std::fs::write(&c.rule_map, "a: 2\n").unwrap();
+        std::fs::write(&c.rule_map, "a: 2\n").expect("file operation");
         let rewritten = fingerprint(&c);
         assert_ne!(idle, rewritten);
 
         // Replaced by rename, as a ConfigMap volume or an atomic writer does.
         let tmp = dir.path().join("new");
-        std::fs::write(&tmp, "b: 2\n").unwrap();
-        std::fs::rename(&tmp, &c.identities[0]).unwrap();
+        std::fs::write(&tmp, "b: 2\n").expect("file operation");
+        std::fs::rename(&tmp, &c.identities[0]).expect("file operation");
         let renamed = fingerprint(&c);
         assert_ne!(rewritten, renamed);
 
-        std::fs::remove_file(&c.identities[0]).unwrap();
+        std::fs::remove_file(&c.identities[0]).expect("file operation");
         assert_ne!(renamed, fingerprint(&c), "a missing file is a change");
     }
 }
