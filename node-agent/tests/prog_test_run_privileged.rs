@@ -15,9 +15,8 @@ use bulkhead_agent::layout::{VERDICT_ALLOW, VERDICT_DENY};
 use bulkhead_agent::loader::{FROM_ENDPOINT, HOST_EGRESS, HOST_INGRESS, TO_ENDPOINT};
 use bulkhead_agent::{spec, Desired};
 use bulkhead_api::policy::Protocol;
-use bulkhead_api::rule_map::{Direction, NodeRuleMapSpec};
+use bulkhead_api::rule_map::NodeRuleMapSpec;
 use bulkhead_api::IdentityMapSpec;
-use bulkhead_policy::verdict::Verdict;
 use support::*;
 
 const PASS: u32 = u32::MAX; // TC_ACT_UNSPEC (-1): TCX_NEXT
@@ -59,88 +58,6 @@ fn programmed(name: &str) -> (TestDatapath, NodeRuleMapSpec, Vec<IdentityMapSpec
     let desired = Desired::build(&rule_map, &shards).expect("valid fixture");
     t.dp.program(&desired).expect("programming");
     (t, rule_map, shards)
-}
-
-/// Which sides a program judges for a packet, per the programs' contract.
-fn expected(
-    rule_map: &NodeRuleMapSpec,
-    shards: &[IdentityMapSpec],
-    program: &str,
-    src: IpAddr,
-    dst: IpAddr,
-    protocol: Protocol,
-    port: u16,
-) -> u32 {
-    let is_host = |a| local(rule_map, a).is_some_and(|l| l.2);
-    // Anti-spoofing (tests/spoofing_privileged.rs has the whole contract):
-    // these packets come from an interface no endpoint is bound to, so
-    // only a claimed host address is spoofed there; a host interface never
-    // sees a local pod's address as a source.
-    match program {
-        FROM_ENDPOINT if is_host(src) => return DROP,
-        HOST_INGRESS if local(rule_map, src).is_some_and(|l| !l.2) => return DROP,
-        _ => {}
-    }
-    let egress = || {
-        side_verdict(
-            rule_map,
-            shards,
-            src,
-            dst,
-            Direction::Egress,
-            protocol,
-            port,
-        )
-    };
-    let ingress = || {
-        side_verdict(
-            rule_map,
-            shards,
-            dst,
-            src,
-            Direction::Ingress,
-            protocol,
-            port,
-        )
-    };
-    let sides: Vec<Verdict> = match program {
-        FROM_ENDPOINT if local(rule_map, src).is_none() => vec![],
-        TO_ENDPOINT if local(rule_map, dst).is_none() => vec![],
-        FROM_ENDPOINT => {
-            let mut v = vec![egress()];
-            if is_host(dst) {
-                v.push(ingress());
-            }
-            v
-        }
-        TO_ENDPOINT => {
-            let mut v = vec![ingress()];
-            if is_host(src) {
-                v.push(egress());
-            }
-            v
-        }
-        HOST_INGRESS => {
-            if is_host(dst) {
-                vec![ingress()]
-            } else {
-                vec![]
-            }
-        }
-        HOST_EGRESS => {
-            if is_host(src) {
-                vec![egress()]
-            } else {
-                vec![]
-            }
-        }
-        _ => unreachable!(),
-    };
-    if sides.contains(&Verdict::Deny) {
-        DROP
-    } else {
-        PASS
-    }
 }
 
 fn ip(s: &str) -> IpAddr {

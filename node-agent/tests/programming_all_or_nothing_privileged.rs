@@ -23,7 +23,6 @@ use bulkhead_agent::{spec, Desired};
 use bulkhead_api::policy::{Action, Protocol};
 use bulkhead_api::rule_map::{CompiledRule, Direction, NodeRuleMapSpec, PortRange};
 use bulkhead_api::IdentityMapSpec;
-use bulkhead_policy::verdict::Verdict;
 use support::*;
 
 fn fixture() -> (NodeRuleMapSpec, Vec<IdentityMapSpec>) {
@@ -93,9 +92,8 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
 }
 
-/// Packets the endpoint programs judge one side of: from a pod (its
-/// egress, FROM_ENDPOINT) and to a pod from a non-host peer (its ingress,
-/// TO_ENDPOINT), over the addresses and ports the two rule maps differ on.
+/// Packets from a pod (FROM_ENDPOINT) and to a pod (TO_ENDPOINT), over the
+/// addresses and ports the two rule maps differ on.
 fn sweep() -> Vec<(&'static str, IpAddr, IpAddr, Protocol, u16)> {
     let pods = ["10.98.0.10", "10.98.0.11", "10.98.0.12"];
     let peers = [
@@ -126,43 +124,6 @@ fn sweep() -> Vec<(&'static str, IpAddr, IpAddr, Protocol, u16)> {
         }
     }
     out
-}
-
-fn expected(
-    rule_map: &NodeRuleMapSpec,
-    shards: &[IdentityMapSpec],
-    program: &str,
-    src: IpAddr,
-    dst: IpAddr,
-    protocol: Protocol,
-    port: u16,
-) -> u32 {
-    let verdict = if program == FROM_ENDPOINT {
-        side_verdict(
-            rule_map,
-            shards,
-            src,
-            dst,
-            Direction::Egress,
-            protocol,
-            port,
-        )
-    } else {
-        side_verdict(
-            rule_map,
-            shards,
-            dst,
-            src,
-            Direction::Ingress,
-            protocol,
-            port,
-        )
-    };
-    if verdict == Verdict::Allow {
-        PASS
-    } else {
-        DROP
-    }
 }
 
 /// Runs the sweep as new flows (fresh source ports) and returns the packets

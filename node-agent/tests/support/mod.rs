@@ -133,6 +133,92 @@ pub fn side_would(
     enforced(EnforcementMode::Full, rule.map(|r| r.action))
 }
 
+/// What `program` returns for a packet, per the programs' contract: the
+/// sides it judges (the verdict function's), from an interface no endpoint
+/// is bound to.
+pub fn expected(
+    rule_map: &NodeRuleMapSpec,
+    shards: &[IdentityMapSpec],
+    program: &str,
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: Protocol,
+    port: u16,
+) -> u32 {
+    let is_host = |a| local(rule_map, a).is_some_and(|l| l.2);
+    // Anti-spoofing (tests/spoofing_privileged.rs has the whole contract):
+    // these packets come from an interface no endpoint is bound to, so
+    // only a claimed host address is spoofed there; a host interface never
+    // sees a local pod's address as a source.
+    match program {
+        bulkhead_agent::loader::FROM_ENDPOINT if is_host(src) => return DROP,
+        bulkhead_agent::loader::HOST_INGRESS if local(rule_map, src).is_some_and(|l| !l.2) => {
+            return DROP
+        }
+        _ => {}
+    }
+    let egress = || {
+        side_verdict(
+            rule_map,
+            shards,
+            src,
+            dst,
+            Direction::Egress,
+            protocol,
+            port,
+        )
+    };
+    let ingress = || {
+        side_verdict(
+            rule_map,
+            shards,
+            dst,
+            src,
+            Direction::Ingress,
+            protocol,
+            port,
+        )
+    };
+    let sides: Vec<Verdict> = match program {
+        bulkhead_agent::loader::FROM_ENDPOINT if local(rule_map, src).is_none() => vec![],
+        bulkhead_agent::loader::TO_ENDPOINT if local(rule_map, dst).is_none() => vec![],
+        bulkhead_agent::loader::FROM_ENDPOINT => {
+            let mut v = vec![egress()];
+            if is_host(dst) {
+                v.push(ingress());
+            }
+            v
+        }
+        bulkhead_agent::loader::TO_ENDPOINT => {
+            let mut v = vec![ingress()];
+            if is_host(src) {
+                v.push(egress());
+            }
+            v
+        }
+        bulkhead_agent::loader::HOST_INGRESS => {
+            if is_host(dst) {
+                vec![ingress()]
+            } else {
+                vec![]
+            }
+        }
+        bulkhead_agent::loader::HOST_EGRESS => {
+            if is_host(src) {
+                vec![egress()]
+            } else {
+                vec![]
+            }
+        }
+        _ => unreachable!(),
+    };
+    if sides.contains(&Verdict::Deny) {
+        DROP
+    } else {
+        PASS
+    }
+}
+
 // ---- packets -------------------------------------------------------------
 
 pub const ETH_IP: u16 = 0x0800;
