@@ -3,7 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /api/v1/flows` | a `FlowBatch` from an agent, `Authorization: Bearer <token>` |
-//! | `GET /api/v1/flows?since=&until=&from=&to=&verdict=&port=&protocol=&node=&limit=` | `{"records": [...], "lost": [...]}` |
+//! | `GET /api/v1/flows?since=&until=&from=&to=&verdict=&port=&protocol=&node=&limit=&offset=` | `{"records": [...], "lost": [...], "nextOffset": N}` (oldest first; `nextOffset` when the page is full) |
 //! | `GET /api/v1/aggregate?<same filters>&groupBy=source.app,destination.app,port` | `{"groupBy": [...], "groups": [...], "lost": [...]}` |
 //! | `GET /metrics`, `/healthz`, `/readyz` | OpenMetrics, liveness, the store answers |
 
@@ -269,11 +269,11 @@ async fn get_flows<S: Store, A: Auth>(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let started = Instant::now();
-    let q = match params::parse(&q, &["limit"], app.clock.now()) {
+    let q = match params::parse(&q, &["limit", "offset"], app.clock.now()) {
         Ok(q) => q,
         Err(e) => return bad_param(e),
     };
-    let records = match app.store.records(&q.filter, q.limit).await {
+    let records = match app.store.page(&q.filter, q.limit, q.offset).await {
         Ok(r) => r,
         Err(e) => return store_failed(&app, "records", e),
     };
@@ -282,7 +282,13 @@ async fn get_flows<S: Store, A: Auth>(
         Err(r) => return r,
     };
     observe(&app, "flows", started);
-    Json(json!({ "records": records, "lost": lost })).into_response()
+    // A full page may have a next one: say where it starts.
+    let next = (records.len() == q.limit).then(|| q.offset + records.len());
+    let mut body = json!({ "records": records, "lost": lost });
+    if let Some(n) = next {
+        body["nextOffset"] = n.into();
+    }
+    Json(body).into_response()
 }
 
 async fn get_aggregate<S: Store, A: Auth>(
