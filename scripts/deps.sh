@@ -10,6 +10,8 @@ packages+=(fakeroot help2man lintian systemd umoci skopeo)
 # The collector's syslog delivery is tested against a real rsyslog (UDP, TCP
 # and, with the GnuTLS driver, TLS): collector/tests/syslog_rsyslog.rs.
 packages+=(rsyslog rsyslog-gnutls)
+# bench/rr.sh (its --quick run is part of make test): the netfilter baselines.
+packages+=(nftables iptables util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
