@@ -33,7 +33,9 @@ fn rows_group_by_label_set_into_one_mapping_per_source() {
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].name, "cmdb-servicenow");
     assert_eq!(d[0].spec.priority, 10);
-    let rules: Vec<(Option<Vec<String>>, Option<Vec<String>>, String)> = d[0]
+    // (cidrs, hostnames, labels as k=v joined by commas), one per rule.
+    type Rule = (Option<Vec<String>>, Option<Vec<String>>, String);
+    let rules: Vec<Rule> = d[0]
         .spec
         .rules
         .iter()
