@@ -51,6 +51,12 @@ pub enum Command {
     /// Enforcement coverage, exposure and its reduction, top talkers,
     /// denials, unused rules, the unlabeled queue and a traffic map.
     Report(crate::reports::args::ReportArgs),
+    /// Bring labels in from elsewhere: `import cmdb FILE --map column=label`
+    /// writes LabelMappings for a CMDB's CIDRs and host names.
+    Import {
+        #[command(subcommand)]
+        command: crate::cmdb::ImportCommand,
+    },
 }
 
 /// `flows`' arguments.

@@ -39,6 +39,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TopTalkers(a) => return kubectl_bulkhead::reports::top_talkers(a),
         Command::Unlabeled(a) => return kubectl_bulkhead::reports::unlabeled(a),
         Command::Report(a) => return kubectl_bulkhead::reports::report(a),
+        Command::Import {
+            command: kubectl_bulkhead::cmdb::ImportCommand::Cmdb(a),
+        } => {
+            print!("{}", kubectl_bulkhead::cmdb::run(a)?);
+            return Ok(());
+        }
         _ => {}
     }
     if let Command::Recommend(args) = &cli.command {
@@ -55,7 +61,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::WhatIf(_)
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
-        | Command::Report(_) => {
+        | Command::Report(_)
+        | Command::Import { .. } => {
             unreachable!("handled above")
         }
     };
@@ -76,7 +83,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::WhatIf(_)
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
-        | Command::Report(_) => {
+        | Command::Report(_)
+        | Command::Import { .. } => {
             unreachable!("handled above")
         }
     };
