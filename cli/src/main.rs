@@ -39,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TopTalkers(a) => return kubectl_bulkhead::reports::top_talkers(a),
         Command::Unlabeled(a) => return kubectl_bulkhead::reports::unlabeled(a),
         Command::Report(a) => return kubectl_bulkhead::reports::report(a),
+        Command::ExternalNode(a) => return kubectl_bulkhead::externalnode::run(a),
         _ => {}
     }
     if let Command::Recommend(args) = &cli.command {
@@ -55,7 +56,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::WhatIf(_)
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
-        | Command::Report(_) => {
+        | Command::Report(_)
+        | Command::ExternalNode(_) => {
             unreachable!("handled above")
         }
     };
@@ -76,7 +78,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::WhatIf(_)
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
-        | Command::Report(_) => {
+        | Command::Report(_)
+        | Command::ExternalNode(_) => {
             unreachable!("handled above")
         }
     };
