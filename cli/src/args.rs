@@ -56,6 +56,12 @@ pub enum Command {
     /// the host's agent.yaml.
     #[command(name = "externalnode")]
     ExternalNode(crate::externalnode::ExternalNodeArgs),
+    /// Bring labels in from elsewhere: `import cmdb FILE --map column=label`
+    /// writes LabelMappings for a CMDB's CIDRs and host names.
+    Import {
+        #[command(subcommand)]
+        command: crate::cmdb::ImportCommand,
+    },
 }
 
 /// `flows`' arguments.

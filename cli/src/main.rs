@@ -40,6 +40,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unlabeled(a) => return kubectl_bulkhead::reports::unlabeled(a),
         Command::Report(a) => return kubectl_bulkhead::reports::report(a),
         Command::ExternalNode(a) => return kubectl_bulkhead::externalnode::run(a),
+        Command::Import {
+            command: kubectl_bulkhead::cmdb::ImportCommand::Cmdb(a),
+        } => {
+            print!("{}", kubectl_bulkhead::cmdb::run(a)?);
+            return Ok(());
+        }
         _ => {}
     }
     if let Command::Recommend(args) = &cli.command {
@@ -57,7 +63,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
         | Command::Report(_)
-        | Command::ExternalNode(_) => {
+        | Command::ExternalNode(_)
+        | Command::Import { .. } => {
             unreachable!("handled above")
         }
     };
@@ -79,7 +86,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
         | Command::Report(_)
-        | Command::ExternalNode(_) => {
+        | Command::ExternalNode(_)
+        | Command::Import { .. } => {
             unreachable!("handled above")
         }
     };

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p bulkhead-policy --example compile_size            # 10k pods, 1k policies, 100 nodes
 //! cargo run --release -p bulkhead-policy --example compile_size -- small   # a tenth of that
+//! cargo run --release -p bulkhead-policy --example compile_size -- huge    # ten times it: 100k pods
 //! ```
 //!
 //! Peak RSS is the kernel's high-water mark (`VmHWM` in /proc/self/status),
@@ -45,6 +46,7 @@ fn per_change(compiler: &mut Compiler, toggle: &gen::Toggle) -> (Duration, u32) 
 fn main() {
     let size = match std::env::args().nth(1).as_deref() {
         Some("small") => Size::SMALL,
+        Some("huge") => Size::HUGE,
         _ => Size::LARGE,
     };
     println!("cluster: {size:?}");

@@ -51,6 +51,17 @@ impl Size {
         seed: 0x5eed,
     };
 
+    /// Ten times LARGE: 1,000 nodes, 100,000 pods in 500 namespaces, 600
+    /// apps, 10,000 policies (the performance issue's scale target).
+    pub const HUGE: Size = Size {
+        nodes: 1_000,
+        namespaces: 500,
+        pods: 100_000,
+        apps: 600,
+        policies: 10_000,
+        seed: 0x5eed,
+    };
+
     /// A tenth of LARGE in every dimension but the vocabulary of apps.
     pub const SMALL: Size = Size {
         nodes: 10,
@@ -129,7 +140,8 @@ fn pod_address(i: usize) -> IpAddr {
 }
 
 fn pod_address_v6(i: usize) -> IpAddr {
-    format!("fd00:100::{:x}", i + 1)
+    // Two groups, so 100k pods fit (the same addresses as one group below 64k).
+    format!("fd00:100::{:x}:{:x}", (i + 1) >> 16, (i + 1) & 0xffff)
         .parse()
         .expect("v6 pod address")
 }
