@@ -28,6 +28,7 @@ pub mod cmdb;
 pub mod compile_cmd;
 pub mod endpoint;
 pub mod error;
+pub mod externalnode;
 pub mod flows;
 pub mod history;
 pub mod labels_cmd;

@@ -30,6 +30,7 @@ pub mod engine;
 pub mod feed;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod heartbeat;
 pub mod http;
 pub mod kpi;
 pub mod leader;

@@ -67,6 +67,12 @@ struct Args {
     /// (`tcp/9470/egress`) and the agents' metrics (`tcp/9465/ingress`).
     #[arg(long = "failsafe-port", value_name = "PROTO/PORT/DIR")]
     failsafe_ports: Vec<bulkhead_api::rule_map::FailsafePort>,
+    /// Namespace of the external nodes' heartbeat Leases.
+    #[arg(long, default_value = bulkhead_api::external_node::EXTERNAL_NODE_NAMESPACE)]
+    external_node_namespace: String,
+    /// How often external nodes' Leases are checked for lateness.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    heartbeat_interval: std::time::Duration,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -129,6 +135,13 @@ async fn main() -> anyhow::Result<()> {
         lease,
         leader_tx,
         metrics.clone(),
+    ));
+    tokio::spawn(bulkhead_operator::heartbeat::run(
+        client.clone(),
+        args.external_node_namespace.clone(),
+        args.heartbeat_interval
+            .max(std::time::Duration::from_millis(100)),
+        leader_rx.clone(),
     ));
     let addr = args.metrics_addr;
     let h = health.clone();

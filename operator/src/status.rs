@@ -36,7 +36,17 @@ pub fn nodes_programmed(
                 return false;
             };
             let programmed = obj.status.as_ref().and_then(|s| s.programmed_generation);
-            &obj.spec == spec && programmed.is_some() && programmed == obj.metadata.generation
+            // Ready=False: programming failed, or the host's heartbeat is
+            // late (LeaseExpired) and nobody knows what it enforces now.
+            let not_ready = obj.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == types::READY && c.status == ConditionStatus::False)
+            });
+            &obj.spec == spec
+                && programmed.is_some()
+                && programmed == obj.metadata.generation
+                && !not_ready
         })
         .count() as u32
 }

@@ -38,10 +38,12 @@ use crate::topology::{self, NodeNet, Topology, TopologySpec};
 use crate::traffic;
 
 mod batch;
+mod external;
 mod lifecycle;
 mod objects;
 mod probes;
 mod replicas;
+pub use external::{external_node_labels, LAB_LEASE_DURATION_SECS};
 pub use replicas::failsafe_ports;
 
 pub use crate::wait::wait_until;
@@ -114,6 +116,9 @@ pub struct LabSpec {
     pub lifetime: Lifetime,
     /// Print each step and its duration to stderr (also `$BULKHEAD_LAB_VERBOSE`).
     pub verbose: bool,
+    /// Hosts outside the cluster (`xn-1` ..), each joined with
+    /// `kubectl bulkhead externalnode add` and running its own agent.
+    pub external_nodes: u8,
 }
 
 impl LabSpec {
@@ -134,6 +139,7 @@ impl LabSpec {
             collector: true,
             lifetime: Lifetime::Attached,
             verbose: std::env::var_os("BULKHEAD_LAB_VERBOSE").is_some(),
+            external_nodes: 0,
         }
     }
 
@@ -332,6 +338,10 @@ impl Lab {
             lab.start_agents()?;
             step.done("agents started");
         }
+        if spec.external_nodes > 0 {
+            lab.add_external_nodes(spec.external_nodes)?;
+            step.done("external nodes joined, their agents started");
+        }
         lab.save()?;
         Ok(lab)
     }
@@ -478,6 +488,8 @@ impl Lab {
         for node in self.node_names() {
             operator::install_agent_rbac(&admin, &node)?;
         }
+        let external = operator::rbac_dir().join("external-nodes.yaml");
+        admin.run(&["apply", "-f", &external.to_string_lossy()])?;
         Ok(())
     }
 
