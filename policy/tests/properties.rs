@@ -130,6 +130,7 @@ fn with_rule(snapshot: &Snapshot, rule: Rule, ingress: bool, at: &Placement) -> 
                 },
             };
             let spec = SegmentationPolicySpec {
+                ownership: Default::default(),
                 scope,
                 enforcement: None,
                 ingress: vec![],
@@ -274,12 +275,15 @@ proptest! {
             vec![]
         };
         let rule = Rule {
+            ownership: Default::default(),
+            expires: None,
             name: Some("override".into()),
             action: Action::OverrideDeny,
             peers,
             ports: vec![PortSpec { protocol, port: Some(port), end_port: None, icmp_type: None }],
         };
         let spec = SegmentationPolicySpec {
+            ownership: Default::default(),
             scope,
             enforcement,
             ingress: if egress { vec![] } else { vec![rule.clone()] },
