@@ -96,7 +96,9 @@ pub struct SegmentationExceptionSpec {
 }
 
 /// Where an exception stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub enum ExceptionState {
     /// Requested, waiting for an approval: not enforced.
     Pending,
