@@ -51,6 +51,12 @@ pub enum Command {
     /// Enforcement coverage, exposure and its reduction, top talkers,
     /// denials, unused rules, the unlabeled queue and a traffic map.
     Report(crate::reports::args::ReportArgs),
+    /// Why a recent flow was denied: the deciding rule, its policy, owner
+    /// and contact, and the command that asks for an exception.
+    Why(crate::governance::WhyArgs),
+    /// SegmentationExceptions: request (what-if first), approve, list.
+    #[command(subcommand)]
+    Exception(crate::governance::ExceptionCommand),
 }
 
 /// `flows`' arguments.

@@ -28,6 +28,7 @@ pub mod compile_cmd;
 pub mod endpoint;
 pub mod error;
 pub mod flows;
+pub mod governance;
 pub mod history;
 pub mod labels_cmd;
 pub mod live;

@@ -39,6 +39,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TopTalkers(a) => return kubectl_bulkhead::reports::top_talkers(a),
         Command::Unlabeled(a) => return kubectl_bulkhead::reports::unlabeled(a),
         Command::Report(a) => return kubectl_bulkhead::reports::report(a),
+        Command::Why(a) => return kubectl_bulkhead::governance::why(a),
+        Command::Exception(c) => return kubectl_bulkhead::governance::run(c),
         _ => {}
     }
     if let Command::Recommend(args) = &cli.command {
@@ -55,7 +57,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::WhatIf(_)
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
-        | Command::Report(_) => {
+        | Command::Report(_)
+        | Command::Why(_)
+        | Command::Exception(_) => {
             unreachable!("handled above")
         }
     };
@@ -76,7 +80,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::WhatIf(_)
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
-        | Command::Report(_) => {
+        | Command::Report(_)
+        | Command::Why(_)
+        | Command::Exception(_) => {
             unreachable!("handled above")
         }
     };
