@@ -79,7 +79,7 @@ fn a_blocked_flow_its_owner_an_approved_exception_and_its_expiry() {
         Workload::new("prod", "report-1", "node-1", &[("app", "report")]),
         Workload::new("prod", "db-2", "node-2", &[("app", "db")]),
     ];
-    let lab = start(spec);
+    let mut lab = start(spec);
     ok(lab.listen("prod", "db-2", &[5432], &[]), "a listener");
     let k = lab.kubectl();
     for (what, yaml) in [
