@@ -70,5 +70,6 @@ include node-agent/datapath.mk
 include e2e/e2e.mk
 include packaging/packaging.mk
 
-# The .deb and OCI image checks (packaging/packaging.mk), on debug builds.
-test: test-package test-images
+# The .deb and OCI image checks (packaging/packaging.mk), on debug builds, and
+# bench/rr.sh --quick (node-agent/datapath.mk).
+test: test-package test-images test-rr

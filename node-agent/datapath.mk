@@ -7,7 +7,7 @@ BPF_OUT ?= target/bpf
 BPF_MULTIARCH := $(firstword $(wildcard /usr/include/$(shell uname -m)-linux-gnu))
 BPF_CFLAGS := -g -O2 -target bpf -Wall -Werror -Ibpf/include -Ibpf/lib $(if $(BPF_MULTIARCH),-I$(BPF_MULTIARCH))
 
-.PHONY: datapath-deps bpf test-datapath bench-datapath
+.PHONY: datapath-deps bpf test-datapath bench-datapath test-rr bench-rr
 
 # clang, llvm, libbpf-dev, bpftool, iproute2, python3 (apt; skipped when present).
 datapath-deps:
@@ -37,3 +37,13 @@ test-datapath: datapath-deps
 # Per-packet run time and programming time at 10,000 rules, beside baselines.
 bench-datapath: datapath-deps
 	sh bench/datapath.sh --rules 10000
+
+# Request/response between pods beside no program, a no-op TCX program, an
+# nftables set and iptables (bench/rr.sh; root). The quick run is a few
+# seconds per configuration on a debug build: it proves the harness works and
+# that Bulkhead refuses the port its policy does not allow during the run.
+test-rr: datapath-deps
+	bash bench/rr.sh --quick
+
+bench-rr: datapath-deps
+	bash bench/rr.sh

@@ -7,6 +7,11 @@ packages=(clang llvm libbpf-dev bpftool iproute2 python3 jq clickhouse-server cl
 # The agent's .deb and the OCI images (make package, make images, and their
 # checks in make test): packaging/, scripts/images.sh.
 packages+=(fakeroot help2man lintian systemd umoci skopeo)
+# The collector's syslog delivery is tested against a real rsyslog (UDP, TCP
+# and, with the GnuTLS driver, TLS): collector/tests/syslog_rsyslog.rs.
+packages+=(rsyslog rsyslog-gnutls)
+# bench/rr.sh (its --quick run is part of make test): the netfilter baselines.
+packages+=(nftables iptables util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -57,6 +57,12 @@ pub enum Command {
     /// SegmentationExceptions: request (what-if first), approve, list.
     #[command(subcommand)]
     Exception(crate::governance::ExceptionCommand),
+    /// Bring labels in from elsewhere: `import cmdb FILE --map column=label`
+    /// writes LabelMappings for a CMDB's CIDRs and host names.
+    Import {
+        #[command(subcommand)]
+        command: crate::cmdb::ImportCommand,
+    },
 }
 
 /// `flows`' arguments.

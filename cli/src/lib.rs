@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod cmdb;
 pub mod compile_cmd;
 pub mod endpoint;
 pub mod error;

@@ -41,6 +41,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(a) => return kubectl_bulkhead::reports::report(a),
         Command::Why(a) => return kubectl_bulkhead::governance::why(a),
         Command::Exception(c) => return kubectl_bulkhead::governance::run(c),
+        Command::Import {
+            command: kubectl_bulkhead::cmdb::ImportCommand::Cmdb(a),
+        } => {
+            print!("{}", kubectl_bulkhead::cmdb::run(a)?);
+            return Ok(());
+        }
         _ => {}
     }
     if let Command::Recommend(args) = &cli.command {
@@ -59,7 +65,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Unlabeled(_)
         | Command::Report(_)
         | Command::Why(_)
-        | Command::Exception(_) => {
+        | Command::Exception(_)
+        | Command::Import { .. } => {
             unreachable!("handled above")
         }
     };
@@ -82,7 +89,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Unlabeled(_)
         | Command::Report(_)
         | Command::Why(_)
-        | Command::Exception(_) => {
+        | Command::Exception(_)
+        | Command::Import { .. } => {
             unreachable!("handled above")
         }
     };

@@ -3,8 +3,9 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /api/v1/flows` | a `FlowBatch` from an agent, `Authorization: Bearer <token>` |
-//! | `GET /api/v1/flows?since=&until=&from=&to=&verdict=&port=&protocol=&node=&limit=` | `{"records": [...], "lost": [...]}` |
+//! | `GET /api/v1/flows?since=&until=&from=&to=&verdict=&port=&protocol=&node=&limit=&offset=` | `{"records": [...], "lost": [...], "nextOffset": N}` (oldest first; `nextOffset` when the page is full) |
 //! | `GET /api/v1/aggregate?<same filters>&groupBy=source.app,destination.app,port` | `{"groupBy": [...], "groups": [...], "lost": [...]}` |
+//! | `GET /api/v1/alerts` | `{"alerts": [...]}`: the last alerts raised (`alert/v1`), oldest first |
 //! | `GET /metrics`, `/healthz`, `/readyz` | OpenMetrics, liveness, the store answers |
 
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ pub struct App<S, A> {
     pub registry: Registry,
     pub clock: Clock,
     pub body_limit: usize,
+    /// Detections on stored batches and alert delivery; none: detection off.
+    pub alerts: Option<Arc<crate::alerts::Pipeline>>,
 }
 
 impl<S: std::fmt::Debug, A: std::fmt::Debug> std::fmt::Debug for App<S, A> {
@@ -62,6 +65,7 @@ impl<S: Store, A: Auth> App<S, A> {
             registry,
             clock,
             body_limit: DEFAULT_BODY_LIMIT,
+            alerts: None,
         }
     }
 }
@@ -73,6 +77,7 @@ pub fn router<S: Store, A: Auth>(app: Arc<App<S, A>>) -> Router {
             get(get_flows::<S, A>).post(post_flows::<S, A>),
         )
         .route("/api/v1/aggregate", get(get_aggregate::<S, A>))
+        .route("/api/v1/alerts", get(get_alerts::<S, A>))
         .route("/metrics", get(metrics::<S, A>))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready::<S, A>))
@@ -198,6 +203,11 @@ async fn post_flows<S: Store, A: Auth>(
             app.metrics.records.inc_by(done.records as u64);
             if !done.duplicate {
                 app.metrics.denied(&batch.records);
+                // After the store took it: a batch refused and retried is
+                // judged once, when it is stored.
+                if let Some(alerts) = &app.alerts {
+                    alerts.observe(&batch.records);
+                }
             }
             tracing::debug!(
                 node = batch.node,
@@ -269,11 +279,11 @@ async fn get_flows<S: Store, A: Auth>(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let started = Instant::now();
-    let q = match params::parse(&q, &["limit"], app.clock.now()) {
+    let q = match params::parse(&q, &["limit", "offset"], app.clock.now()) {
         Ok(q) => q,
         Err(e) => return bad_param(e),
     };
-    let records = match app.store.records(&q.filter, q.limit).await {
+    let records = match app.store.page(&q.filter, q.limit, q.offset).await {
         Ok(r) => r,
         Err(e) => return store_failed(&app, "records", e),
     };
@@ -282,7 +292,13 @@ async fn get_flows<S: Store, A: Auth>(
         Err(r) => return r,
     };
     observe(&app, "flows", started);
-    Json(json!({ "records": records, "lost": lost })).into_response()
+    // A full page may have a next one: say where it starts.
+    let next = (records.len() == q.limit).then(|| q.offset + records.len());
+    let mut body = json!({ "records": records, "lost": lost });
+    if let Some(n) = next {
+        body["nextOffset"] = n.into();
+    }
+    Json(body).into_response()
 }
 
 async fn get_aggregate<S: Store, A: Auth>(
@@ -305,6 +321,11 @@ async fn get_aggregate<S: Store, A: Auth>(
     };
     observe(&app, "aggregate", started);
     Json(json!({ "groupBy": by, "groups": groups, "lost": lost })).into_response()
+}
+
+async fn get_alerts<S: Store, A: Auth>(State(app): State<Arc<App<S, A>>>) -> Response {
+    let alerts = app.alerts.as_ref().map(|p| p.recent()).unwrap_or_default();
+    Json(json!({ "alerts": alerts })).into_response()
 }
 
 /// OpenMetrics when the scraper asks for it (Prometheus does), else the

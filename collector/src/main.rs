@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use bulkhead_collector::alerts::syslog::{SyslogSink, SyslogTarget, Transport};
+use bulkhead_collector::alerts::webhook::WebhookSink;
+use bulkhead_collector::alerts::{self, Pipeline};
 use bulkhead_collector::api::{self, App};
 use bulkhead_collector::auth::{AnyAuth, TokenFileAuth, TokenReviewAuth};
 use bulkhead_collector::store::clickhouse::ClickHouseConfig;
@@ -100,7 +103,159 @@ struct Args {
     tls_key_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    detect: DetectArgs,
 }
+
+/// Detections and where their alerts go (docs/integrations.md).
+#[derive(Debug, clap::Args)]
+struct DetectArgs {
+    /// Turn the detections off.
+    #[arg(long)]
+    detect_off: bool,
+    /// A scan is this many denied destinations from one source in a window...
+    #[arg(long, default_value_t = 20)]
+    detect_scan_hosts: usize,
+    /// ...or this many denied ports on one destination.
+    #[arg(long, default_value_t = 20)]
+    detect_scan_ports: usize,
+    /// The window of every windowed detection.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    detect_window: SignedDuration,
+    /// A label (key=value) that makes a workload sensitive: the first flow
+    /// from a new source into it raises an alert. Repeatable.
+    #[arg(long, value_parser = parse_label)]
+    detect_sensitive_label: Vec<(String, String)>,
+    /// Connections from world or unlabeled into a full-mode workload, per
+    /// source and port in a window, that raise an alert.
+    #[arg(long, default_value_t = 1)]
+    detect_untrusted_min_flows: u64,
+    /// Risky ports for lateral movement between applications.
+    #[arg(long, value_delimiter = ',', default_values_t = bulkhead_insight::detect::RISKY_PORTS)]
+    detect_lateral_ports: Vec<u16>,
+    /// The label key that names an application.
+    #[arg(long, default_value = "app")]
+    detect_app_key: String,
+    /// History read at start so known edges into sensitive workloads are
+    /// not called first-ever after a restart.
+    #[arg(long, default_value = "30d", value_parser = parse_duration)]
+    detect_seed: SignedDuration,
+    /// A syslog destination: udp://host:514, tcp://host:601, tls://host:6514,
+    /// with ?format=cef for CEF lines. Repeatable.
+    #[arg(long)]
+    syslog: Vec<String>,
+    /// The CA (PEM) that signed tls:// syslog servers' certificates.
+    #[arg(long)]
+    syslog_ca_file: Option<PathBuf>,
+    /// The HOSTNAME of syslog lines (default: $HOSTNAME, else "-").
+    #[arg(long, env = "BULKHEAD_SYSLOG_HOSTNAME")]
+    syslog_hostname: Option<String>,
+    /// A SOAR webhook (http:// or https://) that gets each alert as JSON.
+    #[arg(long, requires = "webhook_secret_file")]
+    webhook_url: Option<String>,
+    /// The HMAC-SHA256 key of X-Bulkhead-Signature (a file, so the key stays
+    /// out of process listings).
+    #[arg(long)]
+    webhook_secret_file: Option<PathBuf>,
+    /// The CA (PEM) of an https:// webhook.
+    #[arg(long)]
+    webhook_ca_file: Option<PathBuf>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        }
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+async fn alerts_pipeline<S: Store>(
+    args: &DetectArgs,
+    store: &S,
+    metrics: &bulkhead_collector::metrics::Metrics,
+    now: jiff::Timestamp,
+) -> anyhow::Result<Option<Arc<Pipeline>>> {
+    use bulkhead_insight::detect::{
+        DetectConfig, Detector, LateralConfig, ScanConfig, SensitiveConfig, UntrustedConfig,
+    };
+    if args.detect_off {
+        return Ok(None);
+    }
+    let window = args.detect_window;
+    let config = DetectConfig {
+        scan: ScanConfig {
+            enabled: true,
+            window,
+            hosts: args.detect_scan_hosts,
+            ports: args.detect_scan_ports,
+        },
+        sensitive: SensitiveConfig {
+            labels: args.detect_sensitive_label.clone(),
+        },
+        untrusted: UntrustedConfig {
+            enabled: true,
+            window,
+            min_flows: args.detect_untrusted_min_flows,
+        },
+        lateral: LateralConfig {
+            enabled: true,
+            ports: args.detect_lateral_ports.clone(),
+            app_key: args.detect_app_key.clone(),
+            window,
+            min_flows: 1,
+        },
+    };
+    let detector = Detector::new(config).context("detection thresholds")?;
+    let mut pipeline = Pipeline::new(detector, metrics);
+    if !args.detect_sensitive_label.is_empty() && args.detect_seed.as_secs() > 0 {
+        let filter = bulkhead_insight::FlowFilter {
+            since: Some(now - args.detect_seed),
+            ..Default::default()
+        };
+        let history = store
+            .records(&filter, SEED_RECORDS)
+            .await
+            .context("reading history to seed the first-flow detection")?;
+        tracing::info!(records = history.len(), "detections seeded from history");
+        pipeline.seed(&history);
+    }
+    let hostname = args
+        .syslog_hostname
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "-".into());
+    let syslog_tls = match &args.syslog_ca_file {
+        Some(f) => Some(Arc::new(alerts::client_tls(Some(f), "--syslog-ca-file")?)),
+        None => None,
+    };
+    for target in &args.syslog {
+        let target: SyslogTarget = target.parse()?;
+        if target.transport == Transport::Tls && syslog_tls.is_none() {
+            bail!("--syslog {target:?}: tls:// needs --syslog-ca-file");
+        }
+        pipeline.add_syslog(SyslogSink {
+            target,
+            tls: syslog_tls.clone(),
+            hostname: hostname.clone(),
+        });
+    }
+    if let (Some(url), Some(secret)) = (&args.webhook_url, &args.webhook_secret_file) {
+        let key = std::fs::read(secret)
+            .with_context(|| format!("--webhook-secret-file {}", secret.display()))?;
+        let key = String::from_utf8_lossy(&key).trim().as_bytes().to_vec();
+        let tls = match &args.webhook_ca_file {
+            Some(f) => Some(alerts::client_tls(Some(f), "--webhook-ca-file")?),
+            None => None,
+        };
+        pipeline.add_webhook(WebhookSink::new(url, key, tls)?);
+    }
+    Ok(Some(Arc::new(pipeline)))
+}
+
+/// The most records read to seed the first-flow detection.
+const SEED_RECORDS: usize = 1_000_000;
 
 fn parse_duration(s: &str) -> Result<SignedDuration, String> {
     duration(s).ok_or_else(|| format!("{s:?} is not a duration like 14d, 1h or 15m"))
@@ -240,6 +395,7 @@ async fn main() -> anyhow::Result<()> {
     let auth = open_auth(&args).await?;
     let mut app = App::new(store, auth, clock);
     app.body_limit = args.body_limit;
+    app.alerts = alerts_pipeline(&args.detect, &app.store, &app.metrics, app.clock.now()).await?;
     let app = Arc::new(app);
     tokio::spawn(maintain_loop(app.clone(), every));
     // Before binding: a bad certificate is an error at start, not a refused handshake later.

@@ -38,6 +38,22 @@ pub struct QueryLabel {
     pub query: String,
 }
 
+/// An alert's detector (`scan`, `firstSensitiveFlow`, `untrustedIntoFull`,
+/// `lateralMovement`) and severity (`low`, `medium`, `high`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabel {
+    pub detector: String,
+    pub severity: String,
+}
+
+/// A sink (`syslog-udp`, `syslog-tcp`, `syslog-tls`, `webhook`) and what an
+/// attempt did: `sent`, `retried`, `rejected` (for good), `dropped` (queue full).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabel {
+    pub sink: String,
+    pub result: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
@@ -52,6 +68,8 @@ pub struct Metrics {
     pub query_duration: Family<QueryLabel, Histogram, fn() -> Histogram>,
     pub partitions_dropped: Counter,
     pub flows_denied: Family<DeniedLabel, Counter>,
+    pub alerts: Family<AlertLabel, Counter>,
+    pub alert_deliveries: Family<DeliveryLabel, Counter>,
 }
 
 impl Metrics {
@@ -64,6 +82,8 @@ impl Metrics {
             query_duration: Family::new_with_constructor(duration_histogram),
             partitions_dropped: Counter::default(),
             flows_denied: Family::default(),
+            alerts: Family::default(),
+            alert_deliveries: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("bulkhead_collector");
         r.register(
@@ -92,6 +112,16 @@ impl Metrics {
             "flows_denied",
             "Flows denied (deny) or that full mode would deny (would_deny), as each judging side reported them",
             m.flows_denied.clone(),
+        );
+        r.register(
+            "alerts",
+            "Suspicious-connectivity alerts raised, by detector and severity",
+            m.alerts.clone(),
+        );
+        r.register(
+            "alert_deliveries",
+            "Alert delivery attempts, by sink and result (sent, retried, rejected, dropped)",
+            m.alert_deliveries.clone(),
         );
         m
     }

@@ -380,3 +380,64 @@ async fn metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `offset` pages through a query: full pages say where the next starts,
+/// the last one does not, and the pages together are the whole answer in
+/// the same order, each record once.
+#[tokio::test]
+async fn pages_through_more_records_than_one_answer_holds() {
+    let s = serve(1 << 20).await;
+    let t = ts(NOW) - SignedDuration::from_hours(3);
+    // 7 records over three minutes (distinct buckets and edges).
+    let records: Vec<_> = (0..7u16)
+        .map(|i| {
+            rec(
+                "n1",
+                t + SignedDuration::from_mins(i64::from(i % 3)),
+                web(),
+                db(),
+                8000 + i,
+                Direction::Egress,
+            )
+        })
+        .collect();
+    let body = serde_json::to_vec(&batch("n1", "paging", records)).expect("json");
+    let post = format!("{}/api/v1/flows", s.url);
+    assert_eq!(call("POST", &post, Some(N1_TOKEN), body).await.0, 200);
+    let get = |q: String| {
+        let url = format!("{}/api/v1/flows?since=1d&{q}", s.url);
+        async move {
+            let (status, text) = call("GET", &url, None, vec![]).await;
+            assert_eq!(status, 200, "{url}: {text}");
+            json(&text)
+        }
+    };
+    let whole = get("limit=100".into()).await;
+    let all = whole["records"].as_array().expect("records").clone();
+    assert_eq!(all.len(), 7, "{whole}");
+    assert!(whole.get("nextOffset").is_none(), "not full: {whole}");
+    let (mut paged, mut offset, mut pages) = (Vec::new(), Some(0u64), 0);
+    while let Some(o) = offset {
+        let page = get(format!("limit=3&offset={o}")).await;
+        paged.extend(page["records"].as_array().expect("records").iter().cloned());
+        offset = page.get("nextOffset").and_then(Value::as_u64);
+        pages += 1;
+        assert!(pages <= 3, "7 records in pages of 3: {page}");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(paged, all, "the pages are the whole answer, in order");
+    // A full last page says there may be more; the next is empty.
+    let six = get("limit=6&offset=1".into()).await;
+    assert_eq!(six["nextOffset"], 7, "{six}");
+    let rest = get("limit=6&offset=7".into()).await;
+    assert_eq!(rest["records"], serde_json::json!([]), "{rest}");
+    let (status, text) = call(
+        "GET",
+        &format!("{}/api/v1/flows?offset=-1", s.url),
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("offset"), "{text}");
+}

@@ -10,6 +10,10 @@
 //!                                                       └──► report (all of it; json, csv, html)
 //! ```
 //!
+//! Detections ([`detect`]) raise `alert/v1` alerts from records as they
+//! arrive: scans, first flows into sensitive workloads, untrusted traffic
+//! into full enforcement, lateral movement on risky ports.
+//!
 //! Promotion gates ([`promotion`]) decide from would-deny records whether a
 //! policy may move to a stricter mode.
 //!
@@ -25,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub mod coverage;
+pub mod detect;
 mod error;
 pub mod exposure;
 pub mod promotion;

@@ -62,10 +62,31 @@ pub fn read_desired(config: &Config) -> Result<(Desired, Resolver, String)> {
     Ok((Desired::build(&rule_map, &shards)?, resolver, node))
 }
 
+/// What the input files look like from their metadata (inode, size, change
+/// and modification times), so an idle agent polls with a few `stat` calls
+/// instead of reading and hashing every file. A file changed in the last
+/// two seconds is also read: file times come from a clock that ticks every
+/// few milliseconds on many kernels, so two same-sized writes within one tick
+/// look alike by metadata. A missing file counts as a state of its own.
 fn fingerprint(config: &Config) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    const RECENT: Duration = Duration::from_secs(2);
     let mut h = DefaultHasher::new();
     for path in std::iter::once(&config.rule_map).chain(config.identities.iter()) {
-        std::fs::read(path).ok().hash(&mut h);
+        let Ok(m) = std::fs::metadata(path) else {
+            None::<()>.hash(&mut h);
+            continue;
+        };
+        (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+        (m.ctime(), m.ctime_nsec()).hash(&mut h);
+        let recent = m
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < RECENT);
+        if recent {
+            std::fs::read(path).ok().hash(&mut h);
+        }
     }
     h.finish()
 }
@@ -197,4 +218,46 @@ pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
         tracing::info!("detached");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> Config {
+        Config {
+            rule_map: dir.join("rule-map.yaml"),
+            identities: vec![dir.join("identities.yaml")],
+            interfaces: InterfaceConfig::default(),
+            poll_interval: Duration::from_millis(500),
+            outputs: OutputConfig::default(),
+            status_file: None,
+            detach_on_exit: false,
+        }
+    }
+
+    #[test]
+    fn fingerprint_follows_rewrites_renames_and_removal_but_not_idle_polls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path());
+        std::fs::write(&c.rule_map, "a: 1\n").expect("file operation");
+        std::fs::write(&c.identities[0], "b: 1\n").expect("file operation");
+        let idle = fingerprint(&c);
+        assert_eq!(idle, fingerprint(&c), "nothing changed");
+
+        // The same length rewritten in place: only the times tell.
+        std::fs::write(&c.rule_map, "a: 2\n").expect("file operation");
+        let rewritten = fingerprint(&c);
+        assert_ne!(idle, rewritten);
+
+        // Replaced by rename, as a ConfigMap volume or an atomic writer does.
+        let tmp = dir.path().join("new");
+        std::fs::write(&tmp, "b: 2\n").expect("file operation");
+        std::fs::rename(&tmp, &c.identities[0]).expect("file operation");
+        let renamed = fingerprint(&c);
+        assert_ne!(rewritten, renamed);
+
+        std::fs::remove_file(&c.identities[0]).expect("file operation");
+        assert_ne!(renamed, fingerprint(&c), "a missing file is a change");
+    }
 }

@@ -419,10 +419,11 @@ impl Store for ClickHouseStore {
         })
     }
 
-    async fn records(
+    async fn page(
         &self,
         filter: &FlowFilter,
         limit: usize,
+        offset: usize,
     ) -> Result<Vec<FlowRecord>, StoreError> {
         filter.validate()?;
         let (since, until) = range(filter);
@@ -451,9 +452,10 @@ impl Store for ClickHouseStore {
         let rows = self
             .select(&format!(
                 "SELECT bucket, tier, edge, sum(flows), sum(packets), sum(bytes) FROM ({})
-                 GROUP BY bucket, tier, edge ORDER BY bucket, edge LIMIT {}",
+                 GROUP BY bucket, tier, edge ORDER BY bucket, tier, edge LIMIT {} OFFSET {}",
                 parts.join(" UNION ALL "),
-                limit.min(i64::MAX as usize)
+                limit.min(i64::MAX as usize),
+                offset.min(i64::MAX as usize)
             ))
             .await?;
         rows.iter()

@@ -119,6 +119,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         filter: &FlowFilter,
         limit: usize,
+    ) -> impl Future<Output = Result<Vec<FlowRecord>, StoreError>> + Send {
+        self.page(filter, limit, 0)
+    }
+
+    /// The same, after skipping `offset` of them: pages of one query. The
+    /// order (bucket, then edge) is total, so consecutive pages neither
+    /// repeat nor miss a record unless a batch for an already-read bucket
+    /// arrives between two pages.
+    fn page(
+        &self,
+        filter: &FlowFilter,
+        limit: usize,
+        offset: usize,
     ) -> impl Future<Output = Result<Vec<FlowRecord>, StoreError>> + Send;
 
     /// Counting records grouped by `by`, most bytes first.
@@ -164,12 +177,13 @@ impl Store for AnyStore {
     async fn insert(&self, batch: &FlowBatch) -> Result<Inserted, StoreError> {
         dispatch!(self, s => s.insert(batch))
     }
-    async fn records(
+    async fn page(
         &self,
         filter: &FlowFilter,
         limit: usize,
+        offset: usize,
     ) -> Result<Vec<FlowRecord>, StoreError> {
-        dispatch!(self, s => s.records(filter, limit))
+        dispatch!(self, s => s.page(filter, limit, offset))
     }
     async fn aggregate(&self, filter: &FlowFilter, by: &GroupBy) -> Result<Vec<Group>, StoreError> {
         dispatch!(self, s => s.aggregate(filter, by))

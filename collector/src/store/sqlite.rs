@@ -243,10 +243,11 @@ impl Store for SqliteStore {
         Self::with(&self.writer, move |c| insert_batch(c, &batch, now)).await
     }
 
-    async fn records(
+    async fn page(
         &self,
         filter: &FlowFilter,
         limit: usize,
+        offset: usize,
     ) -> Result<Vec<FlowRecord>, StoreError> {
         filter.validate()?;
         let (since, until) = range(filter);
@@ -274,10 +275,11 @@ impl Store for SqliteStore {
         let sql = format!(
             "SELECT t.bucket, t.tier, e.key, t.flows, t.packets, t.bytes
              FROM ({}) t JOIN edges e ON e.id = t.edge WHERE {}
-             ORDER BY t.bucket, e.key LIMIT {}",
+             ORDER BY t.bucket, t.tier, e.key LIMIT {} OFFSET {}",
             parts.join(" UNION ALL "),
             edge_conditions(D, filter),
-            limit.min(i64::MAX as usize)
+            limit.min(i64::MAX as usize),
+            offset.min(i64::MAX as usize)
         );
         Self::with(&self.reader, move |c| {
             let mut stmt = c.prepare(&sql)?;

@@ -15,9 +15,13 @@
 //!
 //! Ports are not walked one by one: a verdict only changes where a rule's
 //! port range starts or ends, so each protocol's ports are cut into ranges at
-//! those points and one verdict per range is multiplied by its length.
+//! those points and one verdict per range is multiplied by its length. Nor
+//! are pairs judged one by one: sources and destinations fall into classes
+//! that every verdict treats alike, and one verdict per class pair is
+//! multiplied by the classes' sizes (count.rs says why that is exact;
+//! `naive::exposure`, the pair-by-pair loop, is held equal to it in tests).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use bulkhead_api::identity::WORLD;
@@ -25,8 +29,12 @@ use bulkhead_api::policy::Protocol;
 use bulkhead_policy::{EndpointRef, Output};
 use serde::Serialize;
 
-use pairs::{pair, seen_by, NodeView, PairReach, Prefixes, Side, SideKey, Source};
+use count::{Dest, Pairs, Tally};
+use pairs::{NodeView, PeerClasses, Prefixes, RuleClasses, Source};
 
+mod count;
+#[cfg(test)]
+pub(crate) mod naive;
 mod pairs;
 
 /// The protocols whose ports count as possible.
@@ -76,7 +84,6 @@ impl Reach {
         self.possible += o.possible;
         self.reachable += o.reachable;
         self.reachable_if_full += o.reachable_if_full;
-        self.finish();
     }
 
     fn finish(&mut self) {
@@ -126,14 +133,37 @@ pub struct Exposure {
 
 /// Computes exposure over the compiled output.
 pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
-    let prefixes = Prefixes::new(out);
+    let mut rule_classes = RuleClasses::default();
     let views: BTreeMap<&str, NodeView<'_>> = out
         .rule_maps
         .iter()
-        .map(|(n, m)| (n.as_str(), NodeView::new(m)))
+        .map(|(n, m)| (n.as_str(), NodeView::new(m, &mut rule_classes)))
         .collect();
+    let (sources, dests) = sides(out, &views, &opts.group_key);
+    let hosts: HashSet<IpAddr> = views.values().flat_map(|v| v.host.iter().copied()).collect();
+    let mut pairs = Pairs::new(&opts.risky);
+    let mut tally = Tally::new(PROTOCOLS.len() as u64 * PORTS, opts.risky.len());
+    count::count(
+        &hosts,
+        &mut PeerClasses::new(out),
+        &sources,
+        &dests,
+        &mut pairs,
+        &mut tally,
+    );
+    finish(opts, sources.len() as u64, tally)
+}
+
+/// The sources (every managed endpoint, every labeled CIDR, `world`) and
+/// the destinations (every managed endpoint).
+fn sides<'a>(
+    out: &'a Output,
+    views: &'a BTreeMap<&'a str, NodeView<'a>>,
+    group_key: &str,
+) -> (Vec<Source<'a>>, Vec<Dest<'a>>) {
+    let prefixes = Prefixes::new(out);
     let mut sources: Vec<Source<'_>> = Vec::new();
-    let mut destinations: Vec<(Side<'_>, Option<IpAddr>, u32, String)> = Vec::new();
+    let mut destinations: Vec<Dest<'_>> = Vec::new();
     for (r, f) in &out.endpoints {
         let address = f
             .addresses
@@ -158,7 +188,7 @@ pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
                 let seen = address.map_or(f.identity, |a| prefixes.lookup(a));
                 let app = f
                     .labels
-                    .get(&opts.group_key)
+                    .get(group_key)
                     .cloned()
                     .unwrap_or_else(|| "(none)".into());
                 sources.push(Source {
@@ -166,7 +196,12 @@ pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
                     address,
                     seen,
                 });
-                destinations.push((side, address, seen, app));
+                destinations.push(Dest {
+                    side,
+                    address,
+                    seen,
+                    app,
+                });
             }
             _ => {}
         }
@@ -176,65 +211,23 @@ pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
         address: None,
         seen: WORLD,
     });
-    let nsources = sources.len() as u64;
-    let per_source = PROTOCOLS.len() as u64 * PORTS;
-    type Key<'a> = (Option<SideKey<'a>>, u32, SideKey<'a>, u32);
-    let mut cache: HashMap<Key<'_>, PairReach> = HashMap::new();
-    let mut apps: BTreeMap<String, GroupExposure> = BTreeMap::new();
-    let mut ports: Vec<Reach> = vec![Reach::default(); opts.risky.len()];
-    let mut overall = GroupExposure {
-        name: "overall".into(),
-        ..Default::default()
-    };
-    for (dst, dst_addr, dst_seen, app) in &destinations {
-        let mut all = Reach::default();
-        let mut risky = Reach::default();
-        for src in &sources {
-            if src.managed.is_some() && src.address == *dst_addr {
-                continue; // itself
-            }
-            let dst_seen_src = seen_by(dst, src.address, src.seen);
-            let src_seen_dst = src
-                .managed
-                .as_ref()
-                .map_or(WORLD, |s| seen_by(s, *dst_addr, *dst_seen));
-            let key: Key<'_> = (
-                src.managed.as_ref().map(Side::key),
-                src_seen_dst,
-                dst.key(),
-                dst_seen_src,
-            );
-            let p = cache
-                .entry(key)
-                .or_insert_with(|| pair(src, src_seen_dst, dst, dst_seen_src, &opts.risky));
-            all.possible += per_source;
-            all.reachable += p.now;
-            all.reachable_if_full += p.full;
-            for (i, (n, f)) in p.risky.iter().enumerate() {
-                risky.possible += 1;
-                risky.reachable += u64::from(*n);
-                risky.reachable_if_full += u64::from(*f);
-                ports[i].possible += 1;
-                ports[i].reachable += u64::from(*n);
-                ports[i].reachable_if_full += u64::from(*f);
-            }
-        }
-        all.finish();
-        risky.finish();
-        let g = apps.entry(app.clone()).or_insert_with(|| GroupExposure {
-            name: app.clone(),
-            ..Default::default()
-        });
-        g.endpoints += 1;
-        g.all_ports.add(&all);
-        g.risky_ports.add(&risky);
-        overall.endpoints += 1;
-        overall.all_ports.add(&all);
-        overall.risky_ports.add(&risky);
+    (sources, destinations)
+}
+
+fn finish(opts: &ExposureOptions, sources: u64, tally: Tally) -> Exposure {
+    let Tally {
+        mut apps,
+        mut overall,
+        ports,
+        ..
+    } = tally;
+    for g in apps.values_mut().chain([&mut overall]) {
+        g.all_ports.finish();
+        g.risky_ports.finish();
     }
     Exposure {
         group_key: opts.group_key.clone(),
-        sources: nsources,
+        sources,
         overall,
         applications: apps.into_values().collect(),
         by_risky_port: opts

@@ -17,13 +17,75 @@ use super::PROTOCOLS;
 /// rules split by subject identity (a rule can only decide for its subjects,
 /// so the verdict function sees the same answer from the shorter list).
 pub(super) struct NodeView<'a> {
-    host: Vec<IpAddr>,
+    pub(super) host: Vec<IpAddr>,
     failsafe: &'a [FailsafePort],
-    rules: HashMap<u32, Vec<CompiledRule>>,
+    /// Per subject identity: its rules, and their class ([`RuleClasses`]).
+    rules: HashMap<u32, (u32, Vec<CompiledRule>)>,
+}
+
+/// Numbers the distinct rule lists a subject can have, with the subjects
+/// left out: a rule only decides for its subjects, so two endpoints (of any
+/// identity, on any node) whose lists are equal without them get the same
+/// verdict from every peer. Class 0 is "no rules".
+#[derive(Default)]
+pub(super) struct RuleClasses(HashMap<Vec<CompiledRule>, u32>);
+
+impl RuleClasses {
+    fn class(&mut self, rules: &[CompiledRule]) -> u32 {
+        if rules.is_empty() {
+            return 0;
+        }
+        let mut key: Vec<CompiledRule> = rules
+            .iter()
+            .map(|r| CompiledRule {
+                subjects: Vec::new(),
+                ..r.clone()
+            })
+            .collect();
+        key.sort();
+        let next = self.0.len() as u32 + 1;
+        *self.0.entry(key).or_insert(next)
+    }
+}
+
+/// Peer identities that every rule treats alike: a peer enters the verdict
+/// function only through `rule.peers.binary_search`, so identities that are
+/// in the same peer lists (of every rule of every node) get the same
+/// verdicts. `canon` maps each to one representative of its kind.
+pub(super) struct PeerClasses {
+    member_of: HashMap<u32, Vec<u32>>,
+    reps: HashMap<Vec<u32>, u32>,
+}
+
+impl PeerClasses {
+    pub(super) fn new(out: &Output) -> Self {
+        let mut lists: HashMap<&[u32], u32> = HashMap::new();
+        let mut member_of: HashMap<u32, Vec<u32>> = HashMap::new();
+        for r in out.rule_maps.values().flat_map(|m| &m.rules) {
+            let next = lists.len() as u32;
+            if let std::collections::hash_map::Entry::Vacant(v) = lists.entry(&r.peers) {
+                v.insert(next);
+                // Lists are numbered in the order met, so each member's
+                // list of lists stays sorted.
+                for p in &r.peers {
+                    member_of.entry(*p).or_default().push(next);
+                }
+            }
+        }
+        Self {
+            member_of,
+            reps: HashMap::new(),
+        }
+    }
+
+    pub(super) fn canon(&mut self, identity: u32) -> u32 {
+        let lists = self.member_of.get(&identity).cloned().unwrap_or_default();
+        *self.reps.entry(lists).or_insert(identity)
+    }
 }
 
 impl<'a> NodeView<'a> {
-    pub(super) fn new(map: &'a NodeRuleMapSpec) -> Self {
+    pub(super) fn new(map: &'a NodeRuleMapSpec, classes: &mut RuleClasses) -> Self {
         let mut rules: HashMap<u32, Vec<CompiledRule>> = HashMap::new();
         for r in &map.rules {
             for s in &r.subjects {
@@ -38,7 +100,10 @@ impl<'a> NodeView<'a> {
                 .filter_map(|a| a.parse().ok())
                 .collect(),
             failsafe: &map.failsafe_ports,
-            rules,
+            rules: rules
+                .into_iter()
+                .map(|(id, v)| (id, (classes.class(&v), v)))
+                .collect(),
         }
     }
 
@@ -49,10 +114,15 @@ impl<'a> NodeView<'a> {
         mode: EnforcementMode,
         is_host: bool,
     ) -> Side<'a> {
+        let (class, rules) = self
+            .rules
+            .get(&identity)
+            .map_or((0, &[][..]), |(c, v)| (*c, v.as_slice()));
         Side {
             node,
             view: self,
-            rules: self.rules.get(&identity).map_or(&[], Vec::as_slice),
+            rules,
+            class,
             identity,
             mode,
             is_host,
@@ -67,6 +137,8 @@ pub(super) struct Side<'a> {
     view: &'a NodeView<'a>,
     /// The node's rules with this endpoint's identity among their subjects.
     rules: &'a [CompiledRule],
+    /// The [`RuleClasses`] class of `rules`.
+    class: u32,
     pub(super) identity: u32,
     pub(super) mode: EnforcementMode,
     pub(super) is_host: bool,
@@ -169,13 +241,14 @@ pub(super) struct PairReach {
     pub(super) risky: Vec<(bool, bool)>,
 }
 
-/// What a pair's verdicts depend on from one side: its node (rules,
-/// failsafe ports), identity, mode and whether it is a host.
-pub(super) type SideKey<'a> = (&'a str, u32, EnforcementMode, bool);
+/// What a pair's verdicts depend on from one side, besides the identity the
+/// other side sees: its rules' class, its mode, and for a host its node
+/// (failsafe ports are a node's).
+pub(super) type SideKey<'a> = (u32, EnforcementMode, Option<&'a str>);
 
-impl Side<'_> {
-    pub(super) fn key(&self) -> SideKey<'_> {
-        (self.node, self.identity, self.mode, self.is_host)
+impl<'a> Side<'a> {
+    pub(super) fn key(&self) -> SideKey<'a> {
+        (self.class, self.mode, self.is_host.then_some(self.node))
     }
 }
 

@@ -68,11 +68,13 @@ const FILTER_PARAMS: [&str; 8] = [
 pub struct Query {
     pub filter: FlowFilter,
     pub limit: usize,
+    /// Records to skip (`offset`, paging through more than `limit`).
+    pub offset: usize,
     pub group_by: Option<GroupBy>,
 }
 
 /// Parses `params`; `extra` names the parameters this endpoint takes
-/// besides the filter (`limit`, `groupBy`). Unknown parameters are refused.
+/// besides the filter (`limit`, `offset`, `groupBy`). Unknown parameters are refused.
 pub fn parse(
     params: &BTreeMap<String, String>,
     extra: &[&str],
@@ -136,6 +138,12 @@ pub fn parse(
             }
         },
     };
+    let offset = match get("offset") {
+        None => 0,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| err("offset", format!("{v:?} is not a number of records")))?,
+    };
     let group_by = match get("groupBy") {
         None if extra.contains(&"groupBy") => {
             return Err(err(
@@ -149,6 +157,7 @@ pub fn parse(
     Ok(Query {
         filter: f,
         limit,
+        offset,
         group_by,
     })
 }

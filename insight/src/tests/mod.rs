@@ -1,6 +1,7 @@
 //! Tests on small, hand-checkable histories and clusters.
 
 mod exposure;
+mod exposure_classes;
 mod report;
 
 mod talkers;
