@@ -247,7 +247,12 @@ pub(super) fn count<'a>(
         for m in members {
             let d = &dests[*m];
             let mut acc = base.clone();
-            for &si in d.address.and_then(|a| by_address.get(&a)).into_iter().flatten() {
+            for &si in d
+                .address
+                .and_then(|a| by_address.get(&a))
+                .into_iter()
+                .flatten()
+            {
                 let (r, sseen, _) = classes[class_of[si]];
                 let src = &sources[r];
                 acc.remove(pairs.get(src, *dseen, &side, sseen));

@@ -140,7 +140,10 @@ pub fn exposure(out: &Output, opts: &ExposureOptions) -> Exposure {
         .map(|(n, m)| (n.as_str(), NodeView::new(m, &mut rule_classes)))
         .collect();
     let (sources, dests) = sides(out, &views, &opts.group_key);
-    let hosts: HashSet<IpAddr> = views.values().flat_map(|v| v.host.iter().copied()).collect();
+    let hosts: HashSet<IpAddr> = views
+        .values()
+        .flat_map(|v| v.host.iter().copied())
+        .collect();
     let mut pairs = Pairs::new(&opts.risky);
     let mut tally = Tally::new(PROTOCOLS.len() as u64 * PORTS, opts.risky.len());
     count::count(

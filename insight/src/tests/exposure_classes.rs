@@ -45,14 +45,18 @@ struct PolicySpec {
 }
 
 fn pod_spec() -> impl Strategy<Value = PodSpec> {
-    (0..3usize, prop::option::of(0..3usize), 0..2usize, prop::bool::weighted(0.15)).prop_map(
-        |(node, app, env, host_network)| PodSpec {
+    (
+        0..3usize,
+        prop::option::of(0..3usize),
+        0..2usize,
+        prop::bool::weighted(0.15),
+    )
+        .prop_map(|(node, app, env, host_network)| PodSpec {
             node,
             app,
             env,
             host_network,
-        },
-    )
+        })
 }
 
 fn rule_spec() -> impl Strategy<Value = RuleSpec> {
@@ -73,13 +77,16 @@ fn rule_spec() -> impl Strategy<Value = RuleSpec> {
 }
 
 fn policy_spec() -> impl Strategy<Value = PolicySpec> {
-    (0..3usize, 0..3usize, prop::collection::vec(rule_spec(), 1..4)).prop_map(
-        |(scope_app, mode, rules)| PolicySpec {
+    (
+        0..3usize,
+        0..3usize,
+        prop::collection::vec(rule_spec(), 1..4),
+    )
+        .prop_map(|(scope_app, mode, rules)| PolicySpec {
             scope_app,
             mode,
             rules,
-        },
-    )
+        })
 }
 
 fn policy_yaml(p: &PolicySpec) -> String {
