@@ -414,7 +414,7 @@ enum Step {
     DeleteNode(usize),
     UpsertPolicy {
         slot: usize,
-        spec: SegmentationPolicySpec,
+        spec: Box<SegmentationPolicySpec>,
     },
     DeletePolicy(usize),
     Mappings(MappingSeed),
@@ -432,7 +432,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..4usize).prop_map(Step::DeleteNamespace),
         1 => (0..4usize, proptest::option::of(0..2usize)).prop_map(|(node, zone)| Step::UpsertNode { node, zone }),
         1 => (0..4usize).prop_map(Step::DeleteNode),
-        4 => (0..6usize, policy()).prop_map(|(slot, spec)| Step::UpsertPolicy { slot, spec }),
+        4 => (0..6usize, policy()).prop_map(|(slot, spec)| Step::UpsertPolicy {
+            slot,
+            spec: Box::new(spec),
+        }),
         2 => any::<usize>().prop_map(Step::DeletePolicy),
         1 => mapping_seed().prop_map(Step::Mappings),
         1 => any::<usize>().prop_map(Step::DeleteMapping),
@@ -479,7 +482,7 @@ fn resolve(s: &Snapshot, step: &Step) -> Vec<Change> {
         }
         Step::DeleteNode(i) => vec![Change::DeleteNode(format!("n{i}"))],
         Step::UpsertPolicy { slot, spec } => {
-            vec![Change::UpsertPolicy(format!("pol{slot}"), spec.clone())]
+            vec![Change::UpsertPolicy(format!("pol{slot}"), (**spec).clone())]
         }
         Step::DeletePolicy(pick) => nth(*pick, s.policies.len())
             .and_then(|i| s.policies.keys().nth(i))

@@ -42,7 +42,7 @@ pub struct WhyArgs {
 pub enum ExceptionCommand {
     /// Ask for a SegmentationException: prints its what-if first, then
     /// creates it in your name (unapproved).
-    Request(ExceptionRequestArgs),
+    Request(Box<ExceptionRequestArgs>),
     /// Approve someone else's exception, in your own name.
     Approve {
         /// The exception's name.
