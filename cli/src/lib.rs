@@ -30,6 +30,7 @@ pub mod endpoint;
 pub mod error;
 pub mod externalnode;
 pub mod flows;
+pub mod governance;
 pub mod history;
 pub mod labels_cmd;
 pub mod live;

@@ -40,6 +40,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unlabeled(a) => return kubectl_bulkhead::reports::unlabeled(a),
         Command::Report(a) => return kubectl_bulkhead::reports::report(a),
         Command::ExternalNode(a) => return kubectl_bulkhead::externalnode::run(a),
+        Command::Why(a) => return kubectl_bulkhead::governance::why(a),
+        Command::Exception(c) => return kubectl_bulkhead::governance::run(c),
         Command::Import {
             command: kubectl_bulkhead::cmdb::ImportCommand::Cmdb(a),
         } => {
@@ -64,6 +66,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Unlabeled(_)
         | Command::Report(_)
         | Command::ExternalNode(_)
+        | Command::Why(_)
+        | Command::Exception(_)
         | Command::Import { .. } => {
             unreachable!("handled above")
         }
@@ -87,6 +91,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Unlabeled(_)
         | Command::Report(_)
         | Command::ExternalNode(_)
+        | Command::Why(_)
+        | Command::Exception(_)
         | Command::Import { .. } => {
             unreachable!("handled above")
         }

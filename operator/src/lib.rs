@@ -27,6 +27,7 @@
 pub mod call;
 pub mod collector;
 pub mod engine;
+pub mod exceptions;
 pub mod feed;
 #[cfg(test)]
 pub(crate) mod fixtures;
