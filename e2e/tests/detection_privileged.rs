@@ -111,7 +111,10 @@ action(type="omfile" file="{d}/internal.log")
 
 /// A one-thread HTTP/1.1 receiver: every POST's alert id and whether its
 /// signature verified (with openssl, independently of the collector's code).
-fn webhook(dir: &Path) -> (String, Arc<Mutex<Vec<(String, bool)>>>) {
+/// (alert id, signature valid) per delivery.
+type Deliveries = Arc<Mutex<Vec<(String, bool)>>>;
+
+fn webhook(dir: &Path) -> (String, Deliveries) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     let got = Arc::new(Mutex::new(Vec::new()));

@@ -17,7 +17,7 @@ fn denied(mut r: FlowRecord) -> FlowRecord {
     r
 }
 
-fn at_secs(s: i64) -> jiff::Timestamp {
+fn at_secs(s: i64) -> Timestamp {
     day(0) + SignedDuration::from_secs(s)
 }
 
