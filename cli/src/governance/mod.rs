@@ -146,6 +146,7 @@ pub fn why(args: &WhyArgs) -> anyhow::Result<()> {
         collector: args.query.collector.clone(),
         service: args.query.service.clone(),
         cluster: args.cluster.clone(),
+        max_records: crate::reports::args::DEFAULT_MAX_RECORDS,
     };
     let today = history.cluster()?;
     let port = args

@@ -113,6 +113,8 @@ pub struct LabSpec {
     pub operator_args: Vec<String>,
     /// Run the collector, and have every agent ship its flows to it.
     pub collector: bool,
+    /// More flags for the collector (e.g. `--syslog=udp://...`).
+    pub collector_args: Vec<String>,
     pub lifetime: Lifetime,
     /// Print each step and its duration to stderr (also `$BULKHEAD_LAB_VERBOSE`).
     pub verbose: bool,
@@ -137,6 +139,7 @@ impl LabSpec {
             listen_sctp: false,
             operator_args: Vec::new(),
             collector: true,
+            collector_args: Vec::new(),
             lifetime: Lifetime::Attached,
             verbose: std::env::var_os("BULKHEAD_LAB_VERBOSE").is_some(),
             external_nodes: 0,
@@ -220,6 +223,7 @@ pub struct Lab {
     agents: BTreeMap<String, Process>,
     agent_mode: AgentMode,
     collector: Option<Collector>,
+    collector_args: Vec<String>,
     /// Listeners by the key of the pod they run in.
     listeners: Vec<(String, Process)>,
     listen: Vec<u16>,
@@ -288,6 +292,7 @@ impl Lab {
             agents: BTreeMap::new(),
             agent_mode,
             collector: None,
+            collector_args: spec.collector_args.clone(),
             listeners: Vec::new(),
             listen: spec.listen.clone(),
             pods: BTreeMap::new(),
@@ -419,6 +424,7 @@ impl Lab {
                     ),
                     kubeconfig: self.plane().admin_kubeconfig().to_owned(),
                     data_dir: self.state().root().join("collector"),
+                    extra_args: self.collector_args.clone(),
                     lifetime: self.lifetime,
                 }
             }
