@@ -32,7 +32,8 @@ test-datapath: datapath-deps
 	@sh node-agent/preflight.sh
 	$(CARGO) build -p kubectl-bulkhead
 	$(CARGO) test -p bulkhead-agent --test prog_test_run_privileged --test datapath_netns_privileged \
-		--test spoofing_privileged --test conntrack_lifecycle_privileged --test conntrack_full_privileged -- --test-threads=2
+		--test spoofing_privileged --test conntrack_lifecycle_privileged --test conntrack_full_privileged \
+		--test services_privileged -- --test-threads=2
 
 # Per-packet run time and programming time at 10,000 rules, beside baselines.
 bench-datapath: datapath-deps
