@@ -9,6 +9,7 @@
 //!   4. kubelet::*           Nodes (InternalIP = node address), Namespaces, Pods (+ pod namespaces)
 //!   5. Operator::start      one process per replica, as user bulkhead-operator
 //!   6. agent::start_agent   one per node, inside its namespace (cluster or standalone mode)
+//!   7. services::*          when asked: the EndpointSlice controller, and kube-proxy per node
 //! ```
 //!
 //! Everything is recorded in the state directory (`lab.json` and pid files),
@@ -42,11 +43,13 @@ mod lifecycle;
 mod objects;
 mod probes;
 mod replicas;
+mod services;
 pub use replicas::failsafe_ports;
 
 pub use crate::wait::wait_until;
 pub use lifecycle::{dir_or_default, down, prune, status, up, Down, ProcessStatus, Pruned, Status};
 pub use probes::{matrix, probe_all, probe_between, Conversation, Probe};
+pub use services::ServiceSpec;
 
 /// Whether the lab starts node agents, and in which mode. Chosen by the
 /// test, never guessed from the binary: a check that depends on the mode
@@ -114,6 +117,8 @@ pub struct LabSpec {
     pub lifetime: Lifetime,
     /// Print each step and its duration to stderr (also `$BULKHEAD_LAB_VERBOSE`).
     pub verbose: bool,
+    /// Run the EndpointSlice controller and a kube-proxy per node, in this mode.
+    pub services: Option<crate::services::ProxyMode>,
 }
 
 impl LabSpec {
@@ -134,6 +139,7 @@ impl LabSpec {
             collector: true,
             lifetime: Lifetime::Attached,
             verbose: std::env::var_os("BULKHEAD_LAB_VERBOSE").is_some(),
+            services: None,
         }
     }
 
@@ -214,6 +220,9 @@ pub struct Lab {
     agents: BTreeMap<String, Process>,
     agent_mode: AgentMode,
     collector: Option<Collector>,
+    /// kube-controller-manager and the kube-proxies, when the lab runs Services.
+    service_processes: Vec<Process>,
+    proxy_mode: Option<crate::services::ProxyMode>,
     /// Listeners by the key of the pod they run in.
     listeners: Vec<(String, Process)>,
     listen: Vec<u16>,
@@ -282,6 +291,8 @@ impl Lab {
             agents: BTreeMap::new(),
             agent_mode,
             collector: None,
+            service_processes: Vec::new(),
+            proxy_mode: None,
             listeners: Vec::new(),
             listen: spec.listen.clone(),
             pods: BTreeMap::new(),
@@ -331,6 +342,10 @@ impl Lab {
         if spec.agents != Agents::Off {
             lab.start_agents()?;
             step.done("agents started");
+        }
+        if let Some(mode) = spec.services {
+            lab.start_services(mode)?;
+            step.done("kube-controller-manager and kube-proxy");
         }
         lab.save()?;
         Ok(lab)
@@ -445,6 +460,9 @@ impl Lab {
         for (_, listener) in &mut self.listeners {
             listener.keep();
         }
+        for process in &mut self.service_processes {
+            process.keep();
+        }
         if let Some(temp) = self.temp.take() {
             let _ = temp.keep();
         }
@@ -508,6 +526,9 @@ impl Drop for Lab {
         }
         for (_, mut listener) in std::mem::take(&mut self.listeners) {
             let _ = listener.kill();
+        }
+        for mut process in std::mem::take(&mut self.service_processes) {
+            let _ = process.stop();
         }
         for (_, mut operator) in std::mem::take(&mut self.operators) {
             let _ = operator.stop();

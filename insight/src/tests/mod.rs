@@ -96,6 +96,7 @@ pub fn rec(
         flows,
         packets: flows * 10,
         bytes,
+        service: None,
     }
 }
 
