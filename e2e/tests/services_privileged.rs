@@ -80,10 +80,17 @@ fn start_lab(mode: ProxyMode) -> Lab {
     start(spec)
 }
 
+/// A Service: name, selector, the backends it must reach.
+type WantedService = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
 /// A Service per backend, one over both db pods; their ClusterIPs once
 /// every kube-proxy translates them.
 fn services(lab: &Lab) -> Vec<(&'static str, IpAddr, Vec<&'static str>)> {
-    let wanted: [(&str, &[(&str, &str)], &[&str]); 4] = [
+    let wanted: [WantedService; 4] = [
         ("db-local", &[("backend", "db-1")], &["prod/db-1"]),
         ("db-remote", &[("backend", "db-2")], &["prod/db-2"]),
         ("db", &[("app", "db")], &["prod/db-1", "prod/db-2"]),
@@ -295,10 +302,12 @@ fn backend_change_keeps_established_connections(lab: &Lab) {
         lab.wait_service("prod", "pick", &["prod/db-1"]),
         "Service pick on db-1",
     ));
-    let talk = ok(
-        lab.converse_address("prod/web-1", vip, PORT),
-        "connecting through Service pick",
-    );
+    // The rules name the address as soon as kube-proxy knows the Service;
+    // in nftables mode its endpoints may follow a sync later (until then the
+    // address is refused): connect once it answers.
+    let talk = eventually("a connection through Service pick", || {
+        Ok(lab.converse_address("prod/web-1", vip, PORT).ok())
+    });
     ok(
         talk.wait_answering(5, SETTLE),
         "the connection through pick answering",
