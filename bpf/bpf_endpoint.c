@@ -10,9 +10,15 @@
  * found by the destination address. Traffic between two pods of the node is
  * seen by both programs: the sender's egress and the receiver's ingress.
  * Traffic between a pod and its own node never crosses a host interface, so
- * these programs also judge the host endpoint's side of it. */
+ * these programs also judge the host endpoint's side of it.
+ *
+ * A pod's packet to a Service address is not judged on that address: its
+ * egress is deferred to the backend kube-proxy translates it to
+ * (lib/service.h), judged by bh_to_endpoint when that backend is a pod of
+ * this node and by the host program otherwise. */
 #include "common.h"
 #include "enforce.h"
+#include "service.h"
 #include "spoof.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -41,6 +47,8 @@ int bh_from_endpoint(struct __sk_buff *skb)
 		bh_count(BH_CNT_NOT_LOCAL);
 		return BH_PASS;
 	}
+	if (!p.is_icmp_error && bh_is_service_addr(p.family, p.daddr))
+		return bh_defer_to_backend(skb, &p, src);
 	if (bh_enforce(skb, &p, src, BH_DIR_EGRESS) == BH_DROP)
 		return BH_DROP;
 	dst = bh_local_endpoint(&p, p.daddr);
@@ -65,7 +73,9 @@ int bh_to_endpoint(struct __sk_buff *skb)
 		return BH_PASS;
 	}
 	src = bh_local_endpoint(&p, p.saddr);
-	if (src && (src->flags & BH_EP_F_HOST) &&
+	/* The host's egress, and a pod's that it sent to a Service whose
+	 * backend is this one. */
+	if (src && ((src->flags & BH_EP_F_HOST) || bh_via_service(skb)) &&
 	    bh_enforce(skb, &p, src, BH_DIR_EGRESS) == BH_DROP)
 		return BH_DROP;
 	return bh_enforce(skb, &p, dst, BH_DIR_INGRESS);

@@ -4,9 +4,13 @@
  * everything else: pod traffic is the endpoint programs' business, and
  * forwarded traffic is nobody's here. One exception: a packet arriving
  * with a local pod's address as its source is spoofed (pods' packets never
- * enter through a host interface) and dropped, whatever its destination. */
+ * enter through a host interface) and dropped, whatever its destination.
+ * And one duty for pods: a pod's packet to a Service whose backend is not on
+ * this node leaves here, translated; its egress, deferred by the endpoint
+ * program (lib/service.h), is judged here on the backend. */
 #include "common.h"
 #include "enforce.h"
+#include "service.h"
 #include "spoof.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -45,6 +49,8 @@ int bh_host_egress(struct __sk_buff *skb)
 	if (ret != BH_CONTINUE)
 		return ret;
 	src = bh_local_endpoint(&p, p.saddr);
+	if (src && !(src->flags & BH_EP_F_HOST) && bh_via_service(skb))
+		return bh_enforce(skb, &p, src, BH_DIR_EGRESS);
 	if (!src || !(src->flags & BH_EP_F_HOST)) {
 		bh_count(BH_CNT_NOT_LOCAL);
 		return BH_PASS;

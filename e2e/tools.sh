@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Builds (once) and locates the control-plane binaries the lab runs:
 # kube-apiserver and etcd from their Go modules, kubectl when the machine has
-# none within one minor version of the API server (the supported skew), and
-# helm (for the chart's tests) from its Go module.
+# none within one minor version of the API server (the supported skew),
+# kube-proxy and kube-controller-manager (the lab's Services: DNAT on each node
+# and the EndpointSlice controller) from the same Kubernetes module version,
+# and helm (for the chart's tests) from its Go module.
 #
 #   e2e/tools.sh [build]   build what is missing, print KEY=path lines
 #   e2e/tools.sh env       same, as `export KEY=path` lines: eval "$(e2e/tools.sh env)"
 #   e2e/tools.sh paths     print KEY=path lines, build nothing; exit 1 if something is missing
 #
 # Binaries live outside the work tree, keyed by version:
-#   ${BULKHEAD_CACHE:-$XDG_CACHE_HOME/bulkhead}/k8s-<version>/{kube-apiserver,kubectl}
+#   ${BULKHEAD_CACHE:-$XDG_CACHE_HOME/bulkhead}/k8s-<version>/{kube-apiserver,kubectl,kube-proxy,kube-controller-manager}
 #   ${BULKHEAD_CACHE:-$XDG_CACHE_HOME/bulkhead}/etcd-<version>/etcd
 #   ${BULKHEAD_CACHE:-$XDG_CACHE_HOME/bulkhead}/helm-<version>/helm
 # with the Go build cache beside them (go-build/), so a rebuild is quick.
@@ -66,6 +68,8 @@ k8s_module() {
 
 		import (
 			_ "k8s.io/kubernetes/cmd/kube-apiserver"
+			_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+			_ "k8s.io/kubernetes/cmd/kube-proxy"
 			_ "k8s.io/kubernetes/cmd/kubectl"
 		)
 	GO
@@ -166,10 +170,11 @@ build_helm() {
 	log "built $HELM_DIR/helm in $((SECONDS - start))s"
 }
 
-# Sets KUBE_APISERVER, ETCD, KUBECTL and HELM to what exists; builds the rest if $1 = build.
+# Sets KUBE_APISERVER, ETCD, KUBECTL, KUBE_PROXY, KUBE_CONTROLLER_MANAGER and
+# HELM to what exists; builds the rest if $1 = build.
 resolve() {
-	local mode="$1" want_k8s=() assets=""
-	KUBE_APISERVER="" ETCD=""
+	local mode="$1" want_k8s=() assets="" cmd
+	KUBE_APISERVER="" ETCD="" KUBE_PROXY="" KUBE_CONTROLLER_MANAGER=""
 	if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
 		if [[ -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
 			assets="$KUBEBUILDER_ASSETS"
@@ -183,6 +188,10 @@ resolve() {
 	[[ -n "$KUBECTL" ]] || KUBECTL=$(usable_kubectl)
 	[[ -n "$KUBECTL" || -x "$K8S_DIR/kubectl" ]] || want_k8s+=(kubectl)
 	[[ -n "$assets" || -x "$K8S_DIR/kube-apiserver" ]] || want_k8s+=(kube-apiserver)
+	# Envtest assets carry neither; they always come from the cache.
+	for cmd in kube-proxy kube-controller-manager; do
+		[[ -x "$K8S_DIR/$cmd" ]] || want_k8s+=("$cmd")
+	done
 	if [[ "$mode" == build ]]; then
 		if ((${#want_k8s[@]} > 0)) || [[ -z "$assets" && ! -x "$ETCD_DIR/etcd" ]] ||
 			[[ -z "${HELM:-}" && ! -x "$HELM_DIR/helm" ]]; then
@@ -200,6 +209,8 @@ resolve() {
 		[[ ! -x "$ETCD_DIR/etcd" ]] || ETCD="$ETCD_DIR/etcd"
 	fi
 	[[ -n "$KUBECTL" || ! -x "$K8S_DIR/kubectl" ]] || KUBECTL="$K8S_DIR/kubectl"
+	[[ ! -x "$K8S_DIR/kube-proxy" ]] || KUBE_PROXY="$K8S_DIR/kube-proxy"
+	[[ ! -x "$K8S_DIR/kube-controller-manager" ]] || KUBE_CONTROLLER_MANAGER="$K8S_DIR/kube-controller-manager"
 	HELM="${HELM:-}"
 	[[ -n "$HELM" || ! -x "$HELM_DIR/helm" ]] || HELM="$HELM_DIR/helm"
 }
@@ -247,6 +258,9 @@ main() {
 	echo "${prefix}KUBE_APISERVER=$KUBE_APISERVER"
 	echo "${prefix}ETCD=$ETCD"
 	echo "${prefix}KUBECTL=$KUBECTL"
+	# Only the Service tests need these two (built by `build`); they say so when missing.
+	[[ -z "$KUBE_PROXY" ]] || echo "${prefix}KUBE_PROXY=$KUBE_PROXY"
+	[[ -z "$KUBE_CONTROLLER_MANAGER" ]] || echo "${prefix}KUBE_CONTROLLER_MANAGER=$KUBE_CONTROLLER_MANAGER"
 	# Only the chart's tests need helm; they say so when it is missing.
 	[[ -z "$HELM" ]] || echo "${prefix}HELM=$HELM"
 }

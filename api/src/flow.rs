@@ -71,6 +71,23 @@ pub struct FlowRecord {
     pub flows: u64,
     pub packets: u64,
     pub bytes: u64,
+    /// The Service address the client sent to, when the flow went through
+    /// one: `destination` is the backend kube-proxy translated it to. Known
+    /// to the client's node (which saw the address asked for); absent
+    /// otherwise. Added compatibly: readers of `flow/v1` that predate it
+    /// never see it on flows that did not go through a Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceAddress>,
+}
+
+/// A Service's address and port, as the client asked for them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAddress {
+    /// The ClusterIP.
+    pub address: IpAddr,
+    /// The Service's port (the backend's is the record's `port`).
+    pub port: u16,
 }
 
 /// One side of a flow, as it was when the flow was seen.
@@ -315,6 +332,7 @@ mod tests {
             flows: 1,
             packets: 1,
             bytes: 60,
+            service: None,
         };
         assert!(r.counts());
         r.direction = Direction::Ingress;

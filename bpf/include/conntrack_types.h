@@ -43,5 +43,10 @@ struct ct_value {
  * bh_cfg_ct_closing_timeout_ns after its last packet, and a new SYN on its
  * tuple is a new flow, judged by policy again. */
 #define BH_CT_F_CLOSING 1
+/* ct_value.flags: a pod's flow to a Service address (lib/service.h). It
+ * carries no verdict of its own: the pod's egress is judged on the backend
+ * kube-proxy picks, in the entry of the translated tuple. This one only lets
+ * the Service's replies (source rewritten to the Service address) back in. */
+#define BH_CT_F_VIA_SERVICE 2
 
 #endif

@@ -43,5 +43,20 @@ volatile const __u32 bh_cfg_anti_spoofing = 1;
 volatile const __u64 bh_cfg_report_interval_ns = 5ULL * 1000000000ULL;
 /* Emit BH_EVENT_NEW for allowed flows (denies and would-be denies always are). */
 volatile const __u32 bh_cfg_emit_new_flows = 1;
+/* The Service address ranges (kube-apiserver's --service-cluster-ip-range),
+ * network order; a length of 0 means none. A pod's packet to one of them is
+ * judged after kube-proxy's DNAT, on its backend (lib/service.h). */
+volatile const __u32 bh_cfg_svc_v4 = 0;
+volatile const __u32 bh_cfg_svc_v4_len = 0;
+volatile const __u8 bh_cfg_svc_v6[16] = {};
+volatile const __u32 bh_cfg_svc_v6_len = 0;
+
+/* skb->mark bit: this packet left a pod for a Service address and its
+ * sender's egress is still to be judged once the backend is known. Set on
+ * the pod veth's TC ingress, read by the hooks after routing (the
+ * destination pod's veth, the host interface); the mark does not cross into
+ * another namespace. kube-proxy only ever touches its own bits (0x4000
+ * masquerade, 0x8000 drop). */
+#define BH_MARK_VIA_SERVICE 0x00200000
 
 #endif

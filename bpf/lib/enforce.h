@@ -11,6 +11,11 @@
  * A re-evaluation that now denies deletes the entry and drops the packet, so
  * a policy change stops established connections at their next packet.
  *
+ * A pod's VIA_SERVICE entry (lib/service.h) is only ever found here as the
+ * flow a Service's reply answers: it passes the reply and is never
+ * re-evaluated or reported itself, since the pod's egress was judged (and is
+ * re-evaluated) on the backend's tuple.
+ *
  * ICMP and ICMPv6 errors (GHSA-c66w-hq56-4q97) are judged with the flow
  * whose packet they quote, never as flows of their own:
  *   quoted packet of a tracked flow   -> that flow's verdict (pass; its
@@ -74,7 +79,7 @@ static __always_inline int bh_enforce_icmp_error(struct __sk_buff *skb, const st
 	}
 	if (ct) {
 		/* The flow's own peer: the error may come from a router on the way. */
-		if (ct->generation != gen &&
+		if (ct->generation != gen && !(ct->flags & BH_CT_F_VIA_SERVICE) &&
 		    bh_reevaluate(skb, p, ep, flow_dir, ct->peer_identity, &k, ct, gen) == BH_DROP)
 			return BH_DROP;
 		bh_count(BH_CNT_ICMP_RELATED);
@@ -131,13 +136,15 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 	bh_ct_key(&k, p, !dir, 1);
 	ct = bh_ct_lookup(&k, now);
 	if (ct) {
-		if (ct->generation != gen &&
+		int via_service = ct->flags & BH_CT_F_VIA_SERVICE;
+
+		if (ct->generation != gen && !via_service &&
 		    bh_reevaluate(skb, p, ep, !dir, peer, &k, ct, gen) == BH_DROP)
 			return BH_DROP;
 		bh_ct_touch(ct, p, now);
 		bh_count(BH_CNT_CT_REPLY);
 		bh_count(BH_CNT_ALLOWED);
-		if (bh_ct_report_due(ct, p, now)) {
+		if (!via_service && bh_ct_report_due(ct, p, now)) {
 			bh_decision_from_ct(ct, &d);
 			bh_emit_ct(skb, &k, ct, ep, &d, BH_EVENT_REPORT, gen);
 		}

@@ -109,7 +109,8 @@ pub struct FlowQueryArgs {
     /// node:NAME, an address or a CIDR.
     #[arg(long, global = true, value_name = "ENDPOINT")]
     pub from: Option<String>,
-    /// The destination, in the same forms.
+    /// The destination, in the same forms, or `service:namespace/name`: the
+    /// flows sent to that Service's ClusterIP, whichever backend answered.
     #[arg(long, global = true, value_name = "ENDPOINT")]
     pub to: Option<String>,
     /// allow, deny or would-deny (allowed now, denied in full mode).

@@ -131,7 +131,10 @@ impl ApiServer {
                 "--service-account-signing-key-file={}",
                 c.service_account.key.display()
             ))
-            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .arg(format!(
+                "--service-cluster-ip-range={}",
+                crate::services::SERVICE_CIDR
+            ))
             .arg("--disable-admission-plugins=ServiceAccount")
             .arg("--endpoint-reconciler-type=none")
             .arg("--allow-privileged=true")

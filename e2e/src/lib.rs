@@ -43,6 +43,7 @@ pub mod observe;
 pub mod operator;
 pub mod process;
 pub mod propagation;
+pub mod services;
 pub mod state;
 pub mod topology;
 pub mod traffic;

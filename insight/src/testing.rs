@@ -79,6 +79,7 @@ pub(crate) fn record(
         flows,
         packets: flows * 4,
         bytes: flows * 400,
+        service: None,
     }
 }
 

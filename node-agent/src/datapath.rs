@@ -42,6 +42,8 @@ pub struct Datapath {
     ct_timeout_ns: u64,
     ct_closing_ns: u64,
     last_sweep: Option<std::time::Instant>,
+    /// Whether Service ranges are configured (flows may go through one).
+    services: bool,
 }
 
 /// How often the full-mode conntrack table is swept of expired entries.
@@ -75,6 +77,7 @@ impl Datapath {
             ct_timeout_ns: u64::try_from(opts.ct_timeout.as_nanos()).unwrap_or(u64::MAX),
             ct_closing_ns: u64::try_from(opts.ct_closing_timeout.as_nanos()).unwrap_or(u64::MAX),
             last_sweep: None,
+            services: !opts.service_cidrs.is_empty(),
         })
     }
 
@@ -186,8 +189,13 @@ impl Datapath {
         self.attacher.detach_all(&mut self.loaded)
     }
 
-    /// Moves pending flow events into `agg`.
+    /// Moves pending flow events into `agg`. With Service ranges, first
+    /// tells it which flows went through a Service (a walk of conntrack per
+    /// read: the price of naming the Service address beside the backend).
     pub fn read_flows(&mut self, agg: &mut FlowAggregator) -> usize {
+        if self.services {
+            agg.set_service_tuples(self.maps.conntrack.service_tuples());
+        }
         self.flows.read_into(agg)
     }
 

@@ -49,6 +49,8 @@ pub enum Error {
     Interface { interface: String, message: String },
     #[error("bpffs at {path}: {message}")]
     Bpffs { path: PathBuf, message: String },
+    #[error("Service ranges: {0}")]
+    ServiceCidrs(String),
 }
 
 /// Shorthand for the library's results.

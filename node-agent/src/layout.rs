@@ -38,6 +38,9 @@ pub const REASON_UNRELATED: u8 = 5;
 pub const REASON_CT_FULL: u8 = 6;
 
 pub const CT_F_CLOSING: u8 = 1;
+/// A pod's entry for a flow it sent to a Service address: its egress is
+/// judged in the entry of the translated tuple (bpf/lib/service.h).
+pub const CT_F_VIA_SERVICE: u8 = 2;
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
+use ipnet::IpNet;
 
 use crate::error::{Error, Result};
 use crate::layout::LAYOUT_VERSION;
@@ -49,6 +50,10 @@ pub struct LoadOptions {
     pub policy_max_entries: u32,
     /// Capacity of the conntrack table of full-mode endpoints' flows.
     pub conntrack_max_entries: u32,
+    /// The cluster's Service ranges (at most one per family): a pod's
+    /// egress to an address in them is judged on the backend kube-proxy
+    /// translates it to, not on the Service address (bpf/lib/service.h).
+    pub service_cidrs: Vec<IpNet>,
 }
 
 impl Default for LoadOptions {
@@ -63,6 +68,7 @@ impl Default for LoadOptions {
             report_interval: Duration::from_secs(5),
             policy_max_entries: 262_144,
             conntrack_max_entries: 131_072,
+            service_cidrs: Vec::new(),
         }
     }
 }
@@ -118,6 +124,7 @@ fn load_object(
     let spoofing = u32::from(opts.anti_spoofing);
     let emit = u32::from(opts.emit_new_flows);
     let report = u64::try_from(opts.report_interval.as_nanos()).unwrap_or(u64::MAX);
+    let svc = ServiceRanges::new(&opts.service_cidrs)?;
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
         .map_max_entries("bh_policy_a", opts.policy_max_entries)
@@ -128,11 +135,64 @@ fn load_object(
         .override_global("bh_cfg_anti_spoofing", &spoofing, true)
         .override_global("bh_cfg_emit_new_flows", &emit, true)
         .override_global("bh_cfg_report_interval_ns", &report, true)
+        .override_global("bh_cfg_svc_v4", &svc.v4, true)
+        .override_global("bh_cfg_svc_v4_len", &svc.v4_len, true)
+        .override_global("bh_cfg_svc_v6", &svc.v6, true)
+        .override_global("bh_cfg_svc_v6_len", &svc.v6_len, true)
         .load(bytes)
         .map_err(|source| Error::Load {
             object,
             source: Box::new(source),
         })
+}
+
+/// The Service ranges as the programs' globals: network-order bytes and a
+/// prefix length, 0 for a family with none.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ServiceRanges {
+    /// The IPv4 network's four bytes, as a native-endian u32 whose memory
+    /// holds them in network order (the C side compares raw words).
+    pub v4: u32,
+    pub v4_len: u32,
+    pub v6: [u8; 16],
+    pub v6_len: u32,
+}
+
+impl ServiceRanges {
+    /// At most one range per family (kube-apiserver's
+    /// `--service-cluster-ip-range` takes one of each).
+    pub fn new(cidrs: &[IpNet]) -> Result<Self> {
+        let mut r = ServiceRanges::default();
+        let (mut seen4, mut seen6) = (false, false);
+        for cidr in cidrs {
+            match cidr.trunc() {
+                IpNet::V4(n) => {
+                    if std::mem::replace(&mut seen4, true) {
+                        return Err(Error::ServiceCidrs(format!(
+                            "more than one IPv4 Service range ({cidrs:?})"
+                        )));
+                    }
+                    r.v4 = u32::from_ne_bytes(n.network().octets());
+                    r.v4_len = u32::from(n.prefix_len());
+                }
+                IpNet::V6(n) => {
+                    if std::mem::replace(&mut seen6, true) {
+                        return Err(Error::ServiceCidrs(format!(
+                            "more than one IPv6 Service range ({cidrs:?})"
+                        )));
+                    }
+                    r.v6 = n.network().octets();
+                    r.v6_len = u32::from(n.prefix_len());
+                }
+            }
+            if cidr.prefix_len() == 0 {
+                return Err(Error::ServiceCidrs(format!(
+                    "{cidr} covers every address; a Service range must be a proper prefix"
+                )));
+            }
+        }
+        Ok(r)
+    }
 }
 
 fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<()> {

@@ -124,6 +124,16 @@ struct Args {
     /// address is not the sender's: `--anti-spoofing=false` turns it off.
     #[arg(long, env = "BULKHEAD_ANTI_SPOOFING", default_value_t = true, action = clap::ArgAction::Set)]
     anti_spoofing: bool,
+    /// The cluster's Service ranges (kube-apiserver's
+    /// --service-cluster-ip-range; repeat or comma-separate, one per family):
+    /// a pod's egress to them is judged on the backend after kube-proxy's
+    /// DNAT. Empty: every Service address is judged as `world`.
+    #[arg(
+        long = "service-cidr",
+        env = "BULKHEAD_SERVICE_CIDRS",
+        value_delimiter = ','
+    )]
+    service_cidrs: Vec<ipnet::IpNet>,
     /// Capacity of the policy map.
     #[arg(long, default_value_t = 262_144)]
     policy_max_entries: u32,
@@ -168,6 +178,7 @@ fn main() -> anyhow::Result<()> {
         report_interval: Duration::from_millis(args.flow_report_interval_ms),
         policy_max_entries: args.policy_max_entries,
         conntrack_max_entries: args.conntrack_max_entries,
+        service_cidrs: args.service_cidrs.clone(),
     };
     if args.detach {
         let mut datapath = bulkhead_agent::Datapath::open(&load).context("opening the datapath")?;

@@ -202,6 +202,10 @@ fn constants_match_the_c_header() {
         define_value(conntrack, "BH_CT_F_CLOSING"),
         u64::from(CT_F_CLOSING)
     );
+    assert_eq!(
+        define_value(conntrack, "BH_CT_F_VIA_SERVICE"),
+        u64::from(CT_F_VIA_SERVICE)
+    );
     let policy = include_str!("../../bpf/include/policy_types.h");
     assert!(policy.contains(&format!(
         "#define BH_POLICY_FULL_PREFIX {POLICY_FULL_PREFIX}"

@@ -87,6 +87,7 @@ fn to_db(end: &str, verdict: FlowVerdict) -> FlowRecord {
         flows: 2,
         packets: 20,
         bytes: 2000,
+        service: None,
     }
 }
 

@@ -73,7 +73,17 @@ pub fn parameters(q: &FlowQueryArgs, export: bool) -> BTreeMap<String, String> {
 
 pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
     let export = matches!(args.export, Some(FlowsCommand::Export { .. }));
-    let params = parameters(&args.query, export);
+    let mut params = parameters(&args.query, export);
+    // `--to service:ns/name`: the flows sent to its address, whichever
+    // backend answered.
+    if let Some(spec) = params
+        .get("to")
+        .and_then(|t| t.strip_prefix("service:"))
+        .map(str::to_owned)
+    {
+        params.remove("to");
+        params.insert("service".into(), source::service_address(&spec)?);
+    }
     let source = source::Source::from_args(&args.query)?;
     let answer = source.query(&params)?;
     if let Some(FlowsCommand::Export { out: Some(path) }) = &args.export {

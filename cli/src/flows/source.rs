@@ -113,6 +113,30 @@ impl Source {
     }
 }
 
+/// `namespace/name` of a Service: its ClusterIP, from the API server. Flow
+/// records carry the Service address a client asked for; the name is
+/// resolved here, at query time.
+pub fn service_address(spec: &str) -> anyhow::Result<String> {
+    let (ns, name) = spec
+        .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .ok_or_else(|| anyhow!("service:{spec}: expected service:namespace/name"))?;
+    runtime()?.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the API server (KUBECONFIG) to look up the Service")?;
+        let api: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::namespaced(client, ns);
+        let svc = api
+            .get(name)
+            .await
+            .with_context(|| format!("reading Service {ns}/{name}"))?;
+        svc.spec
+            .and_then(|s| s.cluster_ip)
+            .filter(|ip| !ip.is_empty() && ip != "None")
+            .ok_or_else(|| anyhow!("Service {ns}/{name} has no ClusterIP (a headless Service has no address to go through)"))
+    })
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()

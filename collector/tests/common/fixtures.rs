@@ -108,6 +108,7 @@ pub fn rec(
         flows: 1,
         packets: 10,
         bytes: 1_000,
+        service: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //!   4. kubelet::*           Nodes (InternalIP = node address), Namespaces, Pods (+ pod namespaces)
 //!   5. Operator::start      one process per replica, as user bulkhead-operator
 //!   6. agent::start_agent   one per node, inside its namespace (cluster or standalone mode)
+//!   7. services::*          when asked: the EndpointSlice controller, and kube-proxy per node
 //! ```
 //!
 //! Everything is recorded in the state directory (`lab.json` and pid files),
@@ -44,11 +45,13 @@ mod objects;
 mod probes;
 mod replicas;
 pub use external::{external_node_labels, LAB_LEASE_DURATION_SECS};
+mod services;
 pub use replicas::failsafe_ports;
 
 pub use crate::wait::wait_until;
 pub use lifecycle::{dir_or_default, down, prune, status, up, Down, ProcessStatus, Pruned, Status};
 pub use probes::{matrix, probe_all, probe_between, Conversation, Probe};
+pub use services::ServiceSpec;
 
 /// Whether the lab starts node agents, and in which mode. Chosen by the
 /// test, never guessed from the binary: a check that depends on the mode
@@ -121,6 +124,8 @@ pub struct LabSpec {
     /// Hosts outside the cluster (`xn-1` ..), each joined with
     /// `kubectl bulkhead externalnode add` and running its own agent.
     pub external_nodes: u8,
+    /// Run the EndpointSlice controller and a kube-proxy per node, in this mode.
+    pub services: Option<crate::services::ProxyMode>,
 }
 
 impl LabSpec {
@@ -143,6 +148,7 @@ impl LabSpec {
             lifetime: Lifetime::Attached,
             verbose: std::env::var_os("BULKHEAD_LAB_VERBOSE").is_some(),
             external_nodes: 0,
+            services: None,
         }
     }
 
@@ -224,6 +230,9 @@ pub struct Lab {
     agent_mode: AgentMode,
     collector: Option<Collector>,
     collector_args: Vec<String>,
+    /// kube-controller-manager and the kube-proxies, when the lab runs Services.
+    service_processes: Vec<Process>,
+    proxy_mode: Option<crate::services::ProxyMode>,
     /// Listeners by the key of the pod they run in.
     listeners: Vec<(String, Process)>,
     listen: Vec<u16>,
@@ -293,6 +302,8 @@ impl Lab {
             agent_mode,
             collector: None,
             collector_args: spec.collector_args.clone(),
+            service_processes: Vec::new(),
+            proxy_mode: None,
             listeners: Vec::new(),
             listen: spec.listen.clone(),
             pods: BTreeMap::new(),
@@ -346,6 +357,10 @@ impl Lab {
         if spec.external_nodes > 0 {
             lab.add_external_nodes(spec.external_nodes)?;
             step.done("external nodes joined, their agents started");
+        }
+        if let Some(mode) = spec.services {
+            lab.start_services(mode)?;
+            step.done("kube-controller-manager and kube-proxy");
         }
         lab.save()?;
         Ok(lab)
@@ -461,6 +476,9 @@ impl Lab {
         for (_, listener) in &mut self.listeners {
             listener.keep();
         }
+        for process in &mut self.service_processes {
+            process.keep();
+        }
         if let Some(temp) = self.temp.take() {
             let _ = temp.keep();
         }
@@ -526,6 +544,9 @@ impl Drop for Lab {
         }
         for (_, mut listener) in std::mem::take(&mut self.listeners) {
             let _ = listener.kill();
+        }
+        for mut process in std::mem::take(&mut self.service_processes) {
+            let _ = process.stop();
         }
         for (_, mut operator) in std::mem::take(&mut self.operators) {
             let _ = operator.stop();

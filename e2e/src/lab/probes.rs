@@ -112,6 +112,21 @@ impl Lab {
         Ok(Conversation { process })
     }
 
+    /// A long-lived connection like [`Lab::converse`], to an address (a
+    /// ClusterIP) rather than a pod.
+    pub fn converse_address(&self, from: &str, addr: IpAddr, port: u16) -> Result<Conversation> {
+        let (fns, fname) = split_key(from)?;
+        let src = self.pod(fns, fname)?;
+        let process = traffic::start_conversation(
+            self.state(),
+            &format!("{}-{}-to-{addr}", src.namespace, src.name),
+            &src.netns,
+            addr,
+            port,
+        )?;
+        Ok(Conversation { process })
+    }
+
     /// Many probes at once (each waits up to a second for its answer).
     pub fn probe_all(&self, probes: &[Probe]) -> Result<Vec<ProbeResult>> {
         let pods: Vec<LabPod> = self.pods.values().cloned().collect();

@@ -71,6 +71,7 @@ pub fn edge(i: u32, workloads: u32) -> FlowRecord {
         flows: 0,
         packets: 0,
         bytes: 0,
+        service: None,
     }
 }
 

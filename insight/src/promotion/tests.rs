@@ -61,6 +61,7 @@ fn record(end: &str, direction: Direction, verdict: FlowVerdict, would: FlowVerd
         flows: 3,
         packets: 30,
         bytes: 3000,
+        service: None,
     }
 }
 

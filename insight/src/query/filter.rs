@@ -108,6 +108,10 @@ pub struct FlowFilter {
     /// The reporting node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Flows sent to this Service address (a ClusterIP), whichever backend
+    /// answered (`FlowRecord::service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<std::net::IpAddr>,
 }
 
 impl FlowFilter {
@@ -132,6 +136,9 @@ impl FlowFilter {
             && self.port.is_none_or(|p| r.port == p)
             && self.protocol.is_none_or(|p| r.protocol == p)
             && self.node.as_ref().is_none_or(|n| &r.node == n)
+            && self
+                .service
+                .is_none_or(|a| r.service.as_ref().is_some_and(|s| s.address == a))
     }
 }
 
@@ -173,6 +180,7 @@ pub(crate) mod tests {
             flows: 1,
             packets: 10,
             bytes: 1000,
+            service: None,
         }
     }
 
@@ -212,6 +220,27 @@ pub(crate) mod tests {
             Err(QueryError::Protocol("gre".into()))
         );
         assert_eq!(parse_protocol("47"), Err(QueryError::Protocol("47".into())));
+    }
+
+    #[test]
+    fn a_service_address_matches_flows_sent_to_it_whatever_the_backend() {
+        let vip: std::net::IpAddr = "10.96.0.10".parse().expect("ip");
+        let mut via = record(("10.0.0.1", "web"), ("10.0.0.2", "db"), 5432);
+        via.service = Some(bulkhead_api::flow::ServiceAddress {
+            address: vip,
+            port: 80,
+        });
+        let direct = record(("10.0.0.1", "web"), ("10.0.0.2", "db"), 5432);
+        let f = FlowFilter {
+            service: Some(vip),
+            ..Default::default()
+        };
+        assert_eq!((f.matches(&via), f.matches(&direct)), (true, false));
+        let other = FlowFilter {
+            service: Some("10.96.0.11".parse().expect("ip")),
+            ..Default::default()
+        };
+        assert!(!other.matches(&via));
     }
 
     #[test]

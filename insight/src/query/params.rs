@@ -59,8 +59,8 @@ pub fn time(param: &str, value: &str, now: Timestamp) -> Result<Timestamp, Param
     now.checked_sub(back).map_err(|_| bad())
 }
 
-const FILTER_PARAMS: [&str; 8] = [
-    "since", "until", "from", "to", "verdict", "port", "protocol", "node",
+const FILTER_PARAMS: [&str; 9] = [
+    "since", "until", "from", "to", "verdict", "port", "protocol", "node", "service",
 ];
 
 /// What a query asked for.
@@ -125,6 +125,14 @@ pub fn parse(
     }
     if let Some(v) = get("node") {
         f.node = Some(v.to_string());
+    }
+    if let Some(v) = get("service") {
+        f.service = Some(v.parse().map_err(|_| {
+            err(
+                "service",
+                format!("{v:?} is not a Service address (an IP address)"),
+            )
+        })?);
     }
     let limit = match get("limit") {
         None => DEFAULT_LIMIT,

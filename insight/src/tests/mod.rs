@@ -97,6 +97,7 @@ pub fn rec(
         flows,
         packets: flows * 10,
         bytes,
+        service: None,
     }
 }
 

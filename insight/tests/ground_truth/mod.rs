@@ -211,6 +211,7 @@ fn record(
         flows,
         packets: flows * 10,
         bytes: flows * 1000,
+        service: None,
     }
 }
 

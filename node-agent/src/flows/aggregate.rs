@@ -45,7 +45,17 @@ pub struct RawEdge {
     /// The interface a spoofed packet came from (its sender); 0 otherwise,
     /// so that other edges do not split by interface.
     pub ifindex: u32,
+    /// The Service address and port the client sent to, when kube-proxy
+    /// translated it to `dst` on this node (see [`ServiceTuples`]).
+    pub service: Option<(IpAddr, u16)>,
 }
+
+/// The flows this node's pods sent to a Service address, by the client's
+/// side of the tuple (address, port, protocol), which DNAT leaves alone:
+/// the VIA_SERVICE conntrack entries (bpf/lib/service.h). The event judged
+/// on the backend carries the same client side, so it finds the address
+/// that was asked for here.
+pub type ServiceTuples = HashMap<(IpAddr, u16, u8), (IpAddr, u16)>;
 
 /// What one edge did in one window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,6 +95,8 @@ pub struct FlowAggregator {
     events: u64,
     /// The newest event's timestamp: the datapath's clock as last heard.
     newest_ns: u64,
+    /// This node's flows to Service addresses, as last read.
+    service_tuples: ServiceTuples,
 }
 
 fn address(family: u8, bytes: [u8; 16]) -> IpAddr {
@@ -96,6 +108,12 @@ fn address(family: u8, bytes: [u8; 16]) -> IpAddr {
 }
 
 impl FlowAggregator {
+    /// Replaces what is known of flows sent to Service addresses; read
+    /// before the events they explain.
+    pub fn set_service_tuples(&mut self, tuples: ServiceTuples) {
+        self.service_tuples = tuples;
+    }
+
     pub fn add(&mut self, e: &FlowEvent) {
         self.events += 1;
         self.newest_ns = self.newest_ns.max(e.timestamp_ns);
@@ -123,6 +141,7 @@ impl FlowAggregator {
             } else {
                 0
             },
+            service: self.service_tuples.get(&(src, sport, e.protocol)).copied(),
         };
         if e.event == EVENT_DENY {
             let counts = self.edges.entry(edge).or_default();
@@ -242,6 +261,23 @@ mod tests {
         let edges = agg.drain(u64::MAX);
         assert_eq!(edges.len(), 1, "{edges:?}");
         edges[0].1
+    }
+
+    #[test]
+    fn a_flow_sent_to_a_service_address_carries_it_beside_the_backend() {
+        let mut agg = FlowAggregator::default();
+        let vip: IpAddr = "10.96.0.10".parse().expect("address");
+        let client: IpAddr = "10.0.0.1".parse().expect("address");
+        agg.set_service_tuples(ServiceTuples::from([((client, 40000, 6), (vip, 80))]));
+        agg.add(&event(EVENT_NEW, 40000, 1, 60, 100));
+        agg.add(&event(EVENT_NEW, 40001, 1, 60, 200));
+        let edges = agg.drain(u64::MAX);
+        let services: Vec<_> = edges.iter().map(|(e, c)| (e.service, c.flows)).collect();
+        // Same backend, same port: one edge through the Service, one direct.
+        assert_eq!(services, vec![(None, 1), (Some((vip, 80)), 1)]);
+        assert!(edges
+            .iter()
+            .all(|(e, _)| e.dst == "10.0.0.2".parse::<IpAddr>().expect("address")));
     }
 
     #[test]

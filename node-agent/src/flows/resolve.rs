@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use bulkhead_api::flow::{
-    EndpointKind, FlowEndpoint, FlowReason, FlowRecord, FlowVerdict, RuleRef, SCHEMA,
+    EndpointKind, FlowEndpoint, FlowReason, FlowRecord, FlowVerdict, RuleRef, ServiceAddress,
+    SCHEMA,
 };
 use bulkhead_api::identity;
 use bulkhead_api::policy::{EnforcementMode, Protocol};
@@ -304,6 +305,9 @@ impl Resolver {
             flows: counts.flows,
             packets: counts.packets,
             bytes: counts.bytes,
+            service: edge
+                .service
+                .map(|(address, port)| ServiceAddress { address, port }),
         })
     }
 }
@@ -372,6 +376,7 @@ prefixes:
             mode: layout::MODE_FULL,
             reason: REASON_POLICY,
             ifindex: 0,
+            service: None,
         }
     }
 

@@ -9,7 +9,8 @@ use aya::Ebpf;
 
 use super::{capacity, take, wrap};
 use crate::error::Result;
-use crate::layout::{CtKey, CtValue, CT_F_CLOSING};
+use crate::flows::aggregate::ServiceTuples;
+use crate::layout::{CtKey, CtValue, CT_F_CLOSING, CT_F_VIA_SERVICE, FAMILY_V4};
 
 const NAME: &str = "bh_conntrack";
 const LRU: &str = "bh_conntrack_lru";
@@ -61,6 +62,33 @@ impl Conntrack {
             .iter()
             .chain(self.lru.iter())
             .filter_map(|item| item.ok())
+            .collect()
+    }
+
+    /// The flows local pods sent to a Service address (VIA_SERVICE
+    /// entries), by their client side: what flow records through a Service
+    /// name beside the backend. Walks both tables.
+    pub fn service_tuples(&self) -> ServiceTuples {
+        let addr = |family: u8, b: [u8; 16]| -> std::net::IpAddr {
+            if family == FAMILY_V4 {
+                std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).into()
+            } else {
+                std::net::Ipv6Addr::from(b).into()
+            }
+        };
+        self.entries()
+            .into_iter()
+            .filter(|(_, v)| v.flags & CT_F_VIA_SERVICE != 0)
+            .map(|(k, _)| {
+                (
+                    (
+                        addr(k.family, k.saddr),
+                        u16::from_be(k.sport_be),
+                        k.protocol,
+                    ),
+                    (addr(k.family, k.daddr), u16::from_be(k.dport_be)),
+                )
+            })
             .collect()
     }
 
