@@ -49,6 +49,9 @@ pub struct LoadOptions {
     pub policy_max_entries: u32,
     /// Capacity of the conntrack table of full-mode endpoints' flows.
     pub conntrack_max_entries: u32,
+    /// The layout version the pins go under: [`LAYOUT_VERSION`]. Only a
+    /// test posing as an agent of an older layout sets a lower one.
+    pub layout_version: u32,
 }
 
 impl Default for LoadOptions {
@@ -63,6 +66,7 @@ impl Default for LoadOptions {
             report_interval: Duration::from_secs(5),
             policy_max_entries: 262_144,
             conntrack_max_entries: 131_072,
+            layout_version: LAYOUT_VERSION,
         }
     }
 }
@@ -70,9 +74,12 @@ impl Default for LoadOptions {
 impl LoadOptions {
     /// `/sys/fs/bpf/bulkhead/v<layout version>`.
     pub fn pin_dir(&self) -> PathBuf {
-        self.bpffs
-            .join(&self.pin_name)
-            .join(format!("v{LAYOUT_VERSION}"))
+        self.pin_root().join(format!("v{}", self.layout_version))
+    }
+
+    /// `/sys/fs/bpf/bulkhead`: the pin directories of every layout version.
+    pub fn pin_root(&self) -> PathBuf {
+        self.bpffs.join(&self.pin_name)
     }
 }
 

@@ -138,6 +138,7 @@ fn main() -> anyhow::Result<()> {
         report_interval: Duration::from_millis(args.flow_report_interval_ms),
         policy_max_entries: args.policy_max_entries,
         conntrack_max_entries: args.conntrack_max_entries,
+        layout_version: bulkhead_agent::layout::LAYOUT_VERSION,
     };
     if args.detach {
         let mut datapath = bulkhead_agent::Datapath::open(&load).context("opening the datapath")?;
