@@ -18,9 +18,11 @@
 #![forbid(unsafe_code)]
 
 pub mod condition;
+pub mod exception;
 pub mod exposition;
 pub mod external_node;
 pub mod flow;
+pub mod governance;
 pub mod identity;
 pub mod identity_map;
 pub mod mapping;
@@ -29,6 +31,9 @@ pub mod promotion;
 pub mod rule_map;
 pub mod selector;
 
+pub use exception::{
+    SegmentationException, SegmentationExceptionSpec, SegmentationExceptionStatus,
+};
 pub use external_node::{ExternalNode, ExternalNodeSpec, ExternalNodeStatus};
 pub use identity_map::{
     IdentityEntry, IdentityMap, IdentityMapSpec, PrefixEntry, ReleasedIdentity,
@@ -50,5 +55,6 @@ pub fn crds(
         ExternalNode::crd(),
         NodeRuleMap::crd(),
         IdentityMap::crd(),
+        SegmentationException::crd(),
     ]
 }

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
+use crate::governance::Ownership;
 use crate::promotion::{Promotion, PromotionStatus};
 use crate::selector::LabelSelector;
 
@@ -27,6 +28,9 @@ use crate::selector::LabelSelector;
     printcolumn = r#"{"name":"Promoted","type":"string","jsonPath":".status.conditions[?(@.type==\"Promoted\")].status","description":"Whether the promotion gate opened"}"#,
     printcolumn = r#"{"name":"Gate","type":"string","jsonPath":".status.promotion.state","priority":1,"description":"Observing, Blocked, Unknown, Promoted or Invalid"}"#,
     printcolumn = r#"{"name":"Opens","type":"string","jsonPath":".status.promotion.opensAt","priority":1,"description":"The earliest time the promotion gate can open"}"#,
+    printcolumn = r#"{"name":"Owner","type":"string","jsonPath":".spec.owner","description":"The team that answers for the policy"}"#,
+    printcolumn = r#"{"name":"Review","type":"string","jsonPath":".spec.reviewBy","description":"The date by which the policy must be reviewed again"}"#,
+    printcolumn = r#"{"name":"Contact","type":"string","jsonPath":".spec.contact","priority":1,"description":"Whom to ask when the policy blocks a flow"}"#,
     printcolumn = r#"{"name":"Endpoints","type":"integer","jsonPath":".status.matchedEndpoints","description":"Endpoints in scope"}"#,
     printcolumn = r#"{"name":"Nodes","type":"string","jsonPath":".status.nodesSummary","description":"Nodes that programmed it / nodes it applies to"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
@@ -37,9 +41,18 @@ use crate::selector::LabelSelector;
     {
         "rule": "!has(self.promotion) || !has(self.enforcement) || self.enforcement == 'visibility' || (self.enforcement == 'selective' && self.promotion.to == 'full')",
         "message": "promotion.to must be stricter than enforcement (visibility < selective < full)"
+    },
+    {
+        "rule": "!has(self.owner) || has(self.contact)",
+        "message": "an owner needs a contact: whom a person calls when this policy blocks a flow",
+        "fieldPath": ".contact"
     }
 ]))]
 pub struct SegmentationPolicySpec {
+    /// Who answers for the policy (owner, contact, ticket, reviewBy); its
+    /// rules inherit what they do not set themselves.
+    #[serde(flatten)]
+    pub ownership: Ownership,
     /// The endpoints this policy governs.
     pub scope: Scope,
     /// The mode of the endpoints in scope. When several policies set a mode for
@@ -115,11 +128,32 @@ pub enum EnforcementMode {
 /// One ingress or egress rule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.owner) || has(self.contact)",
+        "message": "an owner needs a contact: whom a person calls when this rule blocks a flow",
+        "fieldPath": ".contact"
+    },
+    {
+        "rule": "!has(self.expires) || has(self.ticket)",
+        "message": "a rule that expires needs a ticket saying why it is temporary",
+        "fieldPath": ".ticket"
+    }
+]))]
 pub struct Rule {
     /// An optional name, shown in verdicts and flow logs instead of the rule's index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub name: Option<String>,
+    /// Who answers for this rule; what it leaves out comes from the policy.
+    #[serde(flatten)]
+    pub ownership: Ownership,
+    /// When the rule stops being enforced (RFC 3339, such as
+    /// `2026-03-01T00:00:00Z`). The operator drops it from the rule maps at
+    /// that second and records an Event; the policy's status lists it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), extend("format" = "date-time"))]
+    pub expires: Option<String>,
     /// What happens to traffic the rule matches. `overrideDeny` beats `allow`,
     /// which beats `deny`, which beats the mode's default.
     pub action: Action,

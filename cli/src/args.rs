@@ -51,6 +51,17 @@ pub enum Command {
     /// Enforcement coverage, exposure and its reduction, top talkers,
     /// denials, unused rules, the unlabeled queue and a traffic map.
     Report(crate::reports::args::ReportArgs),
+    /// Hosts outside the cluster: `externalnode add NAME --address A
+    /// --label k=v` creates the ExternalNode and its credential and prints
+    /// the host's agent.yaml.
+    #[command(name = "externalnode")]
+    ExternalNode(crate::externalnode::ExternalNodeArgs),
+    /// Why a recent flow was denied: the deciding rule, its policy, owner
+    /// and contact, and the command that asks for an exception.
+    Why(crate::governance::WhyArgs),
+    /// SegmentationExceptions: request (what-if first), approve, list.
+    #[command(subcommand)]
+    Exception(crate::governance::ExceptionCommand),
     /// Bring labels in from elsewhere: `import cmdb FILE --map column=label`
     /// writes LabelMappings for a CMDB's CIDRs and host names.
     Import {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  --flows FILE (offline) │ --collector URL │ the collector's Service via the API server
-//!        └──────────── flows::source::Source, GET /api/v1/flows?since=&until=&limit= ─► records
+//!        └──────────── flows::source::Source, GET /api/v1/flows?since=&until=&limit=&offset= (every page) ─► records
 //!  --cluster DIR (offline: manifests, as simulate reads them) │ the API server (live objects)
 //!        └──────────── Snapshot (namespaces, nodes, external nodes, mappings, policies)
 //! ```
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use bulkhead_api::flow::FlowRecord;
-use bulkhead_insight::query::params::{self, MAX_LIMIT};
+use bulkhead_insight::query::params;
 use bulkhead_policy::snapshot::Snapshot;
 use clap::Args;
 use jiff::Timestamp;
@@ -43,6 +43,10 @@ pub struct HistoryArgs {
     /// reads them) instead of the API server.
     #[arg(long, value_name = "DIR")]
     pub cluster: Option<PathBuf>,
+    /// Read at most this many records (pages of 100,000): the bound on the
+    /// memory history takes (about 1 KiB a record).
+    #[arg(long, default_value_t = crate::reports::args::DEFAULT_MAX_RECORDS, value_name = "N")]
+    pub max_records: usize,
 }
 
 /// The window, resolved.
@@ -66,8 +70,7 @@ impl HistoryArgs {
         Ok(Window { since, until })
     }
 
-    /// Every record of the window. A collector answers at most
-    /// [`MAX_LIMIT`] records; a full answer is said to be cut short.
+    /// Every record of the window, page by page, up to `--max-records`.
     pub fn records(&self, window: Window) -> anyhow::Result<Vec<FlowRecord>> {
         let source = Source::new(
             self.flows.as_ref(),
@@ -77,13 +80,7 @@ impl HistoryArgs {
         let mut p = BTreeMap::new();
         p.insert("since".to_string(), window.since.to_string());
         p.insert("until".to_string(), window.until.to_string());
-        p.insert("limit".to_string(), MAX_LIMIT.to_string());
-        let answer = source.query(&p)?;
-        if answer.records.len() >= MAX_LIMIT {
-            eprintln!(
-                "warning: history has more than {MAX_LIMIT} records in the window; only the newest {MAX_LIMIT} were read (narrow --since)"
-            );
-        }
+        let answer = source.query_all(&p, self.max_records)?;
         for lost in &answer.lost {
             eprintln!(
                 "warning: {} records lost on node {} in the window",

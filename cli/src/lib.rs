@@ -28,7 +28,9 @@ pub mod cmdb;
 pub mod compile_cmd;
 pub mod endpoint;
 pub mod error;
+pub mod externalnode;
 pub mod flows;
+pub mod governance;
 pub mod history;
 pub mod labels_cmd;
 pub mod live;
@@ -68,7 +70,22 @@ pub fn load_and_compile(
     shards: Option<u32>,
     auto_network_policies: bool,
 ) -> error::Result<Compiled> {
-    let inventory = load::load(&input.paths)?;
+    compile_inventory(
+        load::load(&input.paths)?,
+        input,
+        shards,
+        auto_network_policies,
+    )
+}
+
+/// Compiles what was loaded (or read from the API server) with the input's
+/// options.
+pub fn compile_inventory(
+    inventory: Inventory,
+    input: &InputArgs,
+    shards: Option<u32>,
+    auto_network_policies: bool,
+) -> error::Result<Compiled> {
     let found = inventory.snapshot.network_policies.len();
     let network_policies = input.network_policies || (auto_network_policies && found > 0);
     let mut notes = Vec::new();

@@ -1,12 +1,14 @@
 //! Today's cluster from the API server: the objects the operator compiles
-//! (pods are not read: history brings its own endpoints).
+//! (`snapshot` leaves pods out for `recommend` and `what-if`: history brings
+//! its own endpoints; `report` and `unlabeled` judge today's pods, so
+//! `snapshot_with_pods` reads them too).
 
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use bulkhead_policy::convert;
 use bulkhead_policy::snapshot::Snapshot;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams};
 use serde::de::DeserializeOwned;
@@ -29,6 +31,15 @@ where
 /// Namespaces, Nodes, ExternalNodes, LabelMappings, SegmentationPolicies
 /// and NetworkPolicies, converted as the operator converts them.
 pub fn snapshot() -> anyhow::Result<Snapshot> {
+    read(false)
+}
+
+/// The same and every Pod.
+pub fn snapshot_with_pods() -> anyhow::Result<Snapshot> {
+    read(true)
+}
+
+fn read(pods: bool) -> anyhow::Result<Snapshot> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -56,6 +67,12 @@ pub fn snapshot() -> anyhow::Result<Snapshot> {
         for o in list::<bulkhead_api::SegmentationPolicy>(&client).await? {
             let (k, v) = convert::segmentation_policy(&o)?;
             s.policies.insert(k, v);
+        }
+        if pods {
+            for o in list::<Pod>(&client).await? {
+                let (k, v) = convert::pod(&o)?;
+                s.pods.insert(k, v);
+            }
         }
         for o in list::<NetworkPolicy>(&client).await? {
             let (k, v) = convert::network_policy(&o)?;

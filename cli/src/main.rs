@@ -39,6 +39,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TopTalkers(a) => return kubectl_bulkhead::reports::top_talkers(a),
         Command::Unlabeled(a) => return kubectl_bulkhead::reports::unlabeled(a),
         Command::Report(a) => return kubectl_bulkhead::reports::report(a),
+        Command::ExternalNode(a) => return kubectl_bulkhead::externalnode::run(a),
+        Command::Why(a) => return kubectl_bulkhead::governance::why(a),
+        Command::Exception(c) => return kubectl_bulkhead::governance::run(c),
         Command::Import {
             command: kubectl_bulkhead::cmdb::ImportCommand::Cmdb(a),
         } => {
@@ -62,6 +65,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
         | Command::Report(_)
+        | Command::ExternalNode(_)
+        | Command::Why(_)
+        | Command::Exception(_)
         | Command::Import { .. } => {
             unreachable!("handled above")
         }
@@ -84,6 +90,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::TopTalkers(_)
         | Command::Unlabeled(_)
         | Command::Report(_)
+        | Command::ExternalNode(_)
+        | Command::Why(_)
+        | Command::Exception(_)
         | Command::Import { .. } => {
             unreachable!("handled above")
         }

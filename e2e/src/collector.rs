@@ -33,6 +33,8 @@ pub struct CollectorConfig {
     /// For TokenReview (the admin's: it may create TokenReviews).
     pub kubeconfig: PathBuf,
     pub data_dir: PathBuf,
+    /// More flags (detections, syslog and webhook destinations).
+    pub extra_args: Vec<String>,
     pub lifetime: Lifetime,
 }
 
@@ -59,7 +61,8 @@ impl Collector {
             .arg("--auth=tokenreview")
             .arg(format!(
                 "--agent-service-account={OPERATOR_NAMESPACE}:{AGENT_SERVICE_ACCOUNT}"
-            ));
+            ))
+            .args(&config.extra_args);
         let process = Process::spawn(state, "collector", cmd, config.lifetime)?;
         Ok(Collector {
             config: config.clone(),

@@ -35,6 +35,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::netns::{self, ip, ip_in, sysctl_in};
 
+mod external;
+pub use external::{external_host_name, ExternalHostNet, EXTERNAL_HOST_OFFSET, SEGMENT_INTERFACE};
+
 /// The highest lab id; addresses are 172.31.<id>.0/24 and 10.<id>.<node>.0/24
 /// (fd42:<id>::/64 and fd42:<id>:<node>::/64).
 pub const MAX_LAB_ID: u8 = 250;
@@ -76,6 +79,9 @@ pub struct TopologyRecord {
     #[serde(default = "unspecified6")]
     pub gateway6: Ipv6Addr,
     pub nodes: Vec<NodeNet>,
+    /// Hosts outside the cluster (`--external-nodes`), see external.rs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_hosts: Vec<ExternalHostNet>,
 }
 
 /// One node: a namespace with an uplink into the bridge.
@@ -117,6 +123,10 @@ impl TopologyRecord {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    pub fn external_host(&self, name: &str) -> Option<&ExternalHostNet> {
+        self.external_hosts.iter().find(|h| h.name == name)
+    }
+
     /// The node and the pod network that own `address`.
     pub fn pod_by_address(&self, address: Ipv4Addr) -> Option<(&NodeNet, &PodNet)> {
         self.nodes
@@ -156,6 +166,7 @@ impl Topology {
                 gateway: Ipv4Addr::new(172, 31, lab, 1),
                 gateway6: Ipv6Addr::new(ULA, lab.into(), 0, 0, 0, 0, 0, 1),
                 nodes: Vec::new(),
+                external_hosts: Vec::new(),
             },
             keep: false,
         };
@@ -413,6 +424,7 @@ pub fn teardown(record: &TopologyRecord) -> Result<()> {
             first_error.get_or_insert(e);
         }
     };
+    attempt(external::teardown_external_hosts(&record.external_hosts));
     for node in &record.nodes {
         for pod in &node.pods {
             attempt(netns::delete_netns(&pod.netns));

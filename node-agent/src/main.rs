@@ -28,8 +28,38 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Cluster mode: this node's name, the NodeRuleMap to enforce.
-    #[arg(long, env = "NODE_NAME", conflicts_with = "rule_map")]
+    #[arg(long, env = "NODE_NAME", conflicts_with_all = ["rule_map", "external_node"])]
     node_name: Option<String>,
+    /// External-node mode: this host's ExternalNode, whose NodeRuleMap it
+    /// enforces on every interface (or those in spec.interfaces), renewing a
+    /// Lease and reporting in the ExternalNode's status.
+    #[arg(long, value_name = "NAME", conflicts_with = "rule_map")]
+    external_node: Option<String>,
+    /// Namespace of the external node's heartbeat Lease.
+    #[arg(long, default_value = bulkhead_api::external_node::EXTERNAL_NODE_NAMESPACE)]
+    lease_namespace: String,
+    /// The heartbeat Lease's duration; it is renewed four times as often.
+    #[arg(long, default_value_t = 40)]
+    lease_duration_secs: u64,
+    /// The API server's URL (instead of KUBECONFIG), as `kubectl bulkhead
+    /// externalnode add` writes it in the host's config file.
+    #[arg(long, value_name = "URL", requires = "api_server_ca_data")]
+    api_server: Option<String>,
+    /// The CA certificates (base64 of the PEM, as in a kubeconfig) that the
+    /// API server's certificate must chain to.
+    #[arg(long, value_name = "BASE64", requires = "api_server")]
+    api_server_ca_data: Option<String>,
+    /// The bearer token shown to the API server (with --api-server).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        requires = "api_server",
+        conflicts_with = "token_file"
+    )]
+    token: Option<String>,
+    /// A file holding the bearer token, read again when it changes.
+    #[arg(long, value_name = "FILE", requires = "api_server")]
+    token_file: Option<PathBuf>,
     /// The NodeRuleMap of this node (standalone mode).
     #[arg(long, value_name = "FILE")]
     rule_map: Option<PathBuf>,
@@ -168,21 +198,24 @@ fn main() -> anyhow::Result<()> {
         endpoint_prefixes: args.endpoint_prefixes.clone(),
         host_interfaces: args.host_interfaces.clone(),
     };
-    if let Some(node) = args.node_name {
+    let external = args.external_node.clone().map(|_| cluster::ExternalConfig {
+        lease_namespace: args.lease_namespace.clone(),
+        lease_duration: Duration::from_secs(args.lease_duration_secs.max(1)),
+    });
+    if let Some(node) = args.node_name.clone().or(args.external_node.clone()) {
         let config = cluster::Config {
             node,
             interfaces,
             poll_interval: Duration::from_millis(args.poll_interval_ms),
             outputs,
             detach_on_exit: args.detach_on_exit,
+            external,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         return runtime.block_on(async {
-            let client = kube::Client::try_default()
-                .await
-                .context("connecting to the API server (KUBECONFIG or in-cluster config)")?;
+            let client = client(&args).await?;
             cluster::run(client, config, load)
                 .await
                 .context("cluster-mode agent")
@@ -206,4 +239,41 @@ fn main() -> anyhow::Result<()> {
     runtime
         .block_on(standalone::run(config, load))
         .context("standalone agent")
+}
+
+/// The API server client: from --api-server and its credential when given
+/// (an external host's config file), else KUBECONFIG or the in-cluster config.
+async fn client(args: &Args) -> anyhow::Result<kube::Client> {
+    let Some(server) = &args.api_server else {
+        return kube::Client::try_default()
+            .await
+            .context("connecting to the API server (KUBECONFIG or in-cluster config)");
+    };
+    let mut user = serde_json::Map::new();
+    if let Some(token) = &args.token {
+        user.insert("token".into(), token.clone().into());
+    }
+    if let Some(file) = &args.token_file {
+        user.insert("tokenFile".into(), file.display().to_string().into());
+    }
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "bulkhead", "cluster": {
+            "server": server,
+            "certificate-authority-data": args.api_server_ca_data,
+        }}],
+        "users": [{"name": "bulkhead-agent", "user": user}],
+        "contexts": [{"name": "bulkhead", "context": {"cluster": "bulkhead", "user": "bulkhead-agent"}}],
+        "current-context": "bulkhead",
+    });
+    let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(kubeconfig)
+        .context("--api-server, --api-server-ca-data, --token")?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .with_context(|| format!("the API server {server} and its credential"))?;
+    kube::Client::try_from(config).context("building the API server client")
 }

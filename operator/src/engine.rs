@@ -13,6 +13,7 @@ use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 
 use crate::call::{bounded, CALL_TIMEOUT};
+use crate::exceptions::Exceptions;
 use crate::feed::{FeedEvent, Kind};
 use crate::http::Health;
 use crate::metrics::{CompileLabel, Metrics};
@@ -47,6 +48,10 @@ pub struct Engine {
     promotions: Promotions,
     /// The gates are due for a check.
     check_due: bool,
+    /// SegmentationExceptions seen, and their states as last written.
+    exceptions: Exceptions,
+    /// Rules the compiler's clock has expired, as last seen (for Events).
+    expired: BTreeMap<String, Vec<(String, jiff::Timestamp)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -86,7 +91,28 @@ impl Engine {
             reseed: false,
             promotions: Promotions::new(None, Duration::from_secs(60)),
             check_due: true,
+            exceptions: Exceptions::new(bulkhead_policy::exception::DEFAULT_MAX_DURATION),
+            expired: BTreeMap::new(),
         }
+    }
+
+    /// The same engine refusing exceptions that run longer than `max` after their request.
+    pub fn with_exception_max(mut self, max: Duration) -> Self {
+        self.exceptions = Exceptions::new(max);
+        self
+    }
+
+    /// How long until the clock alone changes something: a rule's or an
+    /// exception's expiry. The loop wakes then, to the second.
+    fn until_next_expiry(&self) -> Option<Duration> {
+        let now = jiff::Timestamp::now();
+        let rules = self.compiler.as_ref().and_then(Compiler::next_expiry);
+        let next = rules
+            .into_iter()
+            .chain(self.exceptions.next_change(now))
+            .min()?;
+        let wait = next.duration_since(now);
+        Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
     }
 
     /// The same engine with these promotion gates (a collector to ask, how often).
@@ -108,6 +134,7 @@ impl Engine {
             let wait = retry.map_or(Duration::from_secs(30), |t| {
                 t.saturating_duration_since(Instant::now())
             });
+            let wait = self.until_next_expiry().map_or(wait, |e| e.min(wait));
             tokio::select! {
                 event = rx.recv() => match event {
                     Some(e) => self.handle(e),
@@ -165,13 +192,21 @@ impl Engine {
             return Ok(false);
         };
         let before = compiler.output().allocation.released().count();
-        compiler.advance_clock(jiff::Timestamp::now());
+        let now = jiff::Timestamp::now();
+        compiler.advance_clock(now);
         if compiler.output().allocation.released().count() != before {
             self.dirty = true; // a quarantine ended: its shard changes
+        }
+        let expired = compiler.expired_rules();
+        let newly = gates::newly_expired(&self.expired, &expired);
+        if expired != self.expired {
+            self.dirty = true; // a rule reached its expiry, or came back
+            self.expired = expired;
         }
         if !leading {
             return Ok(false);
         }
+        self.record_expiries(newly).await;
         if self.reseed {
             self.take_over_numbering().await?;
             self.reseed = false;
@@ -189,6 +224,11 @@ impl Engine {
             if let Some(c) = &self.compiler {
                 self.metrics.kpis.observe(c.output(), false);
             }
+            let (client, recorder) = (&self.client, &self.recorder);
+            let exceptions = &mut self.exceptions;
+            exceptions
+                .write_statuses(client, recorder, now, &self.metrics)
+                .await;
             self.dirty = false;
             self.status_nodes.clear();
             self.metrics.pass("full");
@@ -310,6 +350,16 @@ impl Engine {
             FeedEvent::PublishedSynced(kind) => {
                 self.published_synced.insert(kind);
             }
+            FeedEvent::Exception(obj) => {
+                let change = self.exceptions.observe(&obj);
+                self.apply(change);
+                self.dirty = true;
+            }
+            FeedEvent::ExceptionGone(name) => {
+                let change = self.exceptions.forget(&name);
+                self.apply(change);
+                self.dirty = true;
+            }
         }
     }
 
@@ -418,12 +468,20 @@ impl Engine {
             return;
         };
         let out = compiler.output();
-        // Translated NetworkPolicies (`networkpolicy:<ns>/<name>`) have no
-        // SegmentationPolicy to write a status to.
+        // Translated NetworkPolicies (`networkpolicy:<ns>/<name>`) and
+        // exceptions (`exception:<name>`) have no SegmentationPolicy to
+        // write a status to.
         let policies = out.policies.iter().filter(|(name, facts)| {
             !name.starts_with(bulkhead_policy::netpol::POLICY_PREFIX)
+                && !name.starts_with(bulkhead_policy::exception::POLICY_PREFIX)
                 && nodes.is_none_or(|n| facts.nodes.iter().any(|f| n.contains(f)))
         });
+        let now = jiff::Timestamp::now();
+        if nodes.is_none() {
+            let specs = compiler.snapshot().policies.values();
+            let overdue = specs.filter(|s| bulkhead_policy::governance::overdue(s, now));
+            self.metrics.review_overdue.set(overdue.count() as i64);
+        }
         for (name, facts) in policies {
             let generation = self
                 .generations
@@ -431,11 +489,12 @@ impl Engine {
                 .copied();
             let programmed = status::nodes_programmed(facts, &out.rule_maps, &self.rule_maps);
             let mut st = status::policy_status(facts, generation, programmed);
-            let spec_mode = compiler
-                .snapshot()
-                .policies
-                .get(name)
-                .and_then(|p| p.enforcement);
+            let spec = compiler.snapshot().policies.get(name);
+            if let Some(spec) = spec {
+                st.warnings
+                    .extend(bulkhead_policy::governance::warnings(spec, now));
+            }
+            let spec_mode = spec.and_then(|p| p.enforcement);
             st.effective_mode = compiler
                 .snapshot()
                 .effective_modes

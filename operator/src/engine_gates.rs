@@ -57,3 +57,46 @@ impl Engine {
         }
     }
 }
+
+/// Rules in `now` that were not in `before`: (policy, rule, when).
+pub(super) fn newly_expired(
+    before: &BTreeMap<String, Vec<(String, jiff::Timestamp)>>,
+    now: &BTreeMap<String, Vec<(String, jiff::Timestamp)>>,
+) -> Vec<(String, String, jiff::Timestamp)> {
+    let mut out = Vec::new();
+    for (policy, rules) in now {
+        let old = before.get(policy);
+        for (rule, at) in rules {
+            if !old.is_some_and(|o| o.iter().any(|(r, _)| r == rule)) {
+                out.push((policy.clone(), rule.clone(), *at));
+            }
+        }
+    }
+    out
+}
+
+impl Engine {
+    /// An Event on each policy whose rule just expired (exceptions get
+    /// theirs from their state), and the counter.
+    pub(super) async fn record_expiries(&self, newly: Vec<(String, String, jiff::Timestamp)>) {
+        for (policy, rule, at) in newly {
+            self.metrics.rule_expirations.inc();
+            if policy.starts_with(bulkhead_policy::exception::POLICY_PREFIX) {
+                continue;
+            }
+            let message = format!("rule {rule} expired at {at}: removed from every rule map");
+            tracing::info!(policy, "{message}");
+            let (recorder, metrics) = (&self.recorder, &self.metrics);
+            status::policy_event(
+                recorder,
+                &policy,
+                EventType::Normal,
+                "RuleExpired",
+                "Expire",
+                Some(message),
+                metrics,
+            )
+            .await;
+        }
+    }
+}

@@ -11,7 +11,9 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_api::{ExternalNode, IdentityMap, LabelMapping, NodeRuleMap, SegmentationPolicy};
+use bulkhead_api::{
+    ExternalNode, IdentityMap, LabelMapping, NodeRuleMap, SegmentationException, SegmentationPolicy,
+};
 use bulkhead_policy::netpol::NetworkPolicyKey;
 use bulkhead_policy::snapshot::PodKey;
 use bulkhead_policy::{convert, Change};
@@ -44,17 +46,20 @@ pub enum Kind {
     SegmentationPolicy,
     /// networking.k8s.io/v1 NetworkPolicy (only with `--network-policies`).
     NetworkPolicy,
+    /// SegmentationException (compiled as `exception:<name>` once approved).
+    SegmentationException,
 }
 
 impl Kind {
     /// The kinds always watched.
-    pub const ALWAYS: [Kind; 6] = [
+    pub const ALWAYS: [Kind; 7] = [
         Kind::Pod,
         Kind::Namespace,
         Kind::Node,
         Kind::ExternalNode,
         Kind::LabelMapping,
         Kind::SegmentationPolicy,
+        Kind::SegmentationException,
     ];
 
     /// Every kind that must have listed before anything is published.
@@ -76,6 +81,7 @@ impl Kind {
             Kind::LabelMapping => "labelmapping",
             Kind::SegmentationPolicy => "segmentationpolicy",
             Kind::NetworkPolicy => "networkpolicy",
+            Kind::SegmentationException => "segmentationexception",
         }
     }
 }
@@ -105,6 +111,10 @@ pub enum FeedEvent {
     ShardGone(String),
     /// The published objects of a kind (`noderulemap`, `identitymap`) have listed completely.
     PublishedSynced(&'static str),
+    /// A SegmentationException as it is now (the engine compiles it, see exceptions.rs).
+    Exception(Box<SegmentationException>),
+    /// A SegmentationException was deleted.
+    ExceptionGone(String),
 }
 
 type Sender = mpsc::Sender<FeedEvent>;
@@ -217,6 +227,20 @@ pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies
             })
         },
         |key| Change::DeletePolicy(key.to_string()),
+    );
+    let exceptions = Api::<SegmentationException>::all(client.clone());
+    spawn_watch(
+        exceptions,
+        Kind::SegmentationException.name(),
+        tx.clone(),
+        metrics.clone(),
+        |seen| {
+            Some(match seen {
+                Seen::Applied(_, obj) => FeedEvent::Exception(Box::new(obj)),
+                Seen::Deleted(name) => FeedEvent::ExceptionGone(name),
+                Seen::Synced => FeedEvent::Synced(Kind::SegmentationException),
+            })
+        },
     );
     spawn_published(
         Api::<NodeRuleMap>::all(client.clone()),

@@ -27,9 +27,11 @@
 pub mod call;
 pub mod collector;
 pub mod engine;
+pub mod exceptions;
 pub mod feed;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod heartbeat;
 pub mod http;
 pub mod kpi;
 pub mod leader;

@@ -61,12 +61,23 @@ struct Args {
     /// How often promotion gates are checked.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     promotion_interval: std::time::Duration,
+    /// The longest a SegmentationException may run, in hours after its
+    /// request (2160: 90 days); longer ones are refused in their status. The
+    /// admission policy's bound (chart value exceptions.maxHours) should match.
+    #[arg(long, default_value_t = 2160, value_parser = clap::value_parser!(u64).range(1..))]
+    exception_max_hours: u64,
     /// A port every host endpoint keeps open whatever policy says, added to
     /// the built-in ones (SSH, the API server, kubelet, etcd, DNS, DHCP):
     /// PROTOCOL/PORT/DIRECTION, repeatable. The chart adds the collector
     /// (`tcp/9470/egress`) and the agents' metrics (`tcp/9465/ingress`).
     #[arg(long = "failsafe-port", value_name = "PROTO/PORT/DIR")]
     failsafe_ports: Vec<bulkhead_api::rule_map::FailsafePort>,
+    /// Namespace of the external nodes' heartbeat Leases.
+    #[arg(long, default_value = bulkhead_api::external_node::EXTERNAL_NODE_NAMESPACE)]
+    external_node_namespace: String,
+    /// How often external nodes' Leases are checked for lateness.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    heartbeat_interval: std::time::Duration,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -130,6 +141,13 @@ async fn main() -> anyhow::Result<()> {
         leader_tx,
         metrics.clone(),
     ));
+    tokio::spawn(bulkhead_operator::heartbeat::run(
+        client.clone(),
+        args.external_node_namespace.clone(),
+        args.heartbeat_interval
+            .max(std::time::Duration::from_millis(100)),
+        leader_rx.clone(),
+    ));
     let addr = args.metrics_addr;
     let h = health.clone();
     tokio::spawn(async move {
@@ -167,7 +185,10 @@ async fn main() -> anyhow::Result<()> {
         .promotion_interval
         .max(std::time::Duration::from_secs(1));
     let engine = Engine::new(client, options, metrics, health, recorder)
-        .with_promotions(Promotions::new(collector, interval));
+        .with_promotions(Promotions::new(collector, interval))
+        .with_exception_max(std::time::Duration::from_secs(
+            args.exception_max_hours * 3600,
+        ));
     tokio::select! {
         _ = engine.run(rx, leader_rx) => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),

@@ -75,6 +75,14 @@ pub struct Metrics {
     /// nothing demotes on its own.
     pub promoted_denied_flows: Family<PolicyLabel, Gauge>,
     /// Endpoints by mode, the unlabeled count, exposure per application.
+    /// SegmentationExceptions by state (Pending, Active, Expired, Refused).
+    pub exceptions: Family<GateLabel, Gauge>,
+    /// Exceptions that reached their `expiresAt` and stopped being enforced.
+    pub exception_expirations: Counter,
+    /// Policy rules that reached their `expires` and left the rule maps.
+    pub rule_expirations: Counter,
+    /// SegmentationPolicies past their review date (their own or a rule's).
+    pub review_overdue: Gauge,
     pub kpis: crate::kpi::Kpis,
 }
 
@@ -92,6 +100,10 @@ impl Metrics {
             promotions: Counter::default(),
             promotion_checks: Family::default(),
             promoted_denied_flows: Family::default(),
+            exceptions: Family::default(),
+            exception_expirations: Counter::default(),
+            rule_expirations: Counter::default(),
+            review_overdue: Gauge::default(),
             kpis: crate::kpi::Kpis::register(registry),
         };
         let r = registry.sub_registry_with_prefix("bulkhead_operator");
@@ -136,6 +148,26 @@ impl Metrics {
             "promoted_denied_flows",
             "Flows in scope a promoted policy denied since its promotion (within the quiet window): an alert, never a demotion",
             m.promoted_denied_flows.clone(),
+        );
+        r.register(
+            "exceptions",
+            "SegmentationExceptions by state: Pending, Active (enforced), Expired, Refused",
+            m.exceptions.clone(),
+        );
+        r.register(
+            "exception_expirations",
+            "SegmentationExceptions that reached expiresAt and stopped being enforced",
+            m.exception_expirations.clone(),
+        );
+        r.register(
+            "rule_expirations",
+            "Policy rules that reached their expires time and left the rule maps",
+            m.rule_expirations.clone(),
+        );
+        r.register(
+            "policies_review_overdue",
+            "SegmentationPolicies past their reviewBy date (the policy's or one of its rules')",
+            m.review_overdue.clone(),
         );
         m
     }

@@ -8,8 +8,8 @@ use std::fmt::Debug;
 use bulkhead_api::condition::{types, Condition, ConditionStatus};
 use bulkhead_api::promotion::{PromotionState, PromotionStatus, PROMOTED};
 use bulkhead_api::{
-    LabelMapping, LabelMappingStatus, NodeRuleMap, NodeRuleMapSpec, SegmentationPolicy,
-    SegmentationPolicyStatus,
+    LabelMapping, LabelMappingStatus, NodeRuleMap, NodeRuleMapSpec, SegmentationException,
+    SegmentationExceptionStatus, SegmentationPolicy, SegmentationPolicyStatus,
 };
 use bulkhead_policy::{MappingFacts, PolicyFacts};
 use kube::api::{Patch, PatchParams};
@@ -36,7 +36,17 @@ pub fn nodes_programmed(
                 return false;
             };
             let programmed = obj.status.as_ref().and_then(|s| s.programmed_generation);
-            &obj.spec == spec && programmed.is_some() && programmed == obj.metadata.generation
+            // Ready=False: programming failed, or the host's heartbeat is
+            // late (LeaseExpired) and nobody knows what it enforces now.
+            let not_ready = obj.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == types::READY && c.status == ConditionStatus::False)
+            });
+            &obj.spec == spec
+                && programmed.is_some()
+                && programmed == obj.metadata.generation
+                && !not_ready
         })
         .count() as u32
 }
@@ -188,7 +198,7 @@ fn same_ignoring_time(a: &[Condition], b: &[Condition]) -> bool {
 }
 
 /// A cluster-scoped kind whose status the operator writes.
-trait WithStatus:
+pub(crate) trait WithStatus:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
 {
     type Status: Clone + PartialEq + Serialize + Send;
@@ -220,13 +230,14 @@ macro_rules! with_status {
 
 with_status!(SegmentationPolicy, SegmentationPolicyStatus);
 with_status!(LabelMapping, LabelMappingStatus);
+with_status!(SegmentationException, SegmentationExceptionStatus);
 
 /// Writes `status` to object `name` unless it equals the last one written
 /// (transition times aside); stamps transition times from the last one.
 /// The first write since this replica started reads the cluster's status,
 /// so transition times carry over restarts. Returns the previous status
 /// when it wrote, `None` when nothing changed.
-async fn write_status<K: WithStatus>(
+pub(crate) async fn write_status<K: WithStatus>(
     written: &mut BTreeMap<String, K::Status>,
     client: &Client,
     name: &str,
@@ -347,6 +358,40 @@ pub async fn policy_event(
     metrics: &Metrics,
 ) {
     let reference = SegmentationPolicy::object_ref_for(name);
+    publish_event(
+        recorder, reference, name, type_, reason, action, note, metrics,
+    )
+    .await;
+}
+
+/// Records an Event on SegmentationException `name`.
+pub async fn exception_event(
+    recorder: &Recorder,
+    name: &str,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    metrics: &Metrics,
+) {
+    let reference = SegmentationException::object_ref_for(name);
+    let note = Some(note);
+    publish_event(
+        recorder, reference, name, type_, reason, "Enforce", note, metrics,
+    )
+    .await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish_event(
+    recorder: &Recorder,
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+    name: &str,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: Option<String>,
+    metrics: &Metrics,
+) {
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -384,11 +429,11 @@ trait ObjectRefFor {
     fn object_ref_for(name: &str) -> k8s_openapi::api::core::v1::ObjectReference;
 }
 
-impl ObjectRefFor for SegmentationPolicy {
+impl<K: Resource<DynamicType = ()>> ObjectRefFor for K {
     fn object_ref_for(name: &str) -> k8s_openapi::api::core::v1::ObjectReference {
         k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some(SegmentationPolicy::api_version(&()).into_owned()),
-            kind: Some(SegmentationPolicy::kind(&()).into_owned()),
+            api_version: Some(K::api_version(&()).into_owned()),
+            kind: Some(K::kind(&()).into_owned()),
             name: Some(name.to_string()),
             ..Default::default()
         }

@@ -28,6 +28,8 @@
 
 mod compile;
 pub mod convert;
+pub mod exception;
+pub mod governance;
 pub mod identities;
 mod labels;
 pub mod netpol;

@@ -65,6 +65,9 @@ impl<'a> NodeContext<'a> {
             return;
         }
         for (r, rule) in view.policy.rules.iter().enumerate() {
+            if rule.expired {
+                continue;
+            }
             let peers = view.selection.rule_peers.get(r).and_then(Option::as_ref);
             let any_peer = peers.is_none();
             let mut peers: Vec<u32> = peers.into_iter().flatten().copied().collect();

@@ -39,6 +39,11 @@ pub(crate) struct PreparedRule {
     /// built (see `netpol::named_ports`). When set, an empty `ports` means
     /// "no numeric port", not "every port".
     pub(crate) named_ports: Vec<(Protocol, String)>,
+    /// `expires`, parsed: from then on the rule is in no rule map.
+    pub(crate) expires: Option<jiff::Timestamp>,
+    /// Whether the compiler's clock has reached `expires`. The rule keeps
+    /// its place (and its id) so the others' ids do not move.
+    pub(crate) expired: bool,
 }
 
 /// What a policy's scope selector reads.
@@ -138,6 +143,24 @@ impl PreparedPolicy {
             rules,
             errors,
         }
+    }
+
+    /// Marks the rules whose expiry `now` has reached; returns whether any changed.
+    pub(crate) fn expire_at(&mut self, now: Option<jiff::Timestamp>) -> bool {
+        let mut changed = false;
+        for rule in &mut self.rules {
+            let expired = matches!((rule.expires, now), (Some(at), Some(now)) if at <= now);
+            changed |= expired != rule.expired;
+            rule.expired = expired;
+        }
+        changed
+    }
+
+    /// Whether `now` would expire a rule not yet expired (or the reverse).
+    pub(crate) fn expiry_moves(&self, now: jiff::Timestamp) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.expires.is_some_and(|at| at <= now) != r.expired)
     }
 
     /// Every CIDR the policy names, excepts included: each becomes an identity.
@@ -448,6 +471,15 @@ fn prepare_rule(
         .enumerate()
         .filter_map(|(i, p)| prepare_port(&format!("{path}.ports[{i}]"), p, errors))
         .collect();
+    let expires = rule.expires.as_deref().and_then(|at| {
+        at.parse::<jiff::Timestamp>()
+            .map_err(|e| {
+                errors.push(format!(
+                    "{path}.expires: {at:?} is not an RFC 3339 time: {e}"
+                ))
+            })
+            .ok()
+    });
     PreparedRule {
         name: rule.name.clone().unwrap_or_else(|| path.to_string()),
         direction,
@@ -455,6 +487,8 @@ fn prepare_rule(
         peers,
         ports,
         named_ports: Vec::new(),
+        expires,
+        expired: false,
     }
 }
 

@@ -130,6 +130,7 @@ fn with_rule(snapshot: &Snapshot, rule: Rule, ingress: bool, at: &Placement) -> 
                 },
             };
             let spec = SegmentationPolicySpec {
+                ownership: Default::default(),
                 scope,
                 enforcement: None,
                 ingress: vec![],
@@ -274,12 +275,15 @@ proptest! {
             vec![]
         };
         let rule = Rule {
+            ownership: Default::default(),
+            expires: None,
             name: Some("override".into()),
             action: Action::OverrideDeny,
             peers,
             ports: vec![PortSpec { protocol, port: Some(port), end_port: None, icmp_type: None }],
         };
         let spec = SegmentationPolicySpec {
+            ownership: Default::default(),
             scope,
             enforcement,
             ingress: if egress { vec![] } else { vec![rule.clone()] },
@@ -410,7 +414,7 @@ enum Step {
     DeleteNode(usize),
     UpsertPolicy {
         slot: usize,
-        spec: SegmentationPolicySpec,
+        spec: Box<SegmentationPolicySpec>,
     },
     DeletePolicy(usize),
     Mappings(MappingSeed),
@@ -428,7 +432,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..4usize).prop_map(Step::DeleteNamespace),
         1 => (0..4usize, proptest::option::of(0..2usize)).prop_map(|(node, zone)| Step::UpsertNode { node, zone }),
         1 => (0..4usize).prop_map(Step::DeleteNode),
-        4 => (0..6usize, policy()).prop_map(|(slot, spec)| Step::UpsertPolicy { slot, spec }),
+        4 => (0..6usize, policy()).prop_map(|(slot, spec)| Step::UpsertPolicy {
+            slot,
+            spec: Box::new(spec),
+        }),
         2 => any::<usize>().prop_map(Step::DeletePolicy),
         1 => mapping_seed().prop_map(Step::Mappings),
         1 => any::<usize>().prop_map(Step::DeleteMapping),
@@ -475,7 +482,7 @@ fn resolve(s: &Snapshot, step: &Step) -> Vec<Change> {
         }
         Step::DeleteNode(i) => vec![Change::DeleteNode(format!("n{i}"))],
         Step::UpsertPolicy { slot, spec } => {
-            vec![Change::UpsertPolicy(format!("pol{slot}"), spec.clone())]
+            vec![Change::UpsertPolicy(format!("pol{slot}"), (**spec).clone())]
         }
         Step::DeletePolicy(pick) => nth(*pick, s.policies.len())
             .and_then(|i| s.policies.keys().nth(i))

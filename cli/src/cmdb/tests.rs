@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use super::parse;
 use super::plan::{self, Change, ImportConfig};
 
+/// (cidrs, hostnames, labels as k=v,...) of one rule.
+type RuleView = (Option<Vec<String>>, Option<Vec<String>>, String);
+
 fn cfg() -> ImportConfig {
     ImportConfig {
         file: "assets.csv".into(),
@@ -33,9 +36,7 @@ fn rows_group_by_label_set_into_one_mapping_per_source() {
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].name, "cmdb-servicenow");
     assert_eq!(d[0].spec.priority, 10);
-    // (cidrs, hostnames, labels as k=v joined by commas), one per rule.
-    type Rule = (Option<Vec<String>>, Option<Vec<String>>, String);
-    let rules: Vec<Rule> = d[0]
+    let rules: Vec<RuleView> = d[0]
         .spec
         .rules
         .iter()

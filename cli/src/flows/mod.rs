@@ -35,6 +35,13 @@ pub struct Answer {
     pub records: Vec<FlowRecord>,
     #[serde(default)]
     pub lost: Vec<Lost>,
+    /// The collector's page was full: the next page starts here.
+    #[serde(
+        default,
+        rename = "nextOffset",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_offset: Option<usize>,
 }
 
 /// The query as the collector's parameters.
@@ -106,6 +113,7 @@ pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
                 .filter(|r| seen.insert(key(r)))
                 .collect(),
             lost: Vec::new(),
+            next_offset: None,
         };
         if let Some(t) = newest(&fresh) {
             since = t;

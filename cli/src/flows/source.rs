@@ -58,9 +58,46 @@ impl Source {
         Ok(Source::Proxy(ns.into(), name.into(), port.into()))
     }
 
+    /// Every record of the query, page by page (`offset`, `nextOffset`), up
+    /// to `max` records: beyond that it stops with an error rather than
+    /// hold more than the caller can keep in memory. An export file is read
+    /// whole (its `limit` does not apply).
+    pub fn query_all(&self, p: &BTreeMap<String, String>, max: usize) -> anyhow::Result<Answer> {
+        let answer = match self {
+            Source::File(path) => offline(path, p, false)?,
+            _ => {
+                let mut p = p.clone();
+                let page = max.clamp(1, params::MAX_LIMIT);
+                p.insert("limit".into(), page.to_string());
+                let mut all = Answer::default();
+                let mut offset = 0;
+                loop {
+                    p.insert("offset".into(), offset.to_string());
+                    let next = self.query(&p)?;
+                    if offset == 0 {
+                        // Losses are of the window, the same on every page.
+                        all.lost = next.lost;
+                    }
+                    all.records.extend(next.records);
+                    match next.next_offset {
+                        Some(n) if n > offset && all.records.len() <= max => offset = n,
+                        _ => break,
+                    }
+                }
+                all
+            }
+        };
+        if answer.records.len() > max {
+            bail!(
+                "the window holds more than {max} records (--max-records); narrow --since or raise the bound"
+            );
+        }
+        Ok(answer)
+    }
+
     pub fn query(&self, p: &BTreeMap<String, String>) -> anyhow::Result<Answer> {
         match self {
-            Source::File(path) => offline(path, p),
+            Source::File(path) => offline(path, p, true),
             Source::Url(url) => {
                 let uri = format!("{url}/api/v1/flows?{}", query_string(p));
                 runtime()?.block_on(get(&uri))
@@ -121,7 +158,7 @@ async fn proxied(path: String) -> anyhow::Result<Answer> {
 }
 
 /// The same parameters the collector takes, applied to an export file.
-fn offline(path: &PathBuf, p: &BTreeMap<String, String>) -> anyhow::Result<Answer> {
+fn offline(path: &PathBuf, p: &BTreeMap<String, String>, limit: bool) -> anyhow::Result<Answer> {
     let q = params::parse(p, &["limit"], jiff::Timestamp::now())?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -146,9 +183,14 @@ fn offline(path: &PathBuf, p: &BTreeMap<String, String>) -> anyhow::Result<Answe
         }
     }
     records.sort_by_key(|r| r.start);
-    let skip = records.len().saturating_sub(q.limit);
+    let skip = if limit {
+        records.len().saturating_sub(q.limit)
+    } else {
+        0
+    };
     Ok(Answer {
         records: records.split_off(skip),
         lost: Vec::new(),
+        next_offset: None,
     })
 }

@@ -37,6 +37,8 @@ pub struct Inventory {
     pub implied_nodes: BTreeSet<String>,
     /// Documents that were skipped, and why.
     pub warnings: Vec<String>,
+    /// SegmentationExceptions by name (not in the snapshot: see [`Kind::SegmentationException`]).
+    pub exceptions: BTreeMap<String, bulkhead_api::SegmentationExceptionSpec>,
 }
 
 /// Loads every manifest under `paths`.

@@ -30,6 +30,9 @@ pub enum Kind {
     SegmentationPolicy,
     /// networking.k8s.io/v1 NetworkPolicy.
     NetworkPolicy,
+    /// bulkhead.dev/v1alpha1 SegmentationException (checked and kept, not
+    /// compiled: only the operator knows whether it was approved in time).
+    SegmentationException,
 }
 
 const BULKHEAD: &str = "bulkhead.dev/v1alpha1";
@@ -44,6 +47,7 @@ impl Kind {
             "LabelMapping" => Kind::LabelMapping,
             "SegmentationPolicy" => Kind::SegmentationPolicy,
             "NetworkPolicy" => Kind::NetworkPolicy,
+            "SegmentationException" => Kind::SegmentationException,
             _ => return None,
         })
     }
@@ -224,6 +228,14 @@ fn add(
             let (key, policy) = convert::network_policy(&obj).map_err(converted)?;
             snapshot.network_policies.insert(key.clone(), policy);
             key.to_string()
+        }
+        Kind::SegmentationException => {
+            let obj: bulkhead_api::SegmentationException =
+                typed(src, object, value).map_err(one)?;
+            checked(validate::segmentation_exception(&obj.spec))?;
+            let name = kube::ResourceExt::name_any(&obj);
+            inv.exceptions.insert(name.clone(), obj.spec);
+            name
         }
     };
     let here = src.locate("");

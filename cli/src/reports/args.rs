@@ -24,7 +24,15 @@ pub struct HistoryArgs {
     /// The collector's Service, as namespace/name:port, for the service proxy.
     #[arg(long, default_value = "bulkhead-system/bulkhead-collector:9470")]
     pub service: String,
+    /// Read at most this many records (pages of 100,000): the bound on the
+    /// memory history takes (about 1 KiB a record).
+    #[arg(long, default_value_t = DEFAULT_MAX_RECORDS, value_name = "N")]
+    pub max_records: usize,
 }
+
+/// `--max-records`: a 400-day history of 2,000 workloads at the day tier
+/// is about 2 million records.
+pub const DEFAULT_MAX_RECORDS: usize = 3_000_000;
 
 /// The cluster's manifests, as `simulate` reads them.
 #[derive(Debug, Args)]
@@ -88,10 +96,14 @@ pub struct TopTalkersArgs {
 /// `unlabeled`'s arguments.
 #[derive(Debug, Args)]
 pub struct UnlabeledArgs {
-    /// The cluster's manifests (optional): with them, the managed entries are
-    /// exactly what LabelMapping status counts as unlabeled.
+    /// The cluster's manifests [default: today's cluster from the API
+    /// server]: with them, the managed entries are exactly what LabelMapping
+    /// status counts as unlabeled.
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Queue from the flow history alone, without the cluster.
+    #[arg(long, conflicts_with = "paths")]
+    pub no_cluster: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     #[command(flatten)]
@@ -121,8 +133,9 @@ pub enum ReportFormat {
 #[derive(Debug, Args)]
 pub struct ReportArgs {
     /// The cluster's manifests: Namespaces, Pods, Nodes, ExternalNodes,
-    /// LabelMappings, SegmentationPolicies (what exposure and coverage judge).
-    #[arg(required = true, value_name = "PATH")]
+    /// LabelMappings, SegmentationPolicies (what exposure and coverage judge)
+    /// [default: today's cluster from the API server, KUBECONFIG].
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
     pub cluster: ClusterArgs,

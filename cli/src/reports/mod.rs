@@ -3,7 +3,7 @@
 //! ```text
 //!  --flows FILE | --collector URL | service proxy ─► flows::source (GET /api/v1/flows)
 //!                                                          │ records in [--since, --until)
-//!  PATH... (cluster YAML) ─► load_and_compile ─► Output    │
+//!  PATH... (cluster YAML) | the API server ─► compile ─► Output │
 //!                                    └──────────┬──────────┘
 //!                   insight::talkers · insight::unlabeled · insight::report
 //!                                               ▼
@@ -32,8 +32,7 @@ pub use report_cmd::run as report;
 pub use talkers_cmd::run as top_talkers;
 pub use unlabeled_cmd::run as unlabeled;
 
-/// The records of the window (every one the collector keeps, up to its
-/// per-query maximum; a truncated answer is said on stderr).
+/// Every record of the window, page by page, up to `--max-records`.
 pub fn history(h: &HistoryArgs, default_since: &str) -> anyhow::Result<(Vec<FlowRecord>, Window)> {
     let now = jiff::Timestamp::now();
     let mut p = BTreeMap::new();
@@ -45,28 +44,22 @@ pub fn history(h: &HistoryArgs, default_since: &str) -> anyhow::Result<(Vec<Flow
         p.insert("until".to_string(), u.clone());
     }
     // Resolve relative times once, so the file, the collector and the
-    // report's header agree on the window.
+    // report's header agree on the window (and every page asks the same).
     let q = params::parse(&p, &[], now)?;
     let since = q.filter.since.unwrap_or(now);
     let until = q.filter.until.unwrap_or(now);
     p.insert("since".into(), since.to_string());
     p.insert("until".into(), until.to_string());
-    p.insert("limit".into(), params::MAX_LIMIT.to_string());
     let source = Source::new(h.flows.as_ref(), h.collector.as_deref(), &h.service)?;
-    let answer = source.query(&p)?;
-    if answer.records.len() >= params::MAX_LIMIT {
-        eprintln!(
-            "warning: the history holds more than {} records in this window; only the newest were read (narrow --since)",
-            params::MAX_LIMIT
-        );
-    }
+    let answer = source.query_all(&p, h.max_records)?;
     for l in &answer.lost {
         eprintln!("warning: {} records lost on node {}", l.records, l.node);
     }
     Ok((answer.records, Window { since, until }))
 }
 
-/// Loads and compiles the manifests, printing the loader's warnings.
+/// Loads and compiles the manifests, printing the loader's warnings; with
+/// no paths, today's cluster from the API server (KUBECONFIG), pods included.
 pub fn cluster(paths: &[PathBuf], c: &ClusterArgs) -> anyhow::Result<crate::Compiled> {
     let input = InputArgs {
         paths: paths.to_vec(),
@@ -74,7 +67,22 @@ pub fn cluster(paths: &[PathBuf], c: &ClusterArgs) -> anyhow::Result<crate::Comp
         default_mode: c.default_mode,
         failsafe_ports: c.failsafe_ports.clone(),
     };
-    let compiled = crate::load_and_compile(&input, None, false)?;
+    let compiled = if paths.is_empty() {
+        let snapshot = crate::live::snapshot_with_pods()
+            .context("reading today's cluster from the API server (or give the manifests' PATH)")?;
+        let inventory = crate::load::Inventory {
+            snapshot,
+            origins: Default::default(),
+            implied_nodes: Default::default(),
+            // Not read from the live cluster yet: a report there leaves
+            // approved SegmentationExceptions out of the exposure it counts.
+            exceptions: Default::default(),
+            warnings: Vec::new(),
+        };
+        crate::compile_inventory(inventory, &input, None, false)?
+    } else {
+        crate::load_and_compile(&input, None, false)?
+    };
     for w in &compiled.inventory.warnings {
         eprintln!("warning: {w}");
     }

@@ -8,7 +8,9 @@ use super::args::{ListFormat, UnlabeledArgs};
 use crate::render::Table;
 
 pub fn run(a: &UnlabeledArgs) -> anyhow::Result<()> {
-    let compiled = if a.paths.is_empty() {
+    // Manifests, else the API server; `--no-cluster` (or no reachable API
+    // server with `--flows`) queues from the history alone.
+    let compiled = if a.no_cluster {
         None
     } else {
         Some(super::cluster(&a.paths, &a.cluster)?)

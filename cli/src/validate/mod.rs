@@ -23,7 +23,7 @@ use ipnet::IpNet;
 
 pub use mapping::{external_node, label_mapping};
 pub use network_policy::network_policy;
-pub use policy::segmentation_policy;
+pub use policy::{segmentation_exception, segmentation_policy};
 pub use schema::unknown_fields_and_bounds;
 
 /// One broken rule: the field (`spec.ingress[0].peers[1].cidr`) and why.

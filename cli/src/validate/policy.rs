@@ -1,7 +1,11 @@
 //! The CEL rules of `SegmentationPolicy`, in Rust.
 
-use bulkhead_api::policy::{EnforcementMode, Peer, PortSpec, Rule, SegmentationPolicySpec};
+use bulkhead_api::governance::Ownership;
+use bulkhead_api::policy::{
+    EnforcementMode, Peer, PortSpec, Protocol, ReservedPeer, Rule, SegmentationPolicySpec,
+};
 use bulkhead_api::promotion::Promotion;
+use bulkhead_api::SegmentationExceptionSpec;
 use ipnet::IpNet;
 
 use super::{check_selector, is_cidr, Violation};
@@ -28,6 +32,79 @@ pub fn segmentation_policy(spec: &SegmentationPolicySpec) -> Vec<Violation> {
     }
     if let Some(promotion) = &spec.promotion {
         check_promotion(spec.enforcement, promotion, &mut out);
+    }
+    check_ownership(&spec.ownership, "spec", "policy", &mut out);
+    out
+}
+
+/// The ownership rules a policy and each rule carry, and the date's format.
+fn check_ownership(o: &Ownership, field: &str, what: &str, out: &mut Vec<Violation>) {
+    if o.owner.is_some() && o.contact.is_none() {
+        out.push(Violation::new(
+            format!("{field}.contact"),
+            format!("an owner needs a contact: whom a person calls when this {what} blocks a flow"),
+        ));
+    }
+    if let Some(date) = &o.review_by {
+        if date.parse::<jiff::civil::Date>().is_err() {
+            out.push(Violation::new(
+                format!("{field}.reviewBy"),
+                format!("{date:?} is not a date like 2026-06-30"),
+            ));
+        }
+    }
+}
+
+/// Every rule the SegmentationException CRD would enforce (the admission
+/// policy's, which need the requester's identity and the clock, are the
+/// API server's).
+pub fn segmentation_exception(spec: &SegmentationExceptionSpec) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let has_selector = spec.scope.selector.as_ref().is_some_and(|s| !s.is_empty());
+    if spec.scope.cluster_wide == has_selector {
+        out.push(Violation::new(
+            "spec.scope",
+            "scope must have a non-empty selector, or set clusterWide: true and no selector; \
+             an empty selector does not silently mean every endpoint",
+        ));
+    }
+    for (i, peer) in spec.peers.iter().enumerate() {
+        check_peer(peer, &format!("spec.peers[{i}]"), &mut out);
+    }
+    for (i, port) in spec.ports.iter().enumerate() {
+        check_port(port, &format!("spec.ports[{i}]"), &mut out);
+    }
+    let icmp = |p: &PortSpec| matches!(p.protocol, Protocol::Icmp | Protocol::Icmpv6);
+    if !spec.ports.iter().all(|p| p.port.is_some() || icmp(p)) {
+        out.push(Violation::new(
+            "spec.ports",
+            "every port of an exception names a port: an exception is narrow, never every port of a protocol",
+        ));
+    }
+    let wide = |p: &Peer| {
+        p.reserved == Some(ReservedPeer::World)
+            || p.cidr.as_deref().is_some_and(|c| c.ends_with("/0"))
+    };
+    if spec.peers.iter().any(wide) {
+        out.push(Violation::new(
+            "spec.peers",
+            "an exception's peers are narrow: not world and not a /0 range",
+        ));
+    }
+    if spec.approved_by.as_ref() == Some(&spec.requester) {
+        out.push(Violation::new(
+            "spec.approvedBy",
+            "the requester cannot approve their own exception",
+        ));
+    }
+    if spec.expires_at.parse::<jiff::Timestamp>().is_err() {
+        out.push(Violation::new(
+            "spec.expiresAt",
+            format!(
+                "{:?} is not an RFC 3339 time like 2026-03-01T00:00:00Z",
+                spec.expires_at
+            ),
+        ));
     }
     out
 }
@@ -69,6 +146,21 @@ fn check_promotion(
 }
 
 fn check_rule(rule: &Rule, field: &str, out: &mut Vec<Violation>) {
+    check_ownership(&rule.ownership, field, "rule", out);
+    if let Some(at) = &rule.expires {
+        if rule.ownership.ticket.is_none() {
+            out.push(Violation::new(
+                format!("{field}.ticket"),
+                "a rule that expires needs a ticket saying why it is temporary",
+            ));
+        }
+        if at.parse::<jiff::Timestamp>().is_err() {
+            out.push(Violation::new(
+                format!("{field}.expires"),
+                format!("{at:?} is not an RFC 3339 time like 2026-03-01T00:00:00Z"),
+            ));
+        }
+    }
     for (i, peer) in rule.peers.iter().enumerate() {
         check_peer(peer, &format!("{field}.peers[{i}]"), out);
     }

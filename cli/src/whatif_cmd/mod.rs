@@ -11,7 +11,7 @@
 //! Exit status: 0 when nothing observed would be newly denied, 3 when
 //! something would, 1 on errors.
 
-mod render;
+pub(crate) mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -71,6 +71,11 @@ enum Command {
         /// Enforce Kubernetes NetworkPolicies too (`bulkhead-operator --network-policies`).
         #[arg(long)]
         network_policies: bool,
+        /// Hosts outside the cluster (xn-1 .. xn-N): namespaces routed to the
+        /// pods, joined with `kubectl bulkhead externalnode add`, each with
+        /// its own agent and credential.
+        #[arg(long, default_value_t = 0)]
+        external_nodes: u8,
     },
     /// Stop everything `up` started, remove its namespaces, bridge and state directory.
     Down,
@@ -121,8 +126,10 @@ fn main() -> Result<()> {
             no_operator,
             listen,
             network_policies,
+            external_nodes,
         } => {
             let mut spec = LabSpec::new(nodes).with_default_workloads(pods);
+            spec.external_nodes = external_nodes;
             spec.dir = Some(dir.clone());
             spec.verbose = true;
             spec.agents = match agents {
@@ -267,6 +274,16 @@ fn print_status(state: &StateDir) -> Result<bool> {
                         println!(
                             "  node        {:<8} {:<15} netns {:<16} pods {}",
                             node.name, node.address, node.netns, node.pod_cidr
+                        );
+                    }
+                    for host in &topology.external_hosts {
+                        println!(
+                            "  external    {:<8} {:<15} netns {:<16} eth1 {} (segment {})",
+                            host.name,
+                            host.address,
+                            host.netns,
+                            host.segment_address,
+                            host.segment_peer
                         );
                     }
                 }

@@ -38,10 +38,12 @@ use crate::topology::{self, NodeNet, Topology, TopologySpec};
 use crate::traffic;
 
 mod batch;
+mod external;
 mod lifecycle;
 mod objects;
 mod probes;
 mod replicas;
+pub use external::{external_node_labels, LAB_LEASE_DURATION_SECS};
 pub use replicas::failsafe_ports;
 
 pub use crate::wait::wait_until;
@@ -111,9 +113,14 @@ pub struct LabSpec {
     pub operator_args: Vec<String>,
     /// Run the collector, and have every agent ship its flows to it.
     pub collector: bool,
+    /// More flags for the collector (e.g. `--syslog=udp://...`).
+    pub collector_args: Vec<String>,
     pub lifetime: Lifetime,
     /// Print each step and its duration to stderr (also `$BULKHEAD_LAB_VERBOSE`).
     pub verbose: bool,
+    /// Hosts outside the cluster (`xn-1` ..), each joined with
+    /// `kubectl bulkhead externalnode add` and running its own agent.
+    pub external_nodes: u8,
 }
 
 impl LabSpec {
@@ -132,8 +139,10 @@ impl LabSpec {
             listen_sctp: false,
             operator_args: Vec::new(),
             collector: true,
+            collector_args: Vec::new(),
             lifetime: Lifetime::Attached,
             verbose: std::env::var_os("BULKHEAD_LAB_VERBOSE").is_some(),
+            external_nodes: 0,
         }
     }
 
@@ -214,6 +223,7 @@ pub struct Lab {
     agents: BTreeMap<String, Process>,
     agent_mode: AgentMode,
     collector: Option<Collector>,
+    collector_args: Vec<String>,
     /// Listeners by the key of the pod they run in.
     listeners: Vec<(String, Process)>,
     listen: Vec<u16>,
@@ -282,6 +292,7 @@ impl Lab {
             agents: BTreeMap::new(),
             agent_mode,
             collector: None,
+            collector_args: spec.collector_args.clone(),
             listeners: Vec::new(),
             listen: spec.listen.clone(),
             pods: BTreeMap::new(),
@@ -331,6 +342,10 @@ impl Lab {
         if spec.agents != Agents::Off {
             lab.start_agents()?;
             step.done("agents started");
+        }
+        if spec.external_nodes > 0 {
+            lab.add_external_nodes(spec.external_nodes)?;
+            step.done("external nodes joined, their agents started");
         }
         lab.save()?;
         Ok(lab)
@@ -409,6 +424,7 @@ impl Lab {
                     ),
                     kubeconfig: self.plane().admin_kubeconfig().to_owned(),
                     data_dir: self.state().root().join("collector"),
+                    extra_args: self.collector_args.clone(),
                     lifetime: self.lifetime,
                 }
             }
@@ -478,6 +494,8 @@ impl Lab {
         for node in self.node_names() {
             operator::install_agent_rbac(&admin, &node)?;
         }
+        let external = operator::rbac_dir().join("external-nodes.yaml");
+        admin.run(&["apply", "-f", &external.to_string_lossy()])?;
         Ok(())
     }
 

@@ -217,7 +217,7 @@ impl Lab {
     }
 
     /// An error with its log when `node`'s agent has exited.
-    fn dead_agent(&self, node: &str) -> Option<Error> {
+    pub(super) fn dead_agent(&self, node: &str) -> Option<Error> {
         let process = self.agents.get(node)?;
         process.has_exited().then(|| Error::NotReady {
             component: agent::process_name(node),

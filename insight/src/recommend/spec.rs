@@ -21,6 +21,7 @@ pub(super) struct Candidate {
 impl RecommendOptions {
     pub(super) fn policy(&self, subject: Labels, candidates: Vec<Candidate>) -> RecommendedPolicy {
         let mut spec = SegmentationPolicySpec {
+            ownership: Default::default(),
             scope: Scope {
                 selector: Some(LabelSelector::from_labels(subject.clone())),
                 cluster_wide: false,
@@ -46,6 +47,8 @@ impl RecommendOptions {
             }
             evidence.insert(name.clone(), c.tally.evidence(c.periodic));
             list.push(Rule {
+                ownership: Default::default(),
+                expires: None,
                 name: Some(name),
                 action: Action::Allow,
                 peers: c.peers,

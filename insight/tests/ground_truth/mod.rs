@@ -335,6 +335,8 @@ pub fn truth() -> BTreeMap<String, SegmentationPolicySpec> {
             .or_insert_with(|| empty(&e.from))
             .egress
             .push(Rule {
+                ownership: Default::default(),
+                expires: None,
                 name: None,
                 action: Action::Allow,
                 peers: vec![egress_peer],
@@ -345,6 +347,8 @@ pub fn truth() -> BTreeMap<String, SegmentationPolicySpec> {
                 .or_insert_with(|| empty(t))
                 .ingress
                 .push(Rule {
+                    ownership: Default::default(),
+                    expires: None,
                     name: None,
                     action: Action::Allow,
                     peers: vec![Peer {
@@ -360,6 +364,7 @@ pub fn truth() -> BTreeMap<String, SegmentationPolicySpec> {
 
 fn empty(wl: &Workload) -> SegmentationPolicySpec {
     SegmentationPolicySpec {
+        ownership: Default::default(),
         scope: Scope {
             selector: Some(LabelSelector::from_labels(wl.labels())),
             cluster_wide: false,

@@ -23,8 +23,10 @@ use crate::flows::Resolver;
 use crate::loader::LoadOptions;
 use crate::outputs::{OutputConfig, Outputs};
 
+pub mod external;
 mod status;
 
+pub use external::ExternalConfig;
 pub use status::{StatusWriter, FIELD_MANAGER};
 
 /// What cluster mode needs besides the client.
@@ -36,6 +38,9 @@ pub struct Config {
     pub poll_interval: Duration,
     pub outputs: OutputConfig,
     pub detach_on_exit: bool,
+    /// Set on a host outside the cluster (`--external-node`): a heartbeat
+    /// Lease, the ExternalNode's status, and its interfaces.
+    pub external: Option<ExternalConfig>,
 }
 
 enum Update {
@@ -65,6 +70,15 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
         .map_err(|e| Error::invalid("agent", "signals", e.to_string()))?;
     let status_writer = StatusWriter::spawn(client.clone(), config.node.clone());
     let mut last_good: Option<NodeRuleMapStatus> = None;
+    // What this agent last wrote to its rule map's status, to write again
+    // when the operator marked the map LeaseExpired while this agent lived.
+    let mut last_written: Option<NodeRuleMapStatus> = None;
+    let mut interfaces = config.interfaces.clone();
+    let heartbeat = config
+        .external
+        .clone()
+        .map(|e| external::Heartbeat::spawn(client.clone(), config.node.clone(), e));
+    let mut report = external::Report::default();
     // Whether an update arrived since the last look (timer ticks alone
     // change nothing to program).
     let mut updated = false;
@@ -76,6 +90,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
             update = rx.recv() => match update {
                 Some(u) => {
                     updated = true;
+                    reassert(&u, last_written.as_ref(), &status_writer);
                     apply(u, &mut rule_map, &mut shards, &mut rule_map_listed, &mut shards_listed)
                 }
                 None => break,
@@ -86,6 +101,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
         }
         while let Ok(u) = rx.try_recv() {
             updated = true;
+            reassert(&u, last_written.as_ref(), &status_writer);
             apply(
                 u,
                 &mut rule_map,
@@ -132,6 +148,8 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                         retry = Retry::default();
                         let s = status::programmed(generation, map, &stats, &shard_generations);
                         last_good = Some(s.clone());
+                        report.programmed_generation = Some(generation);
+                        report.problem = None;
                         s
                     }
                     Err(e) => {
@@ -140,21 +158,47 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                         // enforces is the last good generation, whole.
                         let wait = retry.failed(Instant::now());
                         tracing::error!(error = %e, retry_in = ?wait, "programming failed; the previous maps stay in force");
+                        report.problem =
+                            Some(format!("generation {generation} was not programmed: {e}"));
                         status::failed(last_good.as_ref(), generation, &e)
                     }
                 };
+                last_written = Some(status.clone());
                 status_writer.set(status);
             }
         }
-        match datapath.sync_interfaces(&config.interfaces) {
+        if let Some(hb) = &heartbeat {
+            // Attach nothing before the ExternalNode says which interfaces:
+            // pinned links of an earlier run keep enforcing meanwhile.
+            let Some(spec) = hb.interfaces.borrow().clone() else {
+                outputs.tick(&mut datapath);
+                continue;
+            };
+            let chosen = external::host_interfaces(&spec, &config.interfaces.endpoint_prefixes);
+            if chosen != interfaces.host_interfaces {
+                let missing: Vec<&String> = spec.iter().filter(|i| !chosen.contains(i)).collect();
+                if !missing.is_empty() {
+                    tracing::warn!(
+                        ?missing,
+                        "interfaces in spec.interfaces that this host lacks"
+                    );
+                }
+                tracing::info!(interfaces = ?chosen, "host interfaces");
+                interfaces.host_interfaces = chosen;
+            }
+        }
+        match datapath.sync_interfaces(&interfaces) {
             Ok(_) => {
-                let attached =
-                    crate::attach::interfaces_with_prefix(&config.interfaces.endpoint_prefixes)
-                        .len()
-                        + config.interfaces.host_interfaces.len();
+                let attached = crate::attach::interfaces_with_prefix(&interfaces.endpoint_prefixes)
+                    .len()
+                    + interfaces.host_interfaces.len();
                 outputs.telemetry.programs_attached.set(2 * attached as i64);
             }
             Err(e) => tracing::warn!(error = %e, "interfaces"),
+        }
+        if let Some(hb) = &heartbeat {
+            report.interfaces = interfaces.host_interfaces.clone();
+            hb.report(report.clone());
         }
         outputs.tick(&mut datapath);
     }
@@ -189,6 +233,24 @@ impl Retry {
         };
         self.at = Some(now + self.backoff);
         self.backoff
+    }
+}
+
+/// The operator writes `Ready=False` (LeaseExpired) on the rule map of a
+/// host whose Lease was late; once the host is back, its agent's own status
+/// takes the place of that verdict.
+fn reassert(u: &Update, last: Option<&NodeRuleMapStatus>, writer: &StatusWriter) {
+    let (Update::RuleMap(map), Some(last)) = (u, last) else {
+        return;
+    };
+    let expired = map.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.reason == bulkhead_api::external_node::LEASE_EXPIRED)
+    });
+    if expired {
+        tracing::info!("the operator marked this rule map LeaseExpired; reporting again");
+        writer.set(last.clone());
     }
 }
 

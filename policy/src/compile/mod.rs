@@ -119,6 +119,9 @@ pub struct Compiler {
     conflicted: BTreeSet<EndpointRef>,
     /// What NetworkPolicies read of pods (empty unless they are compiled).
     vocabulary: netpol::Vocabulary,
+    /// The caller's clock as last advanced: rules whose `expires` it has
+    /// reached are compiled into no rule map. `None` expires nothing.
+    now: Option<jiff::Timestamp>,
     out: Output,
 }
 
@@ -174,6 +177,7 @@ impl Compiler {
             mapping_labeled: BTreeMap::new(),
             conflicted: BTreeSet::new(),
             vocabulary: netpol::Vocabulary::default(),
+            now: None,
             out: Output {
                 allocation: previous,
                 ..Output::default()
@@ -184,7 +188,9 @@ impl Compiler {
     /// Replaces the whole snapshot and recompiles everything.
     pub fn load(&mut self, snapshot: Snapshot) -> &Output {
         let previous = std::mem::take(&mut self.out.allocation);
+        let now = self.now;
         *self = Self::new(self.options.clone(), previous);
+        self.now = now;
         self.snapshot = snapshot;
         self.mappings = PreparedMappings::new(&self.snapshot.mappings);
         let mut dirty = Dirty::default();
@@ -215,11 +221,49 @@ impl Compiler {
     /// Moves the identity allocation's clock to `now` (the caller's clock:
     /// the compiler reads none) and frees the numbers whose quarantine has
     /// passed. Releases from here on are stamped with `now`.
+    ///
+    /// Rules whose `expires` `now` reaches leave the rule maps here: the
+    /// caller advances the clock at [`Compiler::next_expiry`] to stop
+    /// enforcing them at that second.
     pub fn advance_clock(&mut self, now: jiff::Timestamp) -> &Output {
         let quarantine = self.options.identity_quarantine;
         let freed = self.out.allocation.advance(now, quarantine);
         self.rebuild_shards_of(freed);
+        self.now = Some(now);
+        let moved: Vec<String> = (self.policies.iter())
+            .filter(|(_, p)| p.expiry_moves(now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if !moved.is_empty() {
+            let mut dirty = Dirty::default();
+            for name in moved {
+                self.prepare_policy(&name, &mut dirty);
+            }
+            self.run(dirty);
+        }
         &self.out
+    }
+
+    /// The earliest `expires` of a rule still enforced: when to call
+    /// [`Compiler::advance_clock`] next.
+    pub fn next_expiry(&self) -> Option<jiff::Timestamp> {
+        let rules = self.policies.values().flat_map(|p| &p.rules);
+        rules.filter(|r| !r.expired).filter_map(|r| r.expires).min()
+    }
+
+    /// The rules the clock has expired: policy name → (rule name, when).
+    pub fn expired_rules(&self) -> BTreeMap<String, Vec<(String, jiff::Timestamp)>> {
+        let mut out = BTreeMap::new();
+        for (name, policy) in &self.policies {
+            let expired: Vec<_> = (policy.rules.iter())
+                .filter(|r| r.expired)
+                .filter_map(|r| r.expires.map(|at| (r.name.clone(), at)))
+                .collect();
+            if !expired.is_empty() {
+                out.insert(name.clone(), expired);
+            }
+        }
+        out
     }
 
     /// Starts over from `allocation` (the one published by another replica,
@@ -348,6 +392,7 @@ impl Compiler {
                 if let Some(mode) = self.snapshot.effective_modes.get(name) {
                     prepared.enforcement = Some(*mode);
                 }
+                prepared.expire_at(self.now);
                 prepared
             }),
         };

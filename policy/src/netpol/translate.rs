@@ -35,6 +35,8 @@ pub(crate) fn prepare(key: &NetworkPolicyKey, policy: &NetworkPolicy) -> Prepare
             peers: Some(vec![PeerSel::Reserved(ReservedPeer::Host)]),
             ports: Vec::new(),
             named_ports: Vec::new(),
+            expires: None,
+            expired: false,
         });
         rules.push(PreparedRule {
             name: format!("{dir} (isolation)"),
@@ -43,6 +45,8 @@ pub(crate) fn prepare(key: &NetworkPolicyKey, policy: &NetworkPolicy) -> Prepare
             peers: None,
             ports: Vec::new(),
             named_ports: Vec::new(),
+            expires: None,
+            expired: false,
         });
     }
     PreparedPolicy {
@@ -87,6 +91,8 @@ fn allow_rules(
         peers,
         ports: numeric,
         named_ports: Vec::new(),
+        expires: None,
+        expired: false,
     };
     if named.is_empty() {
         return vec![base];

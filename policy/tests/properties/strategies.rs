@@ -381,6 +381,8 @@ pub fn rule_with(action: impl Strategy<Value = Action>) -> impl Strategy<Value =
         proptest::option::weighted(0.2, "[a-z]{1,4}"),
     )
         .prop_map(|(action, peers, ports, name)| Rule {
+            ownership: Default::default(),
+            expires: None,
             name,
             action,
             peers,
@@ -397,6 +399,7 @@ pub fn policy() -> impl Strategy<Value = SegmentationPolicySpec> {
     )
         .prop_map(
             |(scope, enforcement, ingress, egress)| SegmentationPolicySpec {
+                ownership: Default::default(),
                 scope,
                 enforcement,
                 ingress,

@@ -250,6 +250,8 @@ fn tcp(port: u16, end: Option<u16>) -> PortSpec {
 
 fn rule(action: Action, peers: Vec<Peer>, ports: Vec<PortSpec>) -> Rule {
     Rule {
+        ownership: Default::default(),
+        expires: None,
         name: None,
         action,
         peers,
@@ -409,6 +411,7 @@ pub fn policy(rng: &mut Rng, i: usize, apps: usize) -> SegmentationPolicySpec {
         }
     }
     SegmentationPolicySpec {
+        ownership: Default::default(),
         scope,
         enforcement,
         ingress,

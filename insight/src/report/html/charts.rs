@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{esc, ALLOW, DENY, SELECTIVE, VISIBILITY, WOULD_DENY};
+use super::{esc, ALLOW, EXPOSED, EXPOSED_RISKY, SELECTIVE, VISIBILITY};
 use crate::coverage::{DayCoverage, ModeCounts};
 use crate::exposure::Exposure;
 use crate::report::Report;
@@ -98,8 +98,10 @@ pub fn trend(o: &mut String, days: &[DayCoverage]) {
     );
     let _ = write!(
         o,
-        "<line x1=\"{left}\" y1=\"{0}\" x2=\"{w}\" y2=\"{0}\" stroke=\"#999\"/><text x=\"0\" y=\"12\" font-size=\"11\">{max}</text>",
-        h - bottom
+        "<line x1=\"{left}\" y1=\"{0}\" x2=\"{w}\" y2=\"{0}\" stroke=\"#999\"/><line x1=\"{left}\" y1=\"8\" x2=\"{w}\" y2=\"8\" stroke=\"#ddd\" stroke-dasharray=\"3 3\"/>\
+         <text x=\"{1}\" y=\"12\" font-size=\"11\" text-anchor=\"end\">{max}</text><text x=\"{1}\" y=\"{0}\" font-size=\"11\" text-anchor=\"end\">0</text>",
+        h - bottom,
+        left - 6.0
     );
     for (i, d) in days.iter().enumerate() {
         let x = left + i as f64 * step;
@@ -120,17 +122,20 @@ pub fn trend(o: &mut String, days: &[DayCoverage]) {
             }
         }
     }
-    // First and last day under the axis; every day is in the bars' titles.
+    // First and last day under their bars; every day is in the bars' titles.
     let first = days.first().map(|d| d.day.as_str()).unwrap_or_default();
     let last = match days {
         [_, .., last] => last.day.as_str(),
         _ => "",
     };
+    let under = |i: usize| (left + i as f64 * step + bar / 2.0).clamp(left + 32.0, w - 32.0);
     let _ = write!(
         o,
-        "<text x=\"{left}\" y=\"{}\" font-size=\"11\">{}</text><text x=\"{w}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
+        "<text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text><text x=\"{:.1}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text></svg>",
+        under(0),
         h - 6.0,
         esc(first),
+        under(days.len() - 1),
         h - 6.0,
         esc(last)
     );
@@ -164,7 +169,7 @@ pub fn exposure(o: &mut String, e: &Exposure) {
             y + 13.0,
             esc(&g.name)
         );
-        for (j, (reach, color)) in [(&g.all_ports, DENY), (&g.risky_ports, WOULD_DENY)]
+        for (j, (reach, color)) in [(&g.all_ports, EXPOSED), (&g.risky_ports, EXPOSED_RISKY)]
             .iter()
             .enumerate()
         {
@@ -176,15 +181,15 @@ pub fn exposure(o: &mut String, e: &Exposure) {
             let yy = y + 9.0 * j as f64;
             let _ = write!(
                 o,
-                "<rect x=\"130\" y=\"{yy}\" width=\"300\" height=\"8\" fill=\"#e3e6ea\"/><rect x=\"130\" y=\"{yy}\" width=\"{:.1}\" height=\"8\" fill=\"{color}\"><title>{} of {} reachable</title></rect>",
-                300.0 * share,
+                "<rect x=\"130\" y=\"{yy}\" width=\"260\" height=\"8\" fill=\"#e3e6ea\"/><rect x=\"130\" y=\"{yy}\" width=\"{:.1}\" height=\"8\" fill=\"{color}\"><title>{} of {} reachable</title></rect>",
+                260.0 * share,
                 reach.reachable,
                 reach.possible
             );
         }
         let _ = write!(
             o,
-            "<text x=\"438\" y=\"{}\" font-size=\"11\">−{}% / −{}%</text>",
+            "<text x=\"398\" y=\"{}\" font-size=\"11\">{}% / {}% removed</text>",
             y + 13.0,
             g.all_ports.reduction_percent,
             g.risky_ports.reduction_percent
@@ -194,13 +199,13 @@ pub fn exposure(o: &mut String, e: &Exposure) {
     legend(
         o,
         &[
-            (DENY, "all ports still reachable"),
-            (WOULD_DENY, "risky ports still reachable"),
+            (EXPOSED, "share of all ports still reachable"),
+            (EXPOSED_RISKY, "share of risky ports still reachable"),
         ],
     );
     let _ = write!(
         o,
-        "<p class=\"muted\">{} sources per destination; right: exposure removed (all / risky).</p>",
+        "<p class=\"muted\">{} sources per destination; the shorter the bar, the more the policy removed (right: removed over all / risky ports).</p>",
         e.sources
     );
 }
@@ -224,7 +229,19 @@ pub fn talkers(o: &mut String, talkers: &[Talker]) {
     );
     for (i, t) in talkers.iter().enumerate() {
         let y = 3.0 + 22.0 * i as f64;
-        let name = t.group.values().cloned().collect::<Vec<_>>().join(",");
+        // A group without the key is `-` in JSON; a reader needs words.
+        let name = t
+            .group
+            .iter()
+            .map(|(k, v)| {
+                if v == "-" {
+                    format!("(no {k})")
+                } else {
+                    v.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
         let sent = 300.0 * t.sent.flows as f64 / max;
         let recv = 300.0 * t.received.flows as f64 / max;
         let _ = write!(

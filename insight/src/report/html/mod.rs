@@ -47,6 +47,9 @@ pub fn mode_name(m: EnforcementMode) -> &'static str {
 pub(crate) const ALLOW: &str = "#3a8f5c";
 pub(crate) const DENY: &str = "#c8322f";
 pub(crate) const WOULD_DENY: &str = "#e69b22";
+/// Exposure bars: not the verdict colors (a reachable port is not a denial).
+pub(crate) const EXPOSED: &str = "#6b4fa0";
+pub(crate) const EXPOSED_RISKY: &str = "#b07cc6";
 pub(crate) const SELECTIVE: &str = "#5b8fd1";
 pub(crate) const VISIBILITY: &str = "#b7bcc4";
 
