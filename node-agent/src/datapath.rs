@@ -44,6 +44,9 @@ pub struct Datapath {
     last_sweep: Option<std::time::Instant>,
     /// Whether Service ranges are configured (flows may go through one).
     services: bool,
+    /// Where every layout version pins, and ours (older ones are retired).
+    pin_root: std::path::PathBuf,
+    layout_version: u32,
 }
 
 /// How often the full-mode conntrack table is swept of expired entries.
@@ -78,6 +81,8 @@ impl Datapath {
             ct_closing_ns: u64::try_from(opts.ct_closing_timeout.as_nanos()).unwrap_or(u64::MAX),
             last_sweep: None,
             services: !opts.service_cidrs.is_empty(),
+            pin_root: opts.pin_root(),
+            layout_version: opts.layout_version,
         })
     }
 
@@ -161,6 +166,7 @@ impl Datapath {
         if self.rebind()? {
             tracing::info!("endpoints re-bound to their interfaces");
         }
+        self.retire_older_layouts();
         if self
             .last_sweep
             .is_none_or(|t| t.elapsed() >= CONNTRACK_SWEEP_INTERVAL)
@@ -170,6 +176,26 @@ impl Datapath {
             tracing::debug!(swept, "conntrack swept");
         }
         Ok(newly)
+    }
+
+    /// Once this layout's maps are programmed, detaches older layouts'
+    /// programs from the interfaces this one is attached to (never before:
+    /// there is no moment without enforcement) and removes the older
+    /// layouts' pins once nothing is attached from them (`upgrade.rs`).
+    fn retire_older_layouts(&mut self) {
+        if self.binding.is_none() {
+            return;
+        }
+        if crate::upgrade::older_versions(&self.pin_root, self.layout_version).is_empty() {
+            return;
+        }
+        for interface in self.attacher.interfaces() {
+            let Ok(index) = crate::attach::ifindex(&interface) else {
+                continue;
+            };
+            crate::upgrade::retire_links(&self.pin_root, self.layout_version, &interface, index);
+        }
+        crate::upgrade::remove_unused(&self.pin_root, self.layout_version);
     }
 
     /// Removes expired flows of full-mode endpoints from their table (the

@@ -32,6 +32,7 @@ pub mod outputs;
 pub mod spec;
 pub mod standalone;
 pub mod telemetry;
+pub mod upgrade;
 
 pub use datapath::{Datapath, InterfaceConfig};
 pub use desired::Desired;

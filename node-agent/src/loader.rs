@@ -54,6 +54,9 @@ pub struct LoadOptions {
     /// egress to an address in them is judged on the backend kube-proxy
     /// translates it to, not on the Service address (bpf/lib/service.h).
     pub service_cidrs: Vec<IpNet>,
+    /// The layout version the pins go under: [`LAYOUT_VERSION`]. Only a
+    /// test posing as an agent of an older layout sets a lower one.
+    pub layout_version: u32,
 }
 
 impl Default for LoadOptions {
@@ -69,6 +72,7 @@ impl Default for LoadOptions {
             policy_max_entries: 262_144,
             conntrack_max_entries: 131_072,
             service_cidrs: Vec::new(),
+            layout_version: LAYOUT_VERSION,
         }
     }
 }
@@ -76,9 +80,12 @@ impl Default for LoadOptions {
 impl LoadOptions {
     /// `/sys/fs/bpf/bulkhead/v<layout version>`.
     pub fn pin_dir(&self) -> PathBuf {
-        self.bpffs
-            .join(&self.pin_name)
-            .join(format!("v{LAYOUT_VERSION}"))
+        self.pin_root().join(format!("v{}", self.layout_version))
+    }
+
+    /// `/sys/fs/bpf/bulkhead`: the pin directories of every layout version.
+    pub fn pin_root(&self) -> PathBuf {
+        self.bpffs.join(&self.pin_name)
     }
 }
 

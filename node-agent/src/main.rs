@@ -179,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         policy_max_entries: args.policy_max_entries,
         conntrack_max_entries: args.conntrack_max_entries,
         service_cidrs: args.service_cidrs.clone(),
+        layout_version: bulkhead_agent::layout::LAYOUT_VERSION,
     };
     if args.detach {
         let mut datapath = bulkhead_agent::Datapath::open(&load).context("opening the datapath")?;
