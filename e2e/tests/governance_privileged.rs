@@ -136,7 +136,7 @@ subjects: [{kind: Group, apiGroup: rbac.authorization.k8s.io, name: app-teams}]
     }
 
     // 2. Requested (what-if first), refused for self-approval, approved.
-    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(45);
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
     let expires = expires
         .round(jiff::Unit::Second)
         .expect("round")
@@ -207,12 +207,18 @@ subjects: [{kind: Group, apiGroup: rbac.authorization.k8s.io, name: app-teams}]
     // 4. Expiry stops it, within 2 s of expiresAt.
     let at: jiff::Timestamp = expires.parse().expect("time");
     let wait = at.duration_since(jiff::Timestamp::now());
+    assert!(
+        wait.is_positive(),
+        "the exception expired {wait:#} before the test could watch its expiry (request to enforcement took too long)"
+    );
     std::thread::sleep(Duration::try_from(wait).unwrap_or_default());
     let started = Instant::now();
     let mut stopped = None;
     while started.elapsed() < Duration::from_secs(10) {
-        // When the refused attempt began: a refused probe waits out its timeout.
-        let tried = started.elapsed();
+        // When the refused attempt began, measured from expiresAt itself: a
+        // refused probe waits out its timeout.
+        let tried =
+            Duration::try_from(jiff::Timestamp::now().duration_since(at)).unwrap_or_default();
         if !ok(answered(&lab, &probe), "probing") {
             stopped = Some(tried);
             break;
