@@ -299,6 +299,7 @@ fn template_passes_network_policies_to_the_operator_only_when_enabled() {
             "--collector-url=https://bulkhead-collector.bulkhead-system.svc:9470",
             "--collector-ca-file=/etc/bulkhead/collector-ca/ca.crt",
             "--promotion-interval=1m",
+            "--exception-max-hours=2160",
         ]
     );
     assert!(!reads_network_policies(object(
@@ -1098,6 +1099,12 @@ fn install_makes_crds_workloads_rbac_and_the_admission_policy(plane: &ControlPla
         ("clusterrolebinding", AGENT, false),
         ("validatingadmissionpolicy", POLICY, false),
         ("validatingadmissionpolicybinding", POLICY, false),
+        ("namespace", "bulkhead-external-nodes", false),
+        (
+            "validatingadmissionpolicy",
+            "bulkhead-external-node-own-objects",
+            false,
+        ),
         ("deployment", COLLECTOR, true),
         ("persistentvolumeclaim", COLLECTOR_DATA, true),
         ("service", COLLECTOR, true),
