@@ -97,7 +97,12 @@ fn kubectl_get_segpol_shows_mode_endpoints_nodes_and_ready() {
     let plane = control_plane();
     let kubectl = plane.kubectl();
     kubectl
-        .apply(&policy("web-full", &format!("{WEB}\nenforcement: full")))
+        .apply(&policy(
+            "web-full",
+            &format!(
+                "{WEB}\nenforcement: full\nowner: team-web\ncontact: web-oncall@example.com\nreviewBy: \"2027-06-30\""
+            ),
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     // The operator writes this status; the admin stands in for it here.
     let status = r#"{"status": {"matchedEndpoints": 4, "nodesTotal": 3, "nodesProgrammed": 2,
@@ -128,6 +133,8 @@ fn kubectl_get_segpol_shows_mode_endpoints_nodes_and_ready() {
             "MODE",
             "EFFECTIVE",
             "PROMOTED",
+            "OWNER",
+            "REVIEW",
             "ENDPOINTS",
             "NODES",
             "READY",
@@ -137,8 +144,17 @@ fn kubectl_get_segpol_shows_mode_endpoints_nodes_and_ready() {
     );
     // No promotion gate: PROMOTED is empty, so the row has one cell fewer.
     assert_eq!(
-        rows[1][..6],
-        ["web-full", "full", "full", "4", "2/3", "False"],
+        rows[1][..8],
+        [
+            "web-full",
+            "full",
+            "full",
+            "team-web",
+            "2027-06-30",
+            "4",
+            "2/3",
+            "False"
+        ],
         "{table}"
     );
 
