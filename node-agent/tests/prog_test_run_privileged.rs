@@ -8,7 +8,6 @@ mod support;
 use std::net::IpAddr;
 use std::path::Path;
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use bulkhead_agent::flows::aggregate::{REASON_FAILSAFE, REASON_REEVALUATED};
 use bulkhead_agent::flows::FlowAggregator;
 use bulkhead_agent::layout::{VERDICT_ALLOW, VERDICT_DENY};
@@ -27,29 +26,6 @@ fn fixtures() -> (NodeRuleMapSpec, Vec<IdentityMapSpec>) {
     let rule_map = spec::read_rule_map(&dir.join("rule-map.yaml")).expect("rule map fixture");
     let ids = spec::read_identity_map(&dir.join("identities.yaml")).expect("identity fixture");
     (rule_map, vec![ids])
-}
-
-fn run(t: &TestDatapath, program: &str, packet: &[u8]) -> u32 {
-    let loaded = t.dp.loaded();
-    let ebpf = if program == HOST_INGRESS || program == HOST_EGRESS {
-        &loaded.host
-    } else {
-        &loaded.endpoint
-    };
-    let prog: &SchedClassifier = ebpf
-        .program(program)
-        .expect("program")
-        .try_into()
-        .expect("classifier");
-    let mut out = vec![0u8; packet.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(packet),
-        data_out: Some(&mut out),
-        ..TestRunOptions::default()
-    };
-    prog.test_run(opts)
-        .unwrap_or_else(|e| panic!("test_run {program}: {e:?}"))
-        .return_value
 }
 
 fn programmed(name: &str) -> (TestDatapath, NodeRuleMapSpec, Vec<IdentityMapSpec>) {

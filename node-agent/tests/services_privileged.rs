@@ -11,7 +11,7 @@ mod support;
 
 use std::net::IpAddr;
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use aya::programs::{TestRun, TestRunOptions};
 use bulkhead_agent::loader::{LoadOptions, FROM_ENDPOINT, HOST_EGRESS, TO_ENDPOINT};
 use bulkhead_api::policy::Protocol;
 use support::*;
@@ -36,17 +36,7 @@ fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Vec<u8> {
 
 /// Runs `program` on `packet` with `skb->mark = mark`: (verdict, mark after).
 fn run_marked(t: &TestDatapath, program: &str, packet: &[u8], mark: u32) -> (u32, u32) {
-    let loaded = t.dp.loaded();
-    let ebpf = if program == HOST_EGRESS {
-        &loaded.host
-    } else {
-        &loaded.endpoint
-    };
-    let prog: &SchedClassifier = ebpf
-        .program(program)
-        .expect("program")
-        .try_into()
-        .expect("tc");
+    let prog = classifier(t, program);
     let mut ctx_in = vec![0u8; 256];
     ctx_in[MARK_OFFSET..MARK_OFFSET + 4].copy_from_slice(&mark.to_ne_bytes());
     let mut ctx_out = vec![0u8; 256];

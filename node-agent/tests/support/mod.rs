@@ -312,26 +312,33 @@ pub const DROP: u32 = 2;
 
 /// Runs `program` (of the endpoint object, or the host one for
 /// `HOST_INGRESS`) on `packet` with `BPF_PROG_TEST_RUN`: its return value.
-pub fn run(t: &TestDatapath, program: &str, packet: &[u8]) -> u32 {
-    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+/// The loaded program `program` (a host program or an endpoint program).
+pub fn classifier<'a>(t: &'a TestDatapath, program: &str) -> &'a aya::programs::SchedClassifier {
+    use bulkhead_agent::loader::{HOST_EGRESS, HOST_INGRESS};
     let loaded = t.dp.loaded();
-    let ebpf = if program == bulkhead_agent::loader::HOST_INGRESS {
+    let ebpf = if program == HOST_INGRESS || program == HOST_EGRESS {
         &loaded.host
     } else {
         &loaded.endpoint
     };
-    let prog: &SchedClassifier = ebpf
-        .program(program)
-        .expect("program")
+    ebpf.program(program)
+        .unwrap_or_else(|| panic!("no program {program}"))
         .try_into()
-        .expect("tc");
+        .expect("a TC classifier")
+}
+
+pub fn run(t: &TestDatapath, program: &str, packet: &[u8]) -> u32 {
+    use aya::programs::{TestRun, TestRunOptions};
     let mut out = vec![0u8; packet.len() + 256];
     let opts = TestRunOptions {
         data_in: Some(packet),
         data_out: Some(&mut out),
         ..TestRunOptions::default()
     };
-    prog.test_run(opts).expect("test_run").return_value
+    classifier(t, program)
+        .test_run(opts)
+        .unwrap_or_else(|e| panic!("test_run {program}: {e:?}"))
+        .return_value
 }
 
 /// A datapath in its own pin directory, programmed with the fixture rule
