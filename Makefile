@@ -29,7 +29,11 @@ build: deps
 crds:
 	$(CARGO) run -q -p bulkhead-api --bin crdgen -- crds charts/bulkhead/crds
 
+# The Python the tests and benchmarks run (one traffic program, scripts/traffic.py).
+PYTHON_SOURCES := scripts/traffic.py $(wildcard bench/rr/*.py bench/store-duckdb/*.py)
+
 lint: deps
+	pyflakes3 $(PYTHON_SOURCES)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

@@ -3,7 +3,7 @@
 # Ubuntu, only when something is missing. Safe to run again.
 set -euo pipefail
 
-packages=(clang llvm libbpf-dev bpftool iproute2 python3 jq clickhouse-server clickhouse-client prometheus chromium)
+packages=(clang llvm libbpf-dev bpftool iproute2 python3 python3-pyflakes jq clickhouse-server clickhouse-client prometheus chromium)
 # The agent's .deb and the OCI images (make package, make images, and their
 # checks in make test): packaging/, scripts/images.sh.
 packages+=(fakeroot help2man lintian systemd umoci skopeo)

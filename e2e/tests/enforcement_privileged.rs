@@ -22,11 +22,9 @@ use std::time::{Duration, Instant};
 
 use bulkhead_e2e::lab::{Agents, Probe};
 use bulkhead_e2e::observe;
-use bulkhead_e2e::{kubelet, Lab, LabSpec, Proto, Workload};
+use bulkhead_e2e::{Lab, LabSpec, Proto, Workload};
+use support::workloads::*;
 use support::*;
-
-/// app from the pod, env from its namespace.
-const MAPPING: &str = include_str!("../fixtures/workloads-mapping.yaml");
 
 /// The mapping without env: no endpoint is `env=prod` any more.
 const MAPPING_WITHOUT_ENV: &str = r#"
@@ -57,41 +55,6 @@ spec:
     ports: [{{protocol: TCP, port: {port}}}]
 "#
     )
-}
-
-const PODS: [(&str, &str, &str, &str); 7] = [
-    ("prod", "web-1", "node-1", "web"),
-    ("prod", "api-1", "node-1", "api"),
-    ("dev", "web-d1", "node-1", "web"),
-    ("prod", "api-2", "node-2", "api"),
-    ("dev", "web-d2", "node-2", "web"),
-    ("prod", "db-3", "node-3", "db"),
-    ("prod", "web-3", "node-3", "web"),
-];
-
-fn start_lab() -> Lab {
-    let mut spec = LabSpec::new(3);
-    spec.agents = Agents::Cluster;
-    spec.namespaces = vec![
-        ("prod".into(), kubelet::labels([("env", "prod")])),
-        ("dev".into(), kubelet::labels([("env", "dev")])),
-    ];
-    spec.workloads = PODS
-        .iter()
-        .map(|(ns, name, node, app)| Workload::new(ns, name, node, &[("app", app)]))
-        .collect();
-    let mut lab = start(spec);
-    for (ns, name, _, _) in PODS {
-        listen(&mut lab, ns, name);
-    }
-    lab
-}
-
-fn listen(lab: &mut Lab, ns: &str, name: &str) {
-    ok(
-        lab.listen(ns, name, &[8080, 9090], &[8080]),
-        "starting a listener",
-    );
 }
 
 /// An expected outcome: `from -> to` over `proto` on `port` passes or not.

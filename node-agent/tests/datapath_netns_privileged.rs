@@ -77,8 +77,9 @@ fn python() -> &'static str {
     }
 }
 
+/// The one traffic program of every test (scripts/traffic.py).
 fn traffic_py() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/traffic.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/traffic.py")
 }
 
 struct Lab {
@@ -344,7 +345,7 @@ fn start(dir: &Path) -> (Lab, NodeRuleMapSpec, Vec<IdentityMapSpec>) {
         BufReader::new(child.stdout.as_mut().expect("stdout"))
             .read_line(&mut line)
             .expect("server ready");
-        assert_eq!(line.trim(), "serving", "traffic server in {ns}");
+        assert_eq!(line.trim(), "ready", "traffic server in {ns}");
         lab.children.push(child);
     }
     // BHT_NO_AGENT=1: the topology alone, to tell a lab problem from a datapath one.
@@ -361,7 +362,6 @@ fn start(dir: &Path) -> (Lab, NodeRuleMapSpec, Vec<IdentityMapSpec>) {
                 && s["interfaces"].as_array().is_some_and(|a| a.len() == 4)
         },
     );
-    std::thread::sleep(Duration::from_millis(300));
     (lab, rule_map, shards)
 }
 

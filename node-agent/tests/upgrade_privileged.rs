@@ -143,8 +143,9 @@ fn echo(port: u16) {
     });
 }
 
+/// The one traffic program of every test (scripts/traffic.py).
 fn prober() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/prober.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/traffic.py")
 }
 
 /// How many of 20 datagrams to `port` came back.
@@ -215,7 +216,7 @@ fn upgrade_retires_the_older_layout_without_a_gap() {
     let mut probe = Command::new("ip")
         .args(["netns", "exec", POD_NS, "python3"])
         .arg(prober())
-        .args([HOST, "5000", "--interval-ms", "1"])
+        .args(["gaps", HOST, "5000", "--interval-ms", "1"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

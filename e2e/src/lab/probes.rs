@@ -127,6 +127,20 @@ impl Lab {
         Ok(Conversation { process })
     }
 
+    /// One packet from pod `from`'s network namespace with a forged source
+    /// address (see [`traffic::forge`]).
+    pub fn forge(
+        &self,
+        from: &str,
+        proto: Proto,
+        source: IpAddr,
+        destination: IpAddr,
+        port: u16,
+    ) -> Result<()> {
+        let (ns, name) = split_key(from)?;
+        traffic::forge(&self.pod(ns, name)?.netns, proto, source, destination, port)
+    }
+
     /// Many probes at once (each waits up to a second for its answer).
     pub fn probe_all(&self, probes: &[Probe]) -> Result<Vec<ProbeResult>> {
         let pods: Vec<LabPod> = self.pods.values().cloned().collect();

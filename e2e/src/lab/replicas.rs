@@ -226,6 +226,21 @@ impl Lab {
         })
     }
 
+    /// `node`'s agent's `/metrics` (Prometheus text), from its node address.
+    pub fn agent_metrics(&self, node: &str) -> Result<String> {
+        let address = std::net::SocketAddr::new(
+            std::net::IpAddr::V4(self.node(node)?.address),
+            agent::AGENT_METRICS_PORT,
+        );
+        match crate::operator::http_get(address, "/metrics")? {
+            (200, body) => Ok(body),
+            (code, body) => Err(Error::Unexpected {
+                what: format!("the metrics of {}", agent::process_name(node)),
+                problem: format!("HTTP {code}: {body}"),
+            }),
+        }
+    }
+
     pub fn agent_log(&self, node: &str) -> String {
         self.agents
             .get(node)

@@ -25,77 +25,6 @@ pub fn now_ns() -> u64 {
     u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 
-const PROBER: &str = r#"
-import collections, select, socket, sys, time
-addr, port = sys.argv[1], int(sys.argv[2])
-interval, timeout = int(sys.argv[3]), int(sys.argv[4])
-first_port, last_port, stop_after = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-anywhere = "::" if family == socket.AF_INET6 else "0.0.0.0"
-poller = select.epoll()
-pending = {}
-order = collections.deque()
-seq, sport = 0, first_port
-clock = time.monotonic_ns
-start = clock()
-next_send = start
-out = sys.stdout
-print("ready", flush=True)
-def fresh_socket():
-    global sport
-    for _ in range(last_port - first_port + 1):
-        s = socket.socket(family, socket.SOCK_DGRAM)
-        s.setblocking(False)
-        p = sport
-        sport = first_port if sport >= last_port else sport + 1
-        try:
-            s.bind((anywhere, p))
-            return s
-        except OSError:
-            s.close()
-    raise SystemExit("no free source port")
-while clock() - start < stop_after:
-    now = clock()
-    if now >= next_send:
-        s = fresh_socket()
-        sent = clock()
-        try:
-            s.sendto(b"probe", (addr, port))
-        except OSError:
-            pass
-        pending[s.fileno()] = (seq, s, sent)
-        order.append((sent, s.fileno(), seq))
-        poller.register(s.fileno(), select.EPOLLIN)
-        seq += 1
-        next_send += interval
-        if next_send < now:
-            next_send = now + interval
-    lines = []
-    while order:
-        sent, fd, n = order[0]
-        if fd in pending and pending[fd][0] == n and sent + timeout > clock():
-            break
-        order.popleft()
-        if fd in pending and pending[fd][0] == n:
-            _, s, _ = pending.pop(fd)
-            poller.unregister(fd)
-            s.close()
-            lines.append("%d %d 0 0\n" % (n, sent))
-    wake = min(next_send, order[0][0] + timeout if order else next_send)
-    for fd, _ in poller.poll(max(0, wake - clock()) / 1e9):
-        got = clock()
-        n, s, sent = pending.pop(fd)
-        poller.unregister(fd)
-        try:
-            answered = s.recv(64).startswith(b"ok")
-        except OSError:
-            answered = False
-        s.close()
-        lines.append("%d %d %d %d\n" % (n, sent, 1 if answered else 0, got if answered else 0))
-    if lines:
-        out.write("".join(lines))
-        out.flush()
-"#;
 
 /// How the prober probes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,11 +69,12 @@ impl Prober {
         port: u16,
         config: ProberConfig,
     ) -> Result<Self> {
-        let mut cmd = netns::command_in(netns_name, "python3");
+        let mut cmd = netns::command_in(netns_name, crate::traffic::python());
         cmd.args([
             "-u",
             "-c",
-            PROBER,
+            crate::traffic::TRAFFIC,
+            "newflows",
             &addr.to_string(),
             &port.to_string(),
             &config.interval.as_nanos().to_string(),

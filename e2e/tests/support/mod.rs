@@ -2,6 +2,8 @@
 //! the control-plane binaries, and fail, never skip, without them.
 #![allow(dead_code)]
 
+pub mod workloads;
+
 use std::time::Duration;
 
 use bulkhead_e2e::lab::wait_until;
