@@ -43,7 +43,6 @@ impl Proto {
 /// The default time a probe waits for an answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-
 /// The one traffic program of every test (scripts/traffic.py), run with
 /// `python3 -c` so that the lab needs no checkout beside its binaries.
 pub(crate) const TRAFFIC: &str = include_str!("../../scripts/traffic.py");
@@ -96,7 +95,6 @@ pub fn start_listener(
         sleep(Duration::from_millis(20));
     }
 }
-
 
 /// A long-lived TCP connection from inside `netns` to `addr:port` that
 /// sends a request every 100 ms and logs, one line each, whether the answer
@@ -152,7 +150,6 @@ pub fn probe(
     Ok(results.remove(0))
 }
 
-
 /// Sends every request of `targets` from inside `netns` at once, each on a
 /// new socket (a new flow), and waits up to `timeout` for each answer.
 /// Results come in the order of `targets`.
@@ -165,13 +162,18 @@ pub fn probe_batch(
         return Ok(Vec::new());
     }
     let mut cmd = netns::command_in(netns_name, python());
-    cmd.args(["-c", TRAFFIC, "batch", &format!("{:.3}", timeout.as_secs_f64())])
-        .args(
-            targets
-                .iter()
-                .map(|(proto, addr, port)| format!("{},{addr},{port}", proto.name())),
-        )
-        .stdin(Stdio::null());
+    cmd.args([
+        "-c",
+        TRAFFIC,
+        "batch",
+        &format!("{:.3}", timeout.as_secs_f64()),
+    ])
+    .args(
+        targets
+            .iter()
+            .map(|(proto, addr, port)| format!("{},{addr},{port}", proto.name())),
+    )
+    .stdin(Stdio::null());
     let command = || format!("{} probes from {netns_name}", targets.len());
     let out = cmd.output().map_err(|source| Error::Spawn {
         program: python().into(),
@@ -211,7 +213,11 @@ pub fn forge(
 ) -> Result<()> {
     let mut cmd = netns::command_in(netns_name, python());
     cmd.args(["-c", TRAFFIC, "forge", proto.name()])
-        .args([source.to_string(), destination.to_string(), port.to_string()])
+        .args([
+            source.to_string(),
+            destination.to_string(),
+            port.to_string(),
+        ])
         .stdin(Stdio::null());
     let out = cmd.output().map_err(|source| Error::Spawn {
         program: python().into(),

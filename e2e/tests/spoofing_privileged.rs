@@ -129,12 +129,13 @@ fn ghsa_pfhr_pccp_hwmh_forged_sources_are_dropped_counted_and_logged_from_their_
     }
 
     // Logged on the sender's node, as spoofed, from dev/web-d1's interface.
-    let is_forged = |r: &Value, (proto, source, destination, port): &(Proto, IpAddr, IpAddr, u16)| {
-        r["source"]["address"] == source.to_string().as_str()
-            && r["destination"]["address"] == destination.to_string().as_str()
-            && r["port"] == *port
-            && r["protocol"].as_str().map(str::to_lowercase).as_deref() == Some(proto.name())
-    };
+    let is_forged =
+        |r: &Value, (proto, source, destination, port): &(Proto, IpAddr, IpAddr, u16)| {
+            r["source"]["address"] == source.to_string().as_str()
+                && r["destination"]["address"] == destination.to_string().as_str()
+                && r["port"] == *port
+                && r["protocol"].as_str().map(str::to_lowercase).as_deref() == Some(proto.name())
+        };
     let records = eventually("every forged packet in node-1's flow log", || {
         let log = flow_log(&lab, "node-1");
         let found: Vec<Value> = forged

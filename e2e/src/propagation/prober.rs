@@ -25,7 +25,6 @@ pub fn now_ns() -> u64 {
     u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 
-
 /// How the prober probes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProberConfig {

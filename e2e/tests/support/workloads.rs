@@ -49,4 +49,3 @@ pub fn listen(lab: &mut Lab, ns: &str, name: &str) {
         "starting a listener",
     );
 }
-
