@@ -27,27 +27,49 @@ fn read(path: &Path) -> Result<String> {
     })
 }
 
-/// Parses the whole object when the text has a `kind`, the bare spec
-/// otherwise. YAML is a superset of JSON, so one parser serves both.
+/// Parses the whole object when the text has a `kind` and a `spec`, the bare
+/// spec otherwise. JSON (what the operator and every generator write) goes
+/// through serde_json straight into the typed value; YAML through
+/// serde_yaml. Neither builds a generic document tree first: a 100k-rule
+/// map would cost its size many times over as one.
 fn parse_either<O, S>(path: &Path, text: &str, spec_of: impl Fn(O) -> S) -> Result<S>
 where
     O: DeserializeOwned,
     S: DeserializeOwned,
 {
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| Error::Parse {
+    let bad = |message: String| Error::Parse {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let is_object = value.get("kind").is_some() && value.get("spec").is_some();
-    let parsed = if is_object {
-        serde_yaml::from_value::<O>(value).map(spec_of)
-    } else {
-        serde_yaml::from_value::<S>(value)
+        message,
     };
-    parsed.map_err(|e| Error::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    if text.trim_start().starts_with('{') {
+        let shape: Shape = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        return if shape.is_object() {
+            serde_json::from_str::<O>(text).map(spec_of)
+        } else {
+            serde_json::from_str::<S>(text)
+        }
+        .map_err(|e| bad(e.to_string()));
+    }
+    let shape: Shape = serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?;
+    if shape.is_object() {
+        serde_yaml::from_str::<O>(text).map(spec_of)
+    } else {
+        serde_yaml::from_str::<S>(text)
+    }
+    .map_err(|e| bad(e.to_string()))
+}
+
+/// Whether a document is a whole object: read without keeping anything.
+#[derive(serde::Deserialize)]
+struct Shape {
+    kind: Option<serde::de::IgnoredAny>,
+    spec: Option<serde::de::IgnoredAny>,
+}
+
+impl Shape {
+    fn is_object(&self) -> bool {
+        self.kind.is_some() && self.spec.is_some()
+    }
 }
 
 #[cfg(test)]
@@ -73,6 +95,31 @@ mod tests {
         .expect("write");
         assert_eq!(read_rule_map(&bare).expect("bare").host.identity, 300);
         assert_eq!(read_rule_map(&object).expect("object").host.name, "n1");
+        let bare_json = dir.join("bare.json");
+        std::fs::write(
+            &bare_json,
+            r#" {"nodeKind":"Node","host":{"name":"n2","identity":301,"mode":"full"}}"#,
+        )
+        .expect("write");
+        assert_eq!(
+            read_rule_map(&bare_json).expect("bare JSON").host.identity,
+            301
+        );
+        let object_yaml = dir.join("object.yaml");
+        std::fs::write(
+            &object_yaml,
+            "kind: NodeRuleMap\napiVersion: bulkhead.dev/v1alpha1\nmetadata: {name: n3}\n\
+             spec: {nodeKind: Node, host: {name: n3, identity: 302, mode: full}}\n",
+        )
+        .expect("write");
+        assert_eq!(
+            read_rule_map(&object_yaml).expect("YAML object").host.name,
+            "n3"
+        );
+        let bad_json = dir.join("bad.json");
+        std::fs::write(&bad_json, r#"{"host": {"name": 3}}"#).expect("write");
+        let err = read_rule_map(&bad_json).expect_err("a number for a name");
+        assert!(err.to_string().contains("bad.json"), "{err}");
         let bad = dir.join("bad.yaml");
         std::fs::write(&bad, "host: [").expect("write");
         let err = read_rule_map(&bad).expect_err("malformed");
