@@ -134,8 +134,10 @@ struct Args {
         value_delimiter = ','
     )]
     service_cidrs: Vec<ipnet::IpNet>,
-    /// Capacity of the policy map.
-    #[arg(long, default_value_t = 262_144)]
+    /// Ceiling of the policy map (entries after flattening). The map is an
+    /// LPM trie that allocates per entry, so a high ceiling costs nothing
+    /// until it is used; a rule map that would not fit is refused whole.
+    #[arg(long, default_value_t = 1 << 22)]
     policy_max_entries: u32,
     /// Capacity of the conntrack table of full-mode endpoints' flows (when
     /// full, their new flows are refused; established ones never evicted).
