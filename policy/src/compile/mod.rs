@@ -8,7 +8,7 @@
 //! compile is the same pipeline with everything dirty, which is why the two
 //! agree.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bulkhead_api::policy::{EnforcementMode, Protocol};
 use bulkhead_api::rule_map::{Direction, FailsafePort};
@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use crate::identities::IdentityAllocation;
 use crate::labels::{PreparedMappings, Resolved};
 use crate::netpol;
+use crate::node_map::PolicyRules;
 use crate::output::{EndpointRef, Output};
 use crate::selection::{PreparedPolicy, Selection, Universe};
 use crate::snapshot::{Change, Snapshot};
@@ -95,6 +96,8 @@ pub struct Compiler {
     policies: BTreeMap<String, PreparedPolicy>,
     rule_ids: BTreeMap<String, Vec<u32>>,
     selections: BTreeMap<String, Selection>,
+    /// Per policy, its rules as every node shares them (see node_map).
+    templates: HashMap<String, PolicyRules, Fnv>,
     universe: Universe,
     cidrs: BTreeSet<IpNet>,
     resolved: BTreeMap<EndpointRef, Resolved>,
@@ -125,6 +128,32 @@ pub struct Compiler {
     out: Output,
 }
 
+/// FNV-1a for the compiler's string-keyed hash maps: short keys (policy
+/// names), many lookups per node build; SipHash's DoS resistance buys
+/// nothing for names the operator already holds.
+#[derive(Default)]
+pub(crate) struct FnvHasher(u64);
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
+
+pub(crate) type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
+
 /// What one pass must redo.
 #[derive(Debug, Default)]
 struct Dirty {
@@ -142,6 +171,9 @@ struct Dirty {
     node_policies: BTreeMap<String, BTreeSet<String>>,
     shards: BTreeSet<u32>,
     facts: BTreeSet<String>,
+    /// Policy → nodes whose new rule map carries it (flushed into the
+    /// policy facts once per pass, not once per node).
+    carried: HashMap<String, Vec<String>, Fnv>,
     /// Identities whose endpoint counts changed.
     counted: BTreeSet<u32>,
     /// An identity entered or left the universe.
@@ -162,6 +194,7 @@ impl Compiler {
             policies: BTreeMap::new(),
             rule_ids: BTreeMap::new(),
             selections: BTreeMap::new(),
+            templates: HashMap::default(),
             universe: Universe::default(),
             cidrs: BTreeSet::new(),
             resolved: BTreeMap::new(),

@@ -92,6 +92,7 @@ impl Compiler {
                 self.scope_index.remove(id);
             }
         }
+        self.refresh_templates(changed.iter());
         // Nodes that carried or will carry a changed policy (a load builds
         // every node whole anyway).
         for name in changed.iter().filter(|_| !dirty.all_nodes) {
