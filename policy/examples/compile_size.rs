@@ -49,11 +49,14 @@ fn per_change(compiler: &mut Compiler, toggle: &gen::Toggle) -> (Duration, u32) 
 fn output_size(out: &bulkhead_policy::Output) {
     let rules = out.rule_maps.values().flat_map(|m| &m.rules);
     let (mut subjects, mut peers, mut ports) = (0usize, 0usize, 0usize);
+    let mut distinct = std::collections::HashSet::new();
     for r in rules {
         subjects += r.subjects.len();
         peers += r.peers.len();
         ports += r.ports.len();
+        distinct.insert(r.peers.as_slice());
     }
+    let distinct_ids: usize = distinct.iter().map(|p| p.len()).sum();
     let mut json = 0usize;
     let mut largest = 0usize;
     for map in out.rule_maps.values() {
@@ -64,9 +67,11 @@ fn output_size(out: &bulkhead_policy::Output) {
     }
     println!(
         "  rule maps hold {subjects} subject ids, {peers} peer ids, {ports} port ranges; \
-         JSON {:.1} MiB in all, {:.2} MiB for the largest node",
+         JSON {:.1} MiB in all, {:.2} MiB for the largest node\n  \
+         distinct peer lists: {} holding {distinct_ids} ids",
         json as f64 / 1048576.0,
-        largest as f64 / 1048576.0
+        largest as f64 / 1048576.0,
+        distinct.len()
     );
 }
 

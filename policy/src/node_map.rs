@@ -1,5 +1,11 @@
 //! One node's rules, built from the policies' selections: all of them when a
 //! node is (re)built, or one policy's when only that policy moved.
+//!
+//! ```text
+//!  Selection (sets) ──► PolicyRules (flat, once per selection change) ─┐
+//!                                                                      ├─► CompiledRule per node
+//!  scope index ∩ node's identities ──► subjects (per node) ────────────┘
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -97,7 +97,7 @@ pub struct Compiler {
     rule_ids: BTreeMap<String, Vec<u32>>,
     selections: BTreeMap<String, Selection>,
     /// Per policy, its rules as every node shares them (see node_map).
-    templates: HashMap<String, PolicyRules, Fnv>,
+    templates: HashMap<String, PolicyRules, Fx>,
     universe: Universe,
     cidrs: BTreeSet<IpNet>,
     resolved: BTreeMap<EndpointRef, Resolved>,
@@ -128,31 +128,41 @@ pub struct Compiler {
     out: Output,
 }
 
-/// FNV-1a for the compiler's string-keyed hash maps: short keys (policy
-/// names), many lookups per node build; SipHash's DoS resistance buys
-/// nothing for names the operator already holds.
+/// A fast hasher for the compiler's string-keyed hash maps (FxHash's
+/// multiply-rotate over 8-byte words): short keys such as policy names,
+/// looked up once per rule of every node built or patched. SipHash's
+/// resistance to chosen keys buys nothing for names the operator holds.
 #[derive(Default)]
-pub(crate) struct FnvHasher(u64);
+pub(crate) struct FxHasher(u64);
 
-impl std::hash::Hasher for FnvHasher {
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
         }
-        self.0 = hash;
+        let mut rest = [0u8; 8];
+        let tail = chunks.remainder();
+        rest[..tail.len()].copy_from_slice(tail);
+        self.add(u64::from_le_bytes(rest) ^ ((tail.len() as u64) << 56));
+    }
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
     }
 }
 
-pub(crate) type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
+pub(crate) type Fx = std::hash::BuildHasherDefault<FxHasher>;
 
 /// What one pass must redo.
 #[derive(Debug, Default)]
@@ -173,7 +183,7 @@ struct Dirty {
     facts: BTreeSet<String>,
     /// Policy → nodes whose new rule map carries it (flushed into the
     /// policy facts once per pass, not once per node).
-    carried: HashMap<String, Vec<String>, Fnv>,
+    carried: HashMap<String, Vec<String>, Fx>,
     /// Identities whose endpoint counts changed.
     counted: BTreeSet<u32>,
     /// An identity entered or left the universe.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use bulkhead_api::rule_map::{LocalEndpoint, NodeKind};
 use bulkhead_api::NodeRuleMapSpec;
 
-use super::{Compiler, Dirty, Fnv};
+use super::{Compiler, Dirty, Fx};
 use crate::node_map::{self, NodeContext, PolicyRules};
 use crate::output::EndpointRef;
 use crate::shards;
@@ -115,7 +115,7 @@ impl Compiler {
             // entry per (local identity, policy scoping it), the size of the
             // subjects the map will list, instead of a set of names and an
             // intersection per policy.
-            let mut subjects: HashMap<&str, Vec<u32>, Fnv> = HashMap::default();
+            let mut subjects: HashMap<&str, Vec<u32>, Fx> = HashMap::default();
             for id in ctx.local() {
                 for name in self.scope_index.get(id).into_iter().flatten() {
                     subjects.entry(name.as_str()).or_default().push(*id);
@@ -230,8 +230,8 @@ impl Compiler {
         // One pass over the node's rules, with a hash lookup each: a new
         // identity can touch hundreds of policies on every node, and a
         // search of a set of names per rule was most of such a change.
-        let replaced: HashSet<&str> = policies.iter().map(String::as_str).collect();
-        let mut had: HashSet<String> = HashSet::new();
+        let replaced: HashSet<&str, Fx> = policies.iter().map(String::as_str).collect();
+        let mut had: HashSet<String, Fx> = HashSet::default();
         map.rules.retain(|r| {
             let hit = replaced.contains(r.policy.as_str());
             if hit && !had.contains(&r.policy) {
