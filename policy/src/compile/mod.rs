@@ -8,7 +8,7 @@
 //! compile is the same pipeline with everything dirty, which is why the two
 //! agree.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bulkhead_api::policy::{EnforcementMode, Protocol};
 use bulkhead_api::rule_map::{Direction, FailsafePort};
@@ -184,6 +184,8 @@ struct Dirty {
     /// Policy → nodes whose new rule map carries it (flushed into the
     /// policy facts once per pass, not once per node).
     carried: HashMap<String, Vec<String>, Fx>,
+    /// Rule ids that policies changed or deleted in this pass had before.
+    old_rule_ids: HashSet<u32, Fx>,
     /// Identities whose endpoint counts changed.
     counted: BTreeSet<u32>,
     /// An identity entered or left the universe.

@@ -231,9 +231,16 @@ impl Compiler {
         // identity can touch hundreds of policies on every node, and a
         // search of a set of names per rule was most of such a change.
         let replaced: HashSet<&str, Fx> = policies.iter().map(String::as_str).collect();
+        // A replaced policy's rules here carry its current ids, or the ones
+        // it had before this pass changed them: a number lookup rules most
+        // rules out before the name is hashed.
+        let mut ids: HashSet<u32, Fx> = dirty.old_rule_ids.clone();
+        for name in policies {
+            ids.extend(self.rule_ids.get(name).into_iter().flatten().copied());
+        }
         let mut had: HashSet<String, Fx> = HashSet::default();
         map.rules.retain(|r| {
-            let hit = replaced.contains(r.policy.as_str());
+            let hit = ids.contains(&r.id) && replaced.contains(r.policy.as_str());
             if hit && !had.contains(&r.policy) {
                 had.insert(r.policy.clone());
             }
