@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p bulkhead-policy --example compile_size            # 10k pods, 1k policies, 100 nodes
 //! cargo run --release -p bulkhead-policy --example compile_size -- small   # a tenth of that
+//! cargo run --release -p bulkhead-policy --example compile_size -- medium  # three times it: 30k pods
 //! cargo run --release -p bulkhead-policy --example compile_size -- huge    # ten times it: 100k pods
 //! ```
 //!
@@ -43,9 +44,54 @@ fn per_change(compiler: &mut Compiler, toggle: &gen::Toggle) -> (Duration, u32) 
     (start.elapsed() / changes, changes)
 }
 
+/// How big the rule maps are: identities listed in rules, and the JSON the
+/// operator would write (one NodeRuleMap spec per node).
+fn output_size(out: &bulkhead_policy::Output) {
+    let rules = out.rule_maps.values().flat_map(|m| &m.rules);
+    let (mut subjects, mut peers, mut ports) = (0usize, 0usize, 0usize);
+    let mut distinct = std::collections::HashSet::new();
+    for r in rules {
+        subjects += r.subjects.len();
+        peers += r.peers.len();
+        ports += r.ports.len();
+        distinct.insert(r.peers.as_slice());
+    }
+    let distinct_ids: usize = distinct.iter().map(|p| p.len()).sum();
+    let mut json = 0usize;
+    let mut largest = 0usize;
+    for map in out.rule_maps.values() {
+        let mut counter = Counter(0);
+        serde_json::to_writer(&mut counter, map).expect("a rule map serializes");
+        json += counter.0;
+        largest = largest.max(counter.0);
+    }
+    println!(
+        "  rule maps hold {subjects} subject ids, {peers} peer ids, {ports} port ranges; \
+         JSON {:.1} MiB in all, {:.2} MiB for the largest node\n  \
+         distinct peer lists: {} holding {distinct_ids} ids",
+        json as f64 / 1048576.0,
+        largest as f64 / 1048576.0,
+        distinct.len()
+    );
+}
+
+/// Counts bytes written.
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn main() {
     let size = match std::env::args().nth(1).as_deref() {
         Some("small") => Size::SMALL,
+        Some("medium") => Size::MEDIUM,
         Some("huge") => Size::HUGE,
         _ => Size::LARGE,
     };
@@ -80,6 +126,10 @@ fn main() {
         out.rule_maps.len(),
     );
     println!("  current RSS {}", mib(status_kib("VmRSS:")));
+    output_size(&out);
+    if std::env::args().any(|a| a == "--full-only") {
+        return;
+    }
 
     let allocation = out.allocation.clone();
     drop(out);

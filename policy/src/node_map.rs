@@ -1,21 +1,60 @@
 //! One node's rules, built from the policies' selections: all of them when a
 //! node is (re)built, or one policy's when only that policy moved.
+//!
+//! ```text
+//!  Selection (sets) ──► PolicyRules (flat, once per selection change) ─┐
+//!                                                                      ├─► CompiledRule per node
+//!  scope index ∩ node's identities ──► subjects (per node) ────────────┘
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use bulkhead_api::identity::{FIRST_ALLOCATED, HOST};
-use bulkhead_api::rule_map::{CompiledRule, LocalEndpoint};
+use bulkhead_api::policy::{Action, Protocol};
+use bulkhead_api::rule_map::{CompiledRule, Direction, LocalEndpoint, PortRange};
 use bulkhead_api::Labels;
 
 use crate::netpol::named_ports;
 use crate::selection::{PreparedPolicy, Selection};
 
-/// A policy as a node build sees it.
-pub(crate) struct PolicyView<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) policy: &'a PreparedPolicy,
-    pub(crate) selection: &'a Selection,
-    pub(crate) rule_ids: &'a [u32],
+/// A policy's rules as every node shares them: ids, names, ports and peer
+/// lists resolved once per selection change, so a node build copies flat
+/// lists instead of walking sets and looking names up again.
+#[derive(Debug)]
+pub(crate) struct PolicyRules {
+    rules: Vec<RuleTemplate>,
+}
+
+/// One live (not expired) rule, missing only its node's subjects.
+#[derive(Debug)]
+struct RuleTemplate {
+    id: u32,
+    name: String,
+    direction: Direction,
+    action: Action,
+    /// `None` matches any peer; else the sorted peer identities.
+    peers: Option<Vec<u32>>,
+    ports: Vec<PortRange>,
+    named_ports: Vec<(Protocol, String)>,
+}
+
+impl PolicyRules {
+    pub(crate) fn new(policy: &PreparedPolicy, selection: &Selection, rule_ids: &[u32]) -> Self {
+        let rules = (policy.rules.iter().enumerate())
+            .filter(|(_, rule)| !rule.expired)
+            .map(|(r, rule)| RuleTemplate {
+                id: rule_ids[r],
+                name: rule.name.clone(),
+                direction: rule.direction,
+                action: rule.action,
+                peers: (selection.rule_peers.get(r).and_then(Option::as_ref))
+                    .map(|set| set.iter().copied().collect()),
+                ports: rule.ports.clone(),
+                named_ports: rule.named_ports.clone(),
+            })
+            .collect();
+        Self { rules }
+    }
 }
 
 /// What every rule of one node depends on besides its policy.
@@ -52,41 +91,36 @@ impl<'a> NodeContext<'a> {
         &self.local
     }
 
-    /// Appends one policy's rules as they apply on this node (none when its
-    /// scope holds no local identity), in the policy's own order.
-    pub(crate) fn policy_rules(&self, view: &PolicyView<'_>, rules: &mut Vec<CompiledRule>) {
-        let subjects: Vec<u32> = view
-            .selection
-            .scope
-            .intersection(&self.local)
-            .copied()
-            .collect();
+    /// Appends one policy's rules as they apply on this node to `subjects`
+    /// (its scope's identities present here, sorted), in the policy's order.
+    pub(crate) fn policy_rules(
+        &self,
+        name: &str,
+        policy: &PolicyRules,
+        subjects: &[u32],
+        rules: &mut Vec<CompiledRule>,
+    ) {
         if subjects.is_empty() {
             return;
         }
-        for (r, rule) in view.policy.rules.iter().enumerate() {
-            if rule.expired {
-                continue;
-            }
-            let peers = view.selection.rule_peers.get(r).and_then(Option::as_ref);
-            let any_peer = peers.is_none();
-            let mut peers: Vec<u32> = peers.into_iter().flatten().copied().collect();
+        for rule in &policy.rules {
+            let mut peers = rule.peers.clone().unwrap_or_default();
             if self
                 .host_alias
                 .is_some_and(|h| peers.binary_search(&h).is_ok())
-                && !peers.contains(&HOST)
             {
-                peers.push(HOST);
-                peers.sort_unstable();
+                if let Err(at) = peers.binary_search(&HOST) {
+                    peers.insert(at, HOST);
+                }
             }
             let compiled = CompiledRule {
-                id: view.rule_ids[r],
-                policy: view.name.to_string(),
+                id: rule.id,
+                policy: name.to_string(),
                 rule: rule.name.clone(),
                 direction: rule.direction,
                 action: rule.action,
-                subjects: subjects.clone(),
-                any_peer,
+                subjects: subjects.to_vec(),
+                any_peer: rule.peers.is_none(),
                 peers,
                 ports: rule.ports.clone(),
             };

@@ -8,7 +8,7 @@
 //! compile is the same pipeline with everything dirty, which is why the two
 //! agree.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bulkhead_api::policy::{EnforcementMode, Protocol};
 use bulkhead_api::rule_map::{Direction, FailsafePort};
@@ -18,6 +18,7 @@ use ipnet::IpNet;
 use crate::identities::IdentityAllocation;
 use crate::labels::{PreparedMappings, Resolved};
 use crate::netpol;
+use crate::node_map::PolicyRules;
 use crate::output::{EndpointRef, Output};
 use crate::selection::{PreparedPolicy, Selection, Universe};
 use crate::snapshot::{Change, Snapshot};
@@ -95,6 +96,8 @@ pub struct Compiler {
     policies: BTreeMap<String, PreparedPolicy>,
     rule_ids: BTreeMap<String, Vec<u32>>,
     selections: BTreeMap<String, Selection>,
+    /// Per policy, its rules as every node shares them (see node_map).
+    templates: HashMap<String, PolicyRules, Fx>,
     universe: Universe,
     cidrs: BTreeSet<IpNet>,
     resolved: BTreeMap<EndpointRef, Resolved>,
@@ -125,6 +128,42 @@ pub struct Compiler {
     out: Output,
 }
 
+/// A fast hasher for the compiler's string-keyed hash maps (FxHash's
+/// multiply-rotate over 8-byte words): short keys such as policy names,
+/// looked up once per rule of every node built or patched. SipHash's
+/// resistance to chosen keys buys nothing for names the operator holds.
+#[derive(Default)]
+pub(crate) struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let mut rest = [0u8; 8];
+        let tail = chunks.remainder();
+        rest[..tail.len()].copy_from_slice(tail);
+        self.add(u64::from_le_bytes(rest) ^ ((tail.len() as u64) << 56));
+    }
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+}
+
+pub(crate) type Fx = std::hash::BuildHasherDefault<FxHasher>;
+
 /// What one pass must redo.
 #[derive(Debug, Default)]
 struct Dirty {
@@ -142,6 +181,11 @@ struct Dirty {
     node_policies: BTreeMap<String, BTreeSet<String>>,
     shards: BTreeSet<u32>,
     facts: BTreeSet<String>,
+    /// Policy → nodes whose new rule map carries it (flushed into the
+    /// policy facts once per pass, not once per node).
+    carried: HashMap<String, Vec<String>, Fx>,
+    /// Rule ids that policies changed or deleted in this pass had before.
+    old_rule_ids: HashSet<u32, Fx>,
     /// Identities whose endpoint counts changed.
     counted: BTreeSet<u32>,
     /// An identity entered or left the universe.
@@ -162,6 +206,7 @@ impl Compiler {
             policies: BTreeMap::new(),
             rule_ids: BTreeMap::new(),
             selections: BTreeMap::new(),
+            templates: HashMap::default(),
             universe: Universe::default(),
             cidrs: BTreeSet::new(),
             resolved: BTreeMap::new(),

@@ -1,14 +1,14 @@
 //! Per-node rule maps and the IdentityMap shards, rebuilt whole or patched
 //! for just what moved.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use bulkhead_api::rule_map::{LocalEndpoint, NodeKind};
 use bulkhead_api::NodeRuleMapSpec;
 
-use super::{Compiler, Dirty};
-use crate::node_map::{self, NodeContext, PolicyView};
+use super::{Compiler, Dirty, Fx};
+use crate::node_map::{self, NodeContext, PolicyRules};
 use crate::output::EndpointRef;
 use crate::shards;
 
@@ -43,6 +43,7 @@ impl Compiler {
                 self.build_node_whole(&node, dirty);
             }
         }
+        self.flush_carried(dirty);
     }
 
     /// The node's host endpoint and pods, or `None` when it has no host endpoint.
@@ -89,38 +90,46 @@ impl Compiler {
         Some((kind, host, endpoints))
     }
 
-    pub(super) fn view<'a>(&'a self, name: &'a str) -> Option<PolicyView<'a>> {
-        Some(PolicyView {
-            name,
-            policy: self.policies.get(name)?,
-            selection: self.selections.get(name)?,
-            rule_ids: self.rule_ids.get(name)?,
-        })
+    /// Re-derives the shared rule templates of `names` (after their
+    /// selections or rule ids moved); a policy without a selection has none.
+    pub(super) fn refresh_templates<'a>(&mut self, names: impl Iterator<Item = &'a String>) {
+        for name in names {
+            let template = (self.policies.get(name))
+                .zip(self.selections.get(name))
+                .zip(self.rule_ids.get(name))
+                .map(|((policy, sel), ids)| PolicyRules::new(policy, sel, ids));
+            match template {
+                Some(t) => self.templates.insert(name.clone(), t),
+                None => self.templates.remove(name),
+            };
+        }
     }
 
     /// Builds a node's map from scratch and records which policies it carries.
     pub(super) fn build_node_whole(&mut self, node: &str, dirty: &mut Dirty) {
-        let old = self
-            .out
-            .rule_maps
-            .get(node)
-            .map(|m| policy_names(&m.rules))
-            .unwrap_or_default();
+        let old = (self.out.rule_maps.get(node)).map(|m| policy_names(&m.rules));
+        let mut carried: Vec<String> = Vec::new();
         let new_map = self.local_endpoints(node).map(|(kind, host, endpoints)| {
             let ctx = NodeContext::new(&host, &endpoints, &self.universe.labels);
-            let mut names: BTreeSet<&str> = BTreeSet::new();
+            // Each policy's subjects here, from the scope index: one hash
+            // entry per (local identity, policy scoping it), the size of the
+            // subjects the map will list, instead of a set of names and an
+            // intersection per policy.
+            let mut subjects: HashMap<&str, Vec<u32>, Fx> = HashMap::default();
             for id in ctx.local() {
-                names.extend(
-                    self.scope_index
-                        .get(id)
-                        .into_iter()
-                        .flatten()
-                        .map(String::as_str),
-                );
+                for name in self.scope_index.get(id).into_iter().flatten() {
+                    subjects.entry(name.as_str()).or_default().push(*id);
+                }
             }
             let mut rules = Vec::new();
-            for view in names.into_iter().filter_map(|name| self.view(name)) {
-                ctx.policy_rules(&view, &mut rules);
+            for (name, ids) in &subjects {
+                if let Some(template) = self.templates.get(*name) {
+                    let before = rules.len();
+                    ctx.policy_rules(name, template, ids, &mut rules);
+                    if rules.len() > before {
+                        carried.push(name.to_string());
+                    }
+                }
             }
             node_map::sort_rules(&mut rules);
             NodeRuleMapSpec {
@@ -131,30 +140,45 @@ impl Compiler {
                 failsafe_ports: self.options.failsafe_ports.clone(),
             }
         });
-        let kept = new_map
-            .as_ref()
-            .map(|m| policy_names(&m.rules))
-            .unwrap_or_default();
-        let new: Vec<String> = kept.difference(&old).cloned().collect();
-        for p in old.difference(&kept) {
-            if let Some(f) = self.out.policies.get_mut(p) {
-                f.nodes.remove(node);
+        match old {
+            // A new map (every map of a load): its policies gain this node,
+            // recorded once per pass (see `flush_carried`).
+            None => {
+                for p in carried {
+                    dirty.carried.entry(p).or_default().push(node.to_string());
+                }
             }
-            dirty.facts.insert(p.clone());
-        }
-        for p in new {
-            self.out
-                .policies
-                .entry(p.clone())
-                .or_default()
-                .nodes
-                .insert(node.to_string());
-            dirty.facts.insert(p);
+            Some(old) => {
+                let kept: BTreeSet<String> = carried.into_iter().collect();
+                for p in old.difference(&kept) {
+                    if let Some(f) = self.out.policies.get_mut(p) {
+                        f.nodes.remove(node);
+                    }
+                    dirty.facts.insert(p.clone());
+                }
+                for p in kept.difference(&old) {
+                    let facts = self.out.policies.entry(p.clone()).or_default();
+                    facts.nodes.insert(node.to_string());
+                    dirty.facts.insert(p.clone());
+                }
+            }
         }
         match new_map {
             Some(map) => self.out.rule_maps.insert(node.to_string(), map),
             None => self.out.rule_maps.remove(node),
         };
+    }
+
+    /// Adds the nodes that new maps gave each policy to its facts.
+    fn flush_carried(&mut self, dirty: &mut Dirty) {
+        for (policy, nodes) in std::mem::take(&mut dirty.carried) {
+            let facts = self.out.policies.entry(policy.clone()).or_default();
+            // Nodes are built in name order: a sorted bulk build, not an
+            // insert (and its string compares) per node.
+            let mut nodes: BTreeSet<String> = nodes.into_iter().collect();
+            facts.nodes.append(&mut nodes);
+            dirty.facts.insert(policy);
+        }
     }
 
     /// Rebuilds the endpoint list of an existing map; false when the node
@@ -190,8 +214,11 @@ impl Compiler {
         let mut carried = BTreeSet::new();
         for name in policies {
             let before = fresh.len();
-            if let Some(view) = self.view(name) {
-                ctx.policy_rules(&view, &mut fresh);
+            if let (Some(template), Some(sel)) =
+                (self.templates.get(name), self.selections.get(name))
+            {
+                let subjects: Vec<u32> = sel.scope.intersection(ctx.local()).copied().collect();
+                ctx.policy_rules(name, template, &subjects, &mut fresh);
             }
             if fresh.len() > before {
                 carried.insert(name.as_str());
@@ -203,10 +230,17 @@ impl Compiler {
         // One pass over the node's rules, with a hash lookup each: a new
         // identity can touch hundreds of policies on every node, and a
         // search of a set of names per rule was most of such a change.
-        let replaced: HashSet<&str> = policies.iter().map(String::as_str).collect();
-        let mut had: HashSet<String> = HashSet::new();
+        let replaced: HashSet<&str, Fx> = policies.iter().map(String::as_str).collect();
+        // A replaced policy's rules here carry its current ids, or the ones
+        // it had before this pass changed them: a number lookup rules most
+        // rules out before the name is hashed.
+        let mut ids: HashSet<u32, Fx> = dirty.old_rule_ids.clone();
+        for name in policies {
+            ids.extend(self.rule_ids.get(name).into_iter().flatten().copied());
+        }
+        let mut had: HashSet<String, Fx> = HashSet::default();
         map.rules.retain(|r| {
-            let hit = replaced.contains(r.policy.as_str());
+            let hit = ids.contains(&r.id) && replaced.contains(r.policy.as_str());
             if hit && !had.contains(&r.policy) {
                 had.insert(r.policy.clone());
             }

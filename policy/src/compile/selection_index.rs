@@ -36,6 +36,13 @@ impl Compiler {
                 dirty.policies.insert(name.clone());
             }
         }
+        // Rule maps still hold the ids a changed or deleted policy had:
+        // patching looks its rules up by them (see `patch_node_policies`).
+        for (name, old) in &self.rule_ids {
+            if ids.get(name) != Some(old) {
+                dirty.old_rule_ids.extend(old.iter().copied());
+            }
+        }
         self.rule_ids = ids;
     }
 
@@ -92,6 +99,7 @@ impl Compiler {
                 self.scope_index.remove(id);
             }
         }
+        self.refresh_templates(changed.iter());
         // Nodes that carried or will carry a changed policy (a load builds
         // every node whole anyway).
         for name in changed.iter().filter(|_| !dirty.all_nodes) {

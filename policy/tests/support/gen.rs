@@ -51,6 +51,17 @@ impl Size {
         seed: 0x5eed,
     };
 
+    /// Three times LARGE: 300 nodes, 30,000 pods in 150 namespaces, 180
+    /// apps, 3,000 policies (a step between LARGE and HUGE, to profile at).
+    pub const MEDIUM: Size = Size {
+        nodes: 300,
+        namespaces: 150,
+        pods: 30_000,
+        apps: 180,
+        policies: 3_000,
+        seed: 0x5eed,
+    };
+
     /// Ten times LARGE: 1,000 nodes, 100,000 pods in 500 namespaces, 600
     /// apps, 10,000 policies (the performance issue's scale target).
     pub const HUGE: Size = Size {
