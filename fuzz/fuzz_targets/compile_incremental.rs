@@ -25,7 +25,10 @@ fn first_difference(left: &Output, right: &Output) -> Option<&'static str> {
         ("unlabeled", left.unlabeled == right.unlabeled),
         ("conflicts", left.conflicts == right.conflicts),
         ("identities", left.identities == right.identities),
-        ("allocation", same_allocation(&left.allocation, &right.allocation)),
+        (
+            "allocation",
+            same_allocation(&left.allocation, &right.allocation),
+        ),
         ("rule_maps", left.rule_maps == right.rule_maps),
         ("identity_maps", left.identity_maps == right.identity_maps),
         ("policies", left.policies == right.policies),

@@ -57,9 +57,21 @@ fuzz_target!(|input: Translation| {
                 pad: [0; 3],
                 addr: bytes,
             };
-            let info = desired.endpoints.get(&key).expect("every address is an endpoint");
-            assert_eq!(info.identity, endpoint.identity, "{text} of {}", endpoint.name);
-            assert_eq!(info.mode, mode_byte(endpoint.mode), "{text} of {}", endpoint.name);
+            let info = desired
+                .endpoints
+                .get(&key)
+                .expect("every address is an endpoint");
+            assert_eq!(
+                info.identity, endpoint.identity,
+                "{text} of {}",
+                endpoint.name
+            );
+            assert_eq!(
+                info.mode,
+                mode_byte(endpoint.mode),
+                "{text} of {}",
+                endpoint.name
+            );
         }
     }
     for text in &rule_map.host.addresses {

@@ -215,7 +215,16 @@ fn pod(u: &mut Unstructured<'_>, slot: u8) -> Result<(PodKey, Pod)> {
     let host = if u.ratio(1, 8)? { 1 } else { slot + 1 };
     let mut addresses: Vec<IpAddr> = vec![IpAddr::from([10, 1, 0, host])];
     if u.arbitrary()? {
-        addresses.push(IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 1, u16::from(slot) + 1]));
+        addresses.push(IpAddr::from([
+            0xfd00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            1,
+            u16::from(slot) + 1,
+        ]));
     }
     let node = if u.ratio(9, 10)? {
         Some(format!("n{}", u.int_in_range(0..=2)?))

@@ -93,6 +93,12 @@ fn rule(u: &mut Unstructured<'_>, id: u32) -> Result<CompiledRule> {
     for _ in 0..u.int_in_range(1..=2)? {
         subjects.push(*u.choose(&SUBJECTS)?);
     }
+    // Sorted and without duplicates, as the compiler writes them (the
+    // verdict function binary-searches them; the agent's flatten does not care).
+    subjects.sort_unstable();
+    subjects.dedup();
+    peers.sort_unstable();
+    peers.dedup();
     let mut ports = Vec::new();
     for _ in 0..u.int_in_range(0..=2)? {
         let first = port(u)?;
