@@ -54,7 +54,8 @@ bench-rr: datapath-deps
 # The agent SIGKILLed and restarted under TCP load (bench/restart.sh; root):
 # established flows held, new allowed and denied flows tried all along, and
 # the run fails unless none was dropped, refused or let through. The quick
-# run (100 flows, 5 kills, 1,000 rules, debug agent) takes ~30 s.
+# run (100 flows, 5 kills, 1,000 rules, debug agent) is ~40 s of traffic
+# plus the agent's first programming (13 s at load average 14).
 test-restart: datapath-deps
 	bash bench/restart.sh --quick
 
