@@ -11,7 +11,7 @@ export CARGO_TERM_COLOR ?= never
 # state, which costs gigabytes of disk.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: all deps rust-deps build crds lint unit test demo demo-offline bench bench-store clean
+.PHONY: all deps rust-deps build crds lint unit test demo demo-offline bench bench-store fuzz clean
 
 all: build
 
@@ -30,7 +30,7 @@ crds:
 	$(CARGO) run -q -p bulkhead-api --bin crdgen -- crds charts/bulkhead/crds
 
 # The Python the tests and benchmarks run (one traffic program, scripts/traffic.py).
-PYTHON_SOURCES := scripts/traffic.py $(wildcard bench/rr/*.py bench/store-duckdb/*.py)
+PYTHON_SOURCES := scripts/traffic.py $(wildcard bench/rr/*.py bench/restart/*.py bench/store-duckdb/*.py)
 
 lint: deps
 	pyflakes3 $(PYTHON_SOURCES)
@@ -67,6 +67,12 @@ bench: deps
 bench-store: deps
 	@bash bench/store.sh
 
+## fuzz: the cargo-fuzz targets (fuzz/README.md), 20 s each from the committed
+## corpus; needs the nightly toolchain. Not part of `make test`: building the
+## fuzz crate (release, instrumented) alone takes longer than its 2-minute budget.
+fuzz: deps
+	@bash scripts/fuzz.sh --seconds $(or $(FUZZ_SECONDS),20)
+
 clean:
 	$(CARGO) clean
 
@@ -75,5 +81,5 @@ include e2e/e2e.mk
 include packaging/packaging.mk
 
 # The .deb and OCI image checks (packaging/packaging.mk), on debug builds, and
-# bench/rr.sh --quick (node-agent/datapath.mk).
-test: test-package test-images test-rr
+# bench/rr.sh --quick and bench/restart.sh --quick (node-agent/datapath.mk).
+test: test-package test-images test-rr test-restart
