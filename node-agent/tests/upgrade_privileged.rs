@@ -190,7 +190,13 @@ prefixes:
         let mut child = Command::new("ip")
             .args(["netns", "exec", self.names.ns, "python3"])
             .arg(prober())
-            .args(["gaps", self.names.host, &port.to_string(), "--interval-ms", "1"])
+            .args([
+                "gaps",
+                self.names.host,
+                &port.to_string(),
+                "--interval-ms",
+                "1",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
