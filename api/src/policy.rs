@@ -231,11 +231,13 @@ pub struct Peer {
 }
 
 /// A Service, by namespace and name.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "self.namespace.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+        "rule": "self.__namespace__.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
         "message": "service.namespace must be a namespace name: lower-case letters, digits and '-', starting and ending with a letter or digit",
         "fieldPath": ".namespace"
     },

@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bulkhead_api::identity::{CIDR_LABEL, HOST, REMOTE_NODE, UNLABELED, WORLD};
 use bulkhead_api::policy::Protocol;
 use bulkhead_api::policy::{
-    Action, EnforcementMode, Peer, PortSpec, ReservedPeer, Rule, SegmentationPolicySpec,
-    ServiceRef,
+    Action, EnforcementMode, Peer, PortSpec, ReservedPeer, Rule, SegmentationPolicySpec, ServiceRef,
 };
 use bulkhead_api::rule_map::{Direction, PortRange};
 use bulkhead_api::{LabelSelector, Labels};

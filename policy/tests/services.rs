@@ -71,15 +71,29 @@ fn a_service_peer_names_its_backends_and_nothing_else() {
         ("203.0.113.5", 5432, Deny),
     ];
     for (to, port, want) in table {
-        assert_eq!(verdict(&out, "prod/web", to, Tcp, port), want, "web -> {to}:{port}");
+        assert_eq!(
+            verdict(&out, "prod/web", to, Tcp, port),
+            want,
+            "web -> {to}:{port}"
+        );
     }
-    assert!(out.policies["web"].warnings.is_empty(), "{:?}", out.policies["web"].warnings);
+    assert!(
+        out.policies["web"].warnings.is_empty(),
+        "{:?}",
+        out.policies["web"].warnings
+    );
 }
 
 #[test]
 fn the_peer_selects_identities_so_a_twin_of_a_backend_is_named_too() {
     // db-3 has db-1's labels (so its identity) but is in no slice.
-    let w = base().pod("prod", "db-3", "n2", "10.0.2.4", &[("app", "db"), ("tier", "a")]);
+    let w = base().pod(
+        "prod",
+        "db-3",
+        "n2",
+        "10.0.2.4",
+        &[("app", "db"), ("tier", "a")],
+    );
     let out = with_slice(w, "db-abc", slice("db", &[("db-1", "10.0.1.2")], &[])).compile();
     assert_eq!(verdict(&out, "prod/web", "prod/db-3", Tcp, 5432), Allow);
     assert_eq!(verdict(&out, "prod/web", "prod/db-2", Tcp, 5432), Deny);
@@ -96,7 +110,12 @@ fn a_service_without_endpoints_selects_nothing_and_the_status_says_so() {
         "{warnings:?}"
     );
     // A slice of another Service changes nothing.
-    let out = with_slice(base(), "cache-x", slice("cache", &[("cache", "10.0.2.3")], &[])).compile();
+    let out = with_slice(
+        base(),
+        "cache-x",
+        slice("cache", &[("cache", "10.0.2.3")], &[]),
+    )
+    .compile();
     assert_eq!(verdict(&out, "prod/web", "prod/cache", Tcp, 5432), Deny);
 }
 
@@ -148,14 +167,44 @@ fn the_peer_follows_endpoint_slice_changes_incrementally() {
     };
     // (change, web -> db-1, web -> cache, web -> prod/late) after it
     let steps: Vec<(Change, [bulkhead_policy::Verdict; 3])> = vec![
-        (Change::UpsertEndpointSlice(key("db-a"), slice("db", &[("db-1", "10.0.1.2")], &[])), [Allow, Deny, Deny]),
-        (Change::UpsertEndpointSlice(key("db-a"), slice("db", &[("cache", "10.0.2.3")], &[])), [Deny, Allow, Deny]),
-        (Change::UpsertEndpointSlice(key("db-b"), slice("db", &[("late", "10.0.2.9")], &[])), [Deny, Allow, Deny]),
-        (Change::UpsertPod(PodKey::new("prod", "late"), pod("10.0.2.9", &[("app", "late")])), [Deny, Allow, Allow]),
-        (Change::UpsertPod(PodKey::new("prod", "cache"), pod("10.0.2.3", &[("app", "db"), ("tier", "a")])), [Allow, Allow, Allow]),
-        (Change::DeleteEndpointSlice(key("db-a")), [Deny, Deny, Allow]),
+        (
+            Change::UpsertEndpointSlice(key("db-a"), slice("db", &[("db-1", "10.0.1.2")], &[])),
+            [Allow, Deny, Deny],
+        ),
+        (
+            Change::UpsertEndpointSlice(key("db-a"), slice("db", &[("cache", "10.0.2.3")], &[])),
+            [Deny, Allow, Deny],
+        ),
+        (
+            Change::UpsertEndpointSlice(key("db-b"), slice("db", &[("late", "10.0.2.9")], &[])),
+            [Deny, Allow, Deny],
+        ),
+        (
+            Change::UpsertPod(
+                PodKey::new("prod", "late"),
+                pod("10.0.2.9", &[("app", "late")]),
+            ),
+            [Deny, Allow, Allow],
+        ),
+        (
+            Change::UpsertPod(
+                PodKey::new("prod", "cache"),
+                pod("10.0.2.3", &[("app", "db"), ("tier", "a")]),
+            ),
+            [Allow, Allow, Allow],
+        ),
+        (
+            Change::DeleteEndpointSlice(key("db-a")),
+            [Deny, Deny, Allow],
+        ),
         (Change::DeletePolicy("web".into()), [Allow, Allow, Allow]),
-        (Change::UpsertPolicy("web".into(), serde_yaml::from_str(WEB_TO_DB).expect("policy")), [Deny, Deny, Allow]),
+        (
+            Change::UpsertPolicy(
+                "web".into(),
+                serde_yaml::from_str(WEB_TO_DB).expect("policy"),
+            ),
+            [Deny, Deny, Allow],
+        ),
         (Change::DeleteEndpointSlice(key("db-b")), [Deny, Deny, Deny]),
     ];
     for (i, (change, want)) in steps.into_iter().enumerate() {
@@ -163,9 +212,14 @@ fn the_peer_follows_endpoint_slice_changes_incrementally() {
         let label = format!("{change:?}");
         compiler.apply(change);
         let full = compile(compiler.snapshot(), &options, &before);
-        assert_eq!(*compiler.output(), full, "step {i} {label}: incremental != full");
+        assert_eq!(
+            *compiler.output(),
+            full,
+            "step {i} {label}: incremental != full"
+        );
         let out = compiler.output();
-        let got = ["prod/db-1", "prod/cache", "10.0.2.9"].map(|to| verdict(out, "prod/web", to, Tcp, 5432));
+        let got = ["prod/db-1", "prod/cache", "10.0.2.9"]
+            .map(|to| verdict(out, "prod/web", to, Tcp, 5432));
         assert_eq!(got, want, "step {i} {label}");
     }
 }

@@ -2,7 +2,8 @@
 
 use bulkhead_api::governance::Ownership;
 use bulkhead_api::policy::{
-    EnforcementMode, Peer, PortSpec, Protocol, ReservedPeer, Rule, SegmentationPolicySpec, ServiceRef,
+    EnforcementMode, Peer, PortSpec, Protocol, ReservedPeer, Rule, SegmentationPolicySpec,
+    ServiceRef,
 };
 use bulkhead_api::promotion::Promotion;
 use bulkhead_api::SegmentationExceptionSpec;
@@ -258,7 +259,11 @@ fn is_dns_label(text: &str, letter_first: bool) -> bool {
     match (bytes.first(), bytes.last()) {
         (Some(first), Some(last)) => {
             bytes.len() <= 63
-                && (if letter_first { first.is_ascii_lowercase() } else { end(first) })
+                && (if letter_first {
+                    first.is_ascii_lowercase()
+                } else {
+                    end(first)
+                })
                 && end(last)
                 && bytes.iter().all(inner)
         }

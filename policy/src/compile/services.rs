@@ -55,7 +55,13 @@ impl Compiler {
             match self.snapshot.pods.get(key) {
                 Some(pod) if !pod.host_network => {
                     let ep = EndpointRef::Pod(key.clone());
-                    return self.out.endpoints.get(&ep).map(|f| f.identity).into_iter().collect();
+                    return self
+                        .out
+                        .endpoints
+                        .get(&ep)
+                        .map(|f| f.identity)
+                        .into_iter()
+                        .collect();
                 }
                 // Not seen yet: wait for it rather than guess from the address.
                 None => return Vec::new(),
