@@ -182,13 +182,13 @@ pub enum Action {
     OverrideDeny,
 }
 
-/// A peer: exactly one of `selector`, `cidr` or `reserved`.
+/// A peer: exactly one of `selector`, `cidr`, `reserved` or `service`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "[has(self.selector), has(self.cidr), has(self.reserved)].filter(x, x).size() == 1",
-        "message": "a peer sets exactly one of selector, cidr or reserved"
+        "rule": "[has(self.selector), has(self.cidr), has(self.reserved), has(self.service)].filter(x, x).size() == 1",
+        "message": "a peer sets exactly one of selector, cidr, reserved or service; to name a Service and something else, write two peers"
     },
     {
         "rule": "!has(self.except) || has(self.cidr)",
@@ -222,6 +222,44 @@ pub struct Peer {
     /// A reserved identity: `world`, `host`, `remoteNode` or `unlabeled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserved: Option<ReservedPeer>,
+    /// The backends of a Service, as its EndpointSlices list them now: the
+    /// identities of those pods (or, for an address with no pod behind it,
+    /// the identity of that address). Ports in the same rule are the
+    /// backends' (target) ports, not the Service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceRef>,
+}
+
+/// A Service, by namespace and name.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.__namespace__.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+        "message": "service.namespace must be a namespace name: lower-case letters, digits and '-', starting and ending with a letter or digit",
+        "fieldPath": ".namespace"
+    },
+    {
+        "rule": "self.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        "message": "service.name must be a Service name: lower-case letters, digits and '-', starting with a letter and ending with a letter or digit",
+        "fieldPath": ".name"
+    }
+]))]
+pub struct ServiceRef {
+    /// The Service's namespace.
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// The Service's name.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+}
+
+impl std::fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 /// Peers that are not described by labels.

@@ -187,7 +187,9 @@ pub struct SimulateArgs {
         conflicts_with = "matrix"
     )]
     pub from: Option<String>,
-    /// The server: `namespace/pod`, a Node or ExternalNode name, or an IP address.
+    /// The server: `namespace/pod`, a Node or ExternalNode name, an IP address,
+    /// or `service:namespace/name` (each backend its EndpointSlices list,
+    /// judged as kube-proxy sends to it; `--port` is then the target port).
     #[arg(
         long,
         value_name = "ENDPOINT",

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::load::Inventory;
 
 /// Resolves `text` (`namespace/pod`, a Node or ExternalNode name, or an IP
-/// address) against the input. `flag` names the option in errors.
+/// address) against the input (`service:namespace/name` is
+/// `simulate_service`'s). `flag` names the option in errors.
 pub fn resolve(flag: &'static str, text: &str, inventory: &Inventory) -> Result<FlowEnd> {
     let fail = |message: String| Error::Endpoint {
         flag,
@@ -24,35 +25,44 @@ pub fn resolve(flag: &'static str, text: &str, inventory: &Inventory) -> Result<
     let snapshot = &inventory.snapshot;
     if let Some((namespace, name)) = text.split_once('/') {
         let key = PodKey::new(namespace, name);
-        let Some(pod) = snapshot.pods.get(&key) else {
+        if !snapshot.pods.contains_key(&key) {
             return Err(fail(format!(
                 "no pod {key} in the input{}",
                 pods_hint(inventory, namespace)
             )));
-        };
-        if pod.host_network {
-            // A host-network pod is its node, as far as packets can tell.
-            return match &pod.node {
-                Some(node) => host(node, inventory).map_err(fail),
-                None => Err(fail(format!(
-                    "pod {key} uses the host network but has no spec.nodeName"
-                ))),
-            };
         }
-        if pod.node.is_none() {
-            return Err(fail(format!(
-                "pod {key} has no spec.nodeName: it is not scheduled, so no node enforces it"
-            )));
-        }
-        if pod.addresses.is_empty() {
-            return Err(fail(format!(
-                "pod {key} has no address: set status.podIP (or status.podIPs); \
-                 pods in phase Succeeded or Failed have none"
-            )));
-        }
-        return Ok(FlowEnd::Pod(key));
+        return resolve_pod(&key, inventory).map_err(fail);
     }
     host(text, inventory).map_err(fail)
+}
+
+/// A pod of the input as a flow end: itself, or its node when it uses the
+/// host network. Errs saying why it is no endpoint.
+pub fn resolve_pod(key: &PodKey, inventory: &Inventory) -> std::result::Result<FlowEnd, String> {
+    let Some(pod) = inventory.snapshot.pods.get(key) else {
+        return Err(format!("no pod {key} in the input"));
+    };
+    if pod.host_network {
+        // A host-network pod is its node, as far as packets can tell.
+        return match &pod.node {
+            Some(node) => host(node, inventory),
+            None => Err(format!(
+                "pod {key} uses the host network but has no spec.nodeName"
+            )),
+        };
+    }
+    if pod.node.is_none() {
+        return Err(format!(
+            "pod {key} has no spec.nodeName: it is not scheduled, so no node enforces it"
+        ));
+    }
+    if pod.addresses.is_empty() {
+        return Err(format!(
+            "pod {key} has no address: set status.podIP (or status.podIPs); \
+             pods in phase Succeeded or Failed have none"
+        ));
+    }
+    Ok(FlowEnd::Pod(key.clone()))
 }
 
 fn host(name: &str, inventory: &Inventory) -> std::result::Result<FlowEnd, String> {

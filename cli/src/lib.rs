@@ -41,6 +41,7 @@ pub mod recommend_cmd;
 pub mod render;
 pub mod reports;
 pub mod simulate;
+pub mod simulate_service;
 pub mod validate;
 pub mod whatif_cmd;
 

@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context};
 use bulkhead_policy::convert;
 use bulkhead_policy::snapshot::Snapshot;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams};
 use serde::de::DeserializeOwned;
@@ -34,7 +35,7 @@ pub fn snapshot() -> anyhow::Result<Snapshot> {
     read(false)
 }
 
-/// The same and every Pod.
+/// The same, every Pod and every EndpointSlice.
 pub fn snapshot_with_pods() -> anyhow::Result<Snapshot> {
     read(true)
 }
@@ -72,6 +73,11 @@ fn read(pods: bool) -> anyhow::Result<Snapshot> {
             for o in list::<Pod>(&client).await? {
                 let (k, v) = convert::pod(&o)?;
                 s.pods.insert(k, v);
+            }
+            // `service` peers name the backends' pods: without pods they resolve to nothing.
+            for o in list::<EndpointSlice>(&client).await? {
+                let (k, v) = convert::endpoint_slice(&o)?;
+                s.endpoint_slices.insert(k, v);
             }
         }
         for o in list::<NetworkPolicy>(&client).await? {

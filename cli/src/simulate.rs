@@ -44,6 +44,14 @@ pub fn run(args: &SimulateArgs, compiled: &Compiled) -> Result<String> {
     let missing = |flag: &str| Error::Usage(format!("{flag} is required without --matrix"));
     let from = args.from.as_deref().ok_or_else(|| missing("--from"))?;
     let to = args.to.as_deref().ok_or_else(|| missing("--to"))?;
+    if to.trim().starts_with(crate::simulate_service::PREFIX) {
+        return crate::simulate_service::run(args, compiled, from, to);
+    }
+    if from.trim().starts_with(crate::simulate_service::PREFIX) {
+        return Err(Error::Usage(
+            "--from service:...: a Service sends nothing; it is only a destination".into(),
+        ));
+    }
     let inventory = &compiled.inventory;
     let flow = ports::single(args)?;
     let query = FlowQuery {

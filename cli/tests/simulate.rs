@@ -134,3 +134,75 @@ fn a_deny_still_exits_zero() {
         r.stdout
     );
 }
+
+fn through_service(to: &str, extra: &[&str]) -> support::Run {
+    let dir = fixture("services");
+    let args = [&["simulate", &dir, "--from", "prod/web", "--to", to], extra].concat();
+    run(&args)
+}
+
+#[test]
+fn through_a_service_each_backend_gets_its_own_verdict() {
+    let v = through_service("service:prod/db", &["--port", "5432", "-o", "json"]).json();
+    assert_eq!(v["service"], "prod/db");
+    assert_eq!(v["verdict"], "mixed", "{v:#}");
+    let backends = v["backends"].as_array().expect("backends");
+    let got: Vec<(&str, &str, &str)> = backends
+        .iter()
+        .map(|b| {
+            let field = |k: &str| b[k].as_str().unwrap_or("?");
+            (
+                field("to"),
+                field("verdict"),
+                b["decidedBy"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    // db-1 accepts (visibility); db-2's own ingress (full, no rule) refuses:
+    // the egress rule naming the Service lets both out.
+    assert_eq!(
+        got,
+        [
+            ("prod/db-1", "allow", "ingress"),
+            ("prod/db-2", "deny", "ingress")
+        ]
+    );
+    assert_eq!(backends[0]["egress"]["rule"]["rule"], "to-db");
+    // The rule's port is the backends' port.
+    let v = through_service("service:prod/db", &["--port", "80", "-o", "json"]).json();
+    assert_eq!(v["verdict"], "deny");
+    assert_eq!(v["backends"][0]["decidedBy"], "egress");
+    // A backend outside the cluster, in a labeled range.
+    let v = through_service("service:prod/saas", &["--port", "5432", "-o", "json"]).json();
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["backends"][0]["destination"], "203.0.113.10");
+}
+
+#[test]
+fn through_a_service_text_and_errors() {
+    let r = through_service("service:prod/db", &["--port", "5432"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with(
+            "Service prod/db (2 backends, each judged as the packet kube-proxy sends it): MIXED\n\
+             prod/web -> prod/db-1  5432/TCP: ALLOW (would be DENY under full enforcement)\n"
+        ),
+        "{}",
+        r.stdout
+    );
+    through_service("service:prod/empty", &["--port", "5432"]).fails_with(
+        "--to service:prod/empty: no EndpointSlice in the input lists a backend of Service prod/empty",
+    );
+    through_service("service:prod", &[])
+        .fails_with("--to service:prod: a Service is written service:namespace/name");
+    let dir = fixture("services");
+    run(&[
+        "simulate",
+        &dir,
+        "--from",
+        "service:prod/db",
+        "--to",
+        "prod/web",
+    ])
+    .fails_with("a Service sends nothing; it is only a destination");
+}

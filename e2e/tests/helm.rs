@@ -1169,6 +1169,12 @@ fn rbac_grants_each_service_account_what_it_needs(plane: &ControlPlane) {
             "no",
         ),
         (&operator_sa, "list networkpolicies.networking.k8s.io", "no"),
+        (
+            &operator_sa,
+            "watch endpointslices.discovery.k8s.io -A",
+            "yes",
+        ),
+        (&agent_sa, "list endpointslices.discovery.k8s.io -A", "no"),
         (&operator_sa, "list secrets -A", "no"),
         (&agent_sa, "watch identitymaps.bulkhead.dev", "yes"),
         (

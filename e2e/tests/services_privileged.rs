@@ -13,6 +13,10 @@
 //!                   cache accepts web on 8080, but web may not send to cache
 //!  Services: db-local -> db-1, db-remote -> db-2, db -> both, cache -> cache-2
 //! ```
+//!
+//! Then web's egress names a Service (`service: {namespace, name}`) rather
+//! than labels, and follows that Service's EndpointSlices as its backend
+//! moves from db-2 to cache-2.
 
 mod support;
 
@@ -211,6 +215,102 @@ fn run(mode: ProxyMode) {
     );
     flows_name_the_service_address_beside_the_backend(&lab, &svcs);
     backend_change_keeps_established_connections(&lab);
+    a_service_peer_follows_its_endpoint_slices(&lab, &svcs);
+}
+
+/// web's egress names the Service `pick` instead of a selector (and a
+/// Service with no endpoints, which its status reports). `pick` is on db-2
+/// now: web reaches db's identity directly and through the ClusterIPs, and
+/// not cache; moving `pick` to cache-2 (an EndpointSlice change, nothing
+/// else) turns that around.
+fn a_service_peer_follows_its_endpoint_slices(lab: &Lab, svcs: &[(&str, IpAddr, Vec<&str>)]) {
+    let started = Instant::now();
+    let pick = IpAddr::V4(ok(lab.cluster_ip("prod", "pick"), "Service pick"));
+    let vip = |name: &str| svcs.iter().find(|(n, _, _)| *n == name).expect("service").1;
+    ok(
+        lab.apply(WEB_TO_PICK),
+        "applying web's policy naming Service pick",
+    );
+    let warned = "to-pick peers[1] selects nothing: Service prod/nothing has no endpoints";
+    eventually(
+        "web's status to report the Service without endpoints",
+        || {
+            let status = lab
+                .kubectl()
+                .json(&["get", "segpol", "web", "-o", "json"])?;
+            let warnings = status["status"]["warnings"].to_string();
+            Ok(warnings.contains(warned).then_some(()))
+        },
+    );
+    let db = [
+        ("prod/db-1", None),
+        ("prod/db-2", None),
+        ("db", Some(vip("db"))),
+    ];
+    let cache = [("prod/cache-2", None), ("cache", Some(vip("cache")))];
+    let via_pick = [("pick", Some(pick))];
+    let table = |db_ok: bool| -> Vec<(&str, Option<IpAddr>, bool)> {
+        let db = db.iter().map(|(n, a)| (*n, *a, db_ok));
+        let cache = cache.iter().map(|(n, a)| (*n, *a, !db_ok));
+        let pick = via_pick.iter().map(|(n, a)| (*n, *a, true));
+        db.chain(cache).chain(pick).collect()
+    };
+    assert_reachability(lab, &table(true));
+    ok(
+        lab.relabel_pod("prod", "db-2", &[("pick", None)]),
+        "unlabeling db-2",
+    );
+    ok(
+        lab.relabel_pod("prod", "cache-2", &[("pick", Some("yes"))]),
+        "labeling cache-2",
+    );
+    ok(
+        lab.wait_service("prod", "pick", &["prod/cache-2"]),
+        "Service pick on cache-2",
+    );
+    assert_reachability(lab, &table(false));
+    eprintln!("service peer phase: {:?}", started.elapsed());
+}
+
+const WEB_TO_PICK: &str = r#"
+apiVersion: bulkhead.dev/v1alpha1
+kind: SegmentationPolicy
+metadata: {name: web}
+spec:
+  scope: {selector: {matchLabels: {app: web}}}
+  enforcement: full
+  egress:
+  - name: to-pick
+    action: allow
+    peers: [{service: {namespace: prod, name: pick}}, {service: {namespace: prod, name: nothing}}]
+    ports: [{protocol: TCP, port: 8080}]
+"#;
+
+/// Probes web-1 over TCP to pods (`ns/name`, no address) and Service
+/// addresses until each answers as wanted, up to `SETTLE`.
+fn assert_reachability(lab: &Lab, want: &[(&str, Option<IpAddr>, bool)]) {
+    let mut wrong = Vec::new();
+    let done = bulkhead_e2e::wait::wait_until("web-1's reachability", SETTLE, || {
+        wrong.clear();
+        for (name, address, w) in want {
+            let got = match address {
+                Some(a) => lab.probe_address("prod/web-1", *a, Proto::Tcp, PORT)?,
+                None => lab.probe("prod/web-1", name, Proto::Tcp, PORT)?,
+            };
+            if got.answered != *w {
+                wrong.push(format!(
+                    "web-1 -> {name}: expected {w}, got {} ({})",
+                    got.answered, got.detail
+                ));
+            }
+        }
+        Ok(wrong.is_empty().then_some(()))
+    });
+    assert!(
+        done.is_ok(),
+        "reachability with a service peer differs:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// The client's node records flows through a Service with the address

@@ -15,10 +15,12 @@ use bulkhead_api::{
     ExternalNode, IdentityMap, LabelMapping, NodeRuleMap, SegmentationException, SegmentationPolicy,
 };
 use bulkhead_policy::netpol::NetworkPolicyKey;
+use bulkhead_policy::service::EndpointSliceKey;
 use bulkhead_policy::snapshot::PodKey;
 use bulkhead_policy::{convert, Change};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::utils::Backoff;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -48,11 +50,13 @@ pub enum Kind {
     NetworkPolicy,
     /// SegmentationException (compiled as `exception:<name>` once approved).
     SegmentationException,
+    /// discovery.k8s.io/v1 EndpointSlice: the backends of `service` peers.
+    EndpointSlice,
 }
 
 impl Kind {
     /// The kinds always watched.
-    pub const ALWAYS: [Kind; 7] = [
+    pub const ALWAYS: [Kind; 8] = [
         Kind::Pod,
         Kind::Namespace,
         Kind::Node,
@@ -60,6 +64,7 @@ impl Kind {
         Kind::LabelMapping,
         Kind::SegmentationPolicy,
         Kind::SegmentationException,
+        Kind::EndpointSlice,
     ];
 
     /// Every kind that must have listed before anything is published.
@@ -82,6 +87,7 @@ impl Kind {
             Kind::SegmentationPolicy => "segmentationpolicy",
             Kind::NetworkPolicy => "networkpolicy",
             Kind::SegmentationException => "segmentationexception",
+            Kind::EndpointSlice => "endpointslice",
         }
     }
 }
@@ -227,6 +233,17 @@ pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies
             })
         },
         |key| Change::DeletePolicy(key.to_string()),
+    );
+    spawn_kind(
+        Api::<EndpointSlice>::all(client.clone()),
+        Kind::EndpointSlice,
+        tx.clone(),
+        metrics.clone(),
+        |s| convert::endpoint_slice(s).map(|(k, v)| (Change::UpsertEndpointSlice(k, v), None)),
+        |key| {
+            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+            Change::DeleteEndpointSlice(EndpointSliceKey::new(ns, name))
+        },
     );
     let exceptions = Api::<SegmentationException>::all(client.clone());
     spawn_watch(

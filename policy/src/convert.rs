@@ -8,6 +8,7 @@
 //!  LabelMapping ───────► (name, LabelMappingSpec)
 //!  SegmentationPolicy ─► (name, SegmentationPolicySpec)
 //!  networking/v1 NetworkPolicy ─► (NetworkPolicyKey, netpol::NetworkPolicy)  convert/network_policy.rs
+//!  discovery/v1 EndpointSlice ──► (EndpointSliceKey, service::EndpointSlice) convert/endpoint_slice.rs
 //! ```
 //!
 //! Pure: the operator feeds these from its watches, the CLI from YAML files.
@@ -24,7 +25,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::snapshot::{self, NamedPort, PodKey};
 
+mod endpoint_slice;
 mod network_policy;
+pub use endpoint_slice::{endpoint_slice, SERVICE_NAME_LABEL};
 pub use network_policy::network_policy;
 
 /// Why an object could not be turned into a snapshot entry.
@@ -267,7 +270,7 @@ pub(crate) fn labels_of(meta: &ObjectMeta) -> Labels {
         .collect()
 }
 
-fn parse_ip(
+pub(crate) fn parse_ip(
     kind: &'static str,
     object: &str,
     field: &str,

@@ -36,6 +36,7 @@ pub mod netpol;
 mod node_map;
 pub mod output;
 mod selection;
+pub mod service;
 mod shards;
 pub mod simulate;
 pub mod snapshot;

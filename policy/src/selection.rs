@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bulkhead_api::identity::{CIDR_LABEL, HOST, REMOTE_NODE, UNLABELED, WORLD};
 use bulkhead_api::policy::Protocol;
 use bulkhead_api::policy::{
-    Action, EnforcementMode, Peer, PortSpec, ReservedPeer, Rule, SegmentationPolicySpec,
+    Action, EnforcementMode, Peer, PortSpec, ReservedPeer, Rule, SegmentationPolicySpec, ServiceRef,
 };
 use bulkhead_api::rule_map::{Direction, PortRange};
 use bulkhead_api::{LabelSelector, Labels};
@@ -73,6 +73,8 @@ pub(crate) enum PeerSel {
         net: IpNet,
         except: Vec<IpNet>,
     },
+    /// The identities of a Service's backends (see `crate::service`).
+    Service(ServiceRef),
 }
 
 /// What the identities look like to selectors.
@@ -92,6 +94,8 @@ pub(crate) struct Universe {
     /// Identities of pods with implicit labels but no segmentation label:
     /// what the reserved peer `unlabeled` names besides `UNLABELED`.
     unlabeled: BTreeSet<u32>,
+    /// The identities of the backends of every Service a policy names.
+    pub(crate) services: BTreeMap<ServiceRef, BTreeSet<u32>>,
 }
 
 /// A policy's resolved sets.
@@ -176,6 +180,15 @@ impl PreparedPolicy {
                 }
                 _ => Vec::new(),
             })
+    }
+
+    /// Every Service the policy's peers name.
+    pub(crate) fn services(&self) -> impl Iterator<Item = &ServiceRef> + '_ {
+        let peers = self.rules.iter().flat_map(|r| r.peers.iter().flatten());
+        peers.filter_map(|p| match p {
+            PeerSel::Service(service) => Some(service),
+            _ => None,
+        })
     }
 
     pub(crate) fn scope_matches(&self, u: &Universe, id: u32) -> bool {
@@ -286,6 +299,7 @@ impl PeerSel {
                     || u.kubernetes(id)
                         .is_some_and(|l| netpol::in_ip_block(l, net, except))
             }
+            PeerSel::Service(service) => u.services.get(service).is_some_and(|s| s.contains(&id)),
         }
     }
 
@@ -313,6 +327,7 @@ impl PeerSel {
                 let pods = pods.filter(|id| self.matches(u, *id));
                 ranges.chain(pods).collect()
             }
+            PeerSel::Service(service) => u.services.get(service).cloned().unwrap_or_default(),
         }
     }
 }
@@ -497,12 +512,22 @@ fn prepare_peer(path: &str, peer: &Peer, errors: &mut Vec<String>) -> Option<Pee
         peer.selector.is_some(),
         peer.cidr.is_some(),
         peer.reserved.is_some(),
+        peer.service.is_some(),
     ];
     if set.iter().filter(|x| **x).count() != 1 {
         errors.push(format!(
-            "{path}: a peer sets exactly one of selector, cidr or reserved"
+            "{path}: a peer sets exactly one of selector, cidr, reserved or service"
         ));
         return None;
+    }
+    if let Some(service) = &peer.service {
+        if service.namespace.is_empty() || service.name.is_empty() {
+            errors.push(format!(
+                "{path}.service: needs both namespace and name (got {service:?})"
+            ));
+            return None;
+        }
+        return Some(PeerSel::Service(service.clone()));
     }
     if let Some(sel) = &peer.selector {
         return Some(PeerSel::Selector(sel.clone()));

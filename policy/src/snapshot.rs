@@ -11,6 +11,7 @@ use bulkhead_api::policy::{EnforcementMode, Protocol};
 use bulkhead_api::{ExternalNodeSpec, LabelMappingSpec, Labels, SegmentationPolicySpec};
 
 use crate::netpol::{NetworkPolicy, NetworkPolicyKey};
+use crate::service::{EndpointSlice, EndpointSliceKey};
 
 /// A pod's `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,6 +114,9 @@ pub struct Snapshot {
     /// Kubernetes NetworkPolicies by `namespace/name`; compiled only when
     /// `CompileOptions::network_policies` is on (see [`crate::netpol`]).
     pub network_policies: BTreeMap<NetworkPolicyKey, NetworkPolicy>,
+    /// EndpointSlices by `namespace/name`: the backends `service` peers name
+    /// (see [`crate::service`]).
+    pub endpoint_slices: BTreeMap<EndpointSliceKey, EndpointSlice>,
 }
 
 /// One change to the snapshot: the incremental form of compiling.
@@ -149,6 +153,10 @@ pub enum Change {
     UpsertNetworkPolicy(NetworkPolicyKey, NetworkPolicy),
     /// A NetworkPolicy was deleted.
     DeleteNetworkPolicy(NetworkPolicyKey),
+    /// An EndpointSlice was added or changed.
+    UpsertEndpointSlice(EndpointSliceKey, EndpointSlice),
+    /// An EndpointSlice was deleted.
+    DeleteEndpointSlice(EndpointSliceKey),
 }
 
 impl Snapshot {
@@ -202,6 +210,12 @@ impl Snapshot {
             }
             Change::DeleteNetworkPolicy(k) => {
                 self.network_policies.remove(&k);
+            }
+            Change::UpsertEndpointSlice(k, v) => {
+                self.endpoint_slices.insert(k, v);
+            }
+            Change::DeleteEndpointSlice(k) => {
+                self.endpoint_slices.remove(&k);
             }
         }
     }

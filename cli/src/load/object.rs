@@ -5,6 +5,7 @@ use std::fmt;
 
 use bulkhead_policy::convert::{self, ConvertError};
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
 use k8s_openapi::api::networking::v1 as networking;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -33,6 +34,8 @@ pub enum Kind {
     /// bulkhead.dev/v1alpha1 SegmentationException (checked and kept, not
     /// compiled: only the operator knows whether it was approved in time).
     SegmentationException,
+    /// discovery.k8s.io/v1 EndpointSlice: the backends of `service` peers.
+    EndpointSlice,
 }
 
 const BULKHEAD: &str = "bulkhead.dev/v1alpha1";
@@ -48,6 +51,7 @@ impl Kind {
             "SegmentationPolicy" => Kind::SegmentationPolicy,
             "NetworkPolicy" => Kind::NetworkPolicy,
             "SegmentationException" => Kind::SegmentationException,
+            "EndpointSlice" => Kind::EndpointSlice,
             _ => return None,
         })
     }
@@ -56,6 +60,7 @@ impl Kind {
         match self {
             Kind::Namespace | Kind::Pod | Kind::Node => "v1",
             Kind::NetworkPolicy => "networking.k8s.io/v1",
+            Kind::EndpointSlice => "discovery.k8s.io/v1",
             _ => BULKHEAD,
         }
     }
@@ -229,6 +234,12 @@ fn add(
             snapshot.network_policies.insert(key.clone(), policy);
             key.to_string()
         }
+        Kind::EndpointSlice => {
+            let obj: discovery::EndpointSlice = typed(src, object, value).map_err(one)?;
+            let (key, slice) = convert::endpoint_slice(&obj).map_err(converted)?;
+            snapshot.endpoint_slices.insert(key.clone(), slice);
+            key.to_string()
+        }
         Kind::SegmentationException => {
             let obj: bulkhead_api::SegmentationException =
                 typed(src, object, value).map_err(one)?;
@@ -329,7 +340,7 @@ fn display_name(value: &Value) -> String {
     };
     let name = get("name").unwrap_or("(no name)");
     let kind = value.get("kind").and_then(Value::as_str);
-    if matches!(kind, Some("Pod" | "NetworkPolicy")) {
+    if matches!(kind, Some("Pod" | "NetworkPolicy" | "EndpointSlice")) {
         format!("{}/{name}", get("namespace").unwrap_or("default"))
     } else {
         name.to_string()

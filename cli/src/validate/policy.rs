@@ -3,6 +3,7 @@
 use bulkhead_api::governance::Ownership;
 use bulkhead_api::policy::{
     EnforcementMode, Peer, PortSpec, Protocol, ReservedPeer, Rule, SegmentationPolicySpec,
+    ServiceRef,
 };
 use bulkhead_api::promotion::Promotion;
 use bulkhead_api::SegmentationExceptionSpec;
@@ -174,12 +175,17 @@ fn check_peer(peer: &Peer, field: &str, out: &mut Vec<Violation>) {
         peer.selector.is_some(),
         peer.cidr.is_some(),
         peer.reserved.is_some(),
+        peer.service.is_some(),
     ];
     if set.iter().filter(|x| **x).count() != 1 {
         out.push(Violation::new(
             field,
-            "a peer sets exactly one of selector, cidr or reserved",
+            "a peer sets exactly one of selector, cidr, reserved or service; \
+             to name a Service and something else, write two peers",
         ));
+    }
+    if let Some(service) = &peer.service {
+        check_service(service, &format!("{field}.service"), out);
     }
     if let Some(selector) = &peer.selector {
         check_selector(selector, &format!("{field}.selector"), out);
@@ -219,6 +225,49 @@ fn check_peer(peer: &Peer, field: &str, out: &mut Vec<Violation>) {
                 }
             }
         }
+    }
+}
+
+fn check_service(service: &ServiceRef, field: &str, out: &mut Vec<Violation>) {
+    if !is_dns_label(&service.namespace, false) {
+        out.push(Violation::new(
+            format!("{field}.namespace"),
+            format!(
+                "service.namespace must be a namespace name: lower-case letters, digits and '-', \
+                 starting and ending with a letter or digit (got {:?})",
+                service.namespace
+            ),
+        ));
+    }
+    if !is_dns_label(&service.name, true) {
+        out.push(Violation::new(
+            format!("{field}.name"),
+            format!(
+                "service.name must be a Service name: lower-case letters, digits and '-', \
+                 starting with a letter and ending with a letter or digit (got {:?})",
+                service.name
+            ),
+        ));
+    }
+}
+
+/// An RFC 1123 label (RFC 1035 when `letter_first`), at most 63 characters.
+fn is_dns_label(text: &str, letter_first: bool) -> bool {
+    let bytes = text.as_bytes();
+    let inner = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+    let end = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            bytes.len() <= 63
+                && (if letter_first {
+                    first.is_ascii_lowercase()
+                } else {
+                    end(first)
+                })
+                && end(last)
+                && bytes.iter().all(inner)
+        }
+        _ => false,
     }
 }
 
@@ -271,7 +320,8 @@ scope: {selector: {matchLabels: {app: web}}}
 ingress:
 - action: allow
   peers: [{selector: {matchExpressions: [{key: env, operator: In, values: [prod]}]}},
-          {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}, {reserved: host}]
+          {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}, {reserved: host},
+          {service: {namespace: prod, name: db}}]
   ports: [{protocol: TCP, port: 80, endPort: 90}, {protocol: ICMP, icmpType: 8}]
 ";
         assert_eq!(violations(spec), Vec::<String>::new());
@@ -318,7 +368,8 @@ ingress:
             ),
             (
                 "egress: [{action: deny, peers: [{reserved: world, cidr: 10.0.0.0/8}]}]",
-                "spec.egress[0].peers[0]: a peer sets exactly one of selector, cidr or reserved",
+                "spec.egress[0].peers[0]: a peer sets exactly one of selector, cidr, reserved or service; \
+                 to name a Service and something else, write two peers",
             ),
             (
                 "egress: [{action: allow, peers: [{selector: {matchExpressions: [{key: a, operator: Exists, values: [x]}]}}]}]",

@@ -26,6 +26,7 @@ use crate::snapshot::{Change, Snapshot};
 mod allocation;
 mod node_maps;
 mod selection_index;
+mod services;
 mod status_facts;
 
 /// Settings that are not part of the cluster state.
@@ -363,6 +364,8 @@ impl Compiler {
                 dirty.endpoints.insert(EndpointRef::ExternalNode(n.clone()));
             }
             Change::UpsertMapping(..) | Change::DeleteMapping(_) => {}
+            // `refresh_services` in `run` follows the backends.
+            Change::UpsertEndpointSlice(..) | Change::DeleteEndpointSlice(_) => {}
             Change::UpsertPolicy(name, _)
             | Change::DeletePolicy(name)
             | Change::SetEffectiveMode(name, _) => {
@@ -414,6 +417,7 @@ impl Compiler {
 
     fn run(&mut self, mut dirty: Dirty) {
         let touched = self.relabel(&mut dirty);
+        self.refresh_services(&mut dirty);
         self.assign_rule_ids(&mut dirty);
         self.reselect(&touched, &mut dirty);
         self.rebuild_nodes(&mut dirty);

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Compiler, Dirty};
 use crate::output::{MappingFacts, PolicyFacts};
-use crate::selection::{PreparedPolicy, Selection};
+use bulkhead_api::identity::WORLD;
+
+use crate::selection::{PeerSel, PreparedPolicy, Selection};
 
 impl Compiler {
     pub(super) fn refresh_facts(&mut self, dirty: &Dirty) {
@@ -97,8 +99,25 @@ pub(super) fn policy_warnings(policy: &PreparedPolicy, sel: &Selection) -> Vec<S
     }
     for (r, rule) in policy.rules.iter().enumerate() {
         for (p, set) in sel.peer_sets.get(r).into_iter().flatten().enumerate() {
-            if set.is_empty() {
-                warnings.push(format!("{} peers[{p}] selects nothing", rule.name));
+            let service = match rule.peers.as_ref().and_then(|peers| peers.get(p)) {
+                Some(PeerSel::Service(service)) => Some(service),
+                _ => None,
+            };
+            match service {
+                Some(s) if set.is_empty() => warnings.push(format!(
+                    "{} peers[{p}] selects nothing: Service {s} has no endpoints \
+                     (no EndpointSlice lists a backend for it)",
+                    rule.name
+                )),
+                Some(s) if set.contains(&WORLD) => warnings.push(format!(
+                    "{} peers[{p}]: Service {s} has a backend address that no endpoint or \
+                     labeled CIDR owns, so the peer names world",
+                    rule.name
+                )),
+                _ if set.is_empty() => {
+                    warnings.push(format!("{} peers[{p}] selects nothing", rule.name));
+                }
+                _ => {}
             }
         }
     }
