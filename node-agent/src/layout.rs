@@ -6,7 +6,7 @@
 #![allow(unsafe_code)] // aya's `Pod` is an unsafe marker trait: these are plain old data.
 
 /// Version of the map layout; maps live under `/sys/fs/bpf/bulkhead/v<N>/`.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
@@ -51,7 +51,7 @@ pub const POLICY_FULL_PREFIX: u32 = 96;
 pub const POLICY_FIXED_PREFIX: u32 = 72;
 
 /// Names of the per-CPU counters, in index order (`BH_CNT_*`).
-pub const COUNTER_NAMES: [&str; 21] = [
+pub const COUNTER_NAMES: [&str; 22] = [
     "packets",
     "allowed",
     "denied",
@@ -73,6 +73,7 @@ pub const COUNTER_NAMES: [&str; 21] = [
     "icmp_related",
     "icmp_unrelated",
     "ct_full",
+    "via_service",
 ];
 
 /// `struct ipcache_v4_key`. aya's `lpm_trie::Key<[u8; 4]>` has the same layout.

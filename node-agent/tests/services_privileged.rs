@@ -133,6 +133,11 @@ fn egress_to_a_service_is_judged_on_the_backend_privileged() {
             v, PASS,
             "{vip}: unmarked, only b's ingress (selective) is judged"
         );
+        // Two packets went to the Service address; the counter behind
+        // `bulkhead_agent_service_deferred_packets_total` counts exactly
+        // those, not the translated packets nor the replies.
+        let counters = t.dp.counters().expect("counters");
+        assert_eq!(counters["via_service"], 2, "{vip}: {counters:?}");
     }
 }
 
