@@ -22,6 +22,10 @@ pub struct ServiceSpec {
     pub selector: Vec<(String, String)>,
     pub port: u16,
     pub target_port: u16,
+    /// More ports, each sent to the same port on the backends.
+    pub more_ports: Vec<u16>,
+    /// SCTP as well as TCP and UDP on every port.
+    pub sctp: bool,
 }
 
 impl ServiceSpec {
@@ -35,6 +39,19 @@ impl ServiceSpec {
                 .collect(),
             port,
             target_port: port,
+            more_ports: Vec::new(),
+            sctp: false,
+        }
+    }
+
+    /// The same Service on several ports (the first is `port`), over TCP,
+    /// UDP and SCTP.
+    pub fn on_ports(namespace: &str, name: &str, selector: &[(&str, &str)], ports: &[u16]) -> Self {
+        let first = ports.first().copied().unwrap_or(0);
+        Self {
+            more_ports: ports.iter().skip(1).copied().collect(),
+            sctp: true,
+            ..Self::new(namespace, name, selector, first)
         }
     }
 
@@ -44,15 +61,31 @@ impl ServiceSpec {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
-        let port = |proto: &str| {
-            serde_json::json!({"name": proto.to_lowercase(), "protocol": proto,
-                               "port": self.port, "targetPort": self.target_port})
+        let protocols: &[&str] = if self.sctp {
+            &["TCP", "UDP", "SCTP"]
+        } else {
+            &["TCP", "UDP"]
         };
+        let mut ports = Vec::new();
+        for (i, (port, target)) in std::iter::once((self.port, self.target_port))
+            .chain(self.more_ports.iter().map(|p| (*p, *p)))
+            .enumerate()
+        {
+            for proto in protocols {
+                // The first port's names stay `tcp` and `udp`.
+                let name = if i == 0 {
+                    proto.to_lowercase()
+                } else {
+                    format!("{}-{port}", proto.to_lowercase())
+                };
+                ports.push(serde_json::json!({"name": name, "protocol": proto,
+                                              "port": port, "targetPort": target}));
+            }
+        }
         serde_json::json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"namespace": self.namespace, "name": self.name},
-            "spec": {"type": "ClusterIP", "selector": selector,
-                     "ports": [port("TCP"), port("UDP")]},
+            "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
         })
     }
 }
