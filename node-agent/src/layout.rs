@@ -41,6 +41,10 @@ pub const CT_F_CLOSING: u8 = 1;
 /// A pod's entry for a flow it sent to a Service address: its egress is
 /// judged in the entry of the translated tuple (bpf/lib/service.h).
 pub const CT_F_VIA_SERVICE: u8 = 2;
+/// `BH_CT_F_SNAT_HIDDEN`: the source is the node masquerading a client.
+pub const CT_F_SNAT_HIDDEN: u8 = 4;
+/// `BH_FLOW_F_SNAT_HIDDEN` in `flow_event.flags`.
+pub const FLOW_F_SNAT_HIDDEN: u8 = 1;
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -230,7 +234,9 @@ pub struct FlowEvent {
     pub would_verdict: u8,
     pub mode: u8,
     pub reason: u8,
-    pub pad: [u8; 7],
+    /// `BH_FLOW_F_*`.
+    pub flags: u8,
+    pub pad: [u8; 6],
 }
 
 /// `struct datapath_state`.
