@@ -209,14 +209,14 @@ fn constants_match_the_c_header() {
     );
     assert_eq!(
         define_value(conntrack, "BH_CT_F_SNAT_HIDDEN"),
-        u64::from(bulkhead_agent::layout::CT_F_SNAT_HIDDEN)
+        u64::from(CT_F_SNAT_HIDDEN)
     );
     assert_eq!(
         define_value(
             include_str!("../../bpf/include/flow_types.h"),
             "BH_FLOW_F_SNAT_HIDDEN"
         ),
-        u64::from(bulkhead_agent::layout::FLOW_F_SNAT_HIDDEN)
+        u64::from(FLOW_F_SNAT_HIDDEN)
     );
     let policy = include_str!("../../bpf/include/policy_types.h");
     assert!(policy.contains(&format!(
