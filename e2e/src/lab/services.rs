@@ -26,6 +26,32 @@ pub struct ServiceSpec {
     pub more_ports: Vec<u16>,
     /// SCTP as well as TCP and UDP on every port.
     pub sctp: bool,
+    /// ClusterIP, NodePort or LoadBalancer, and how outside traffic is routed.
+    pub exposure: Exposure,
+}
+
+/// How a Service is reached from outside the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposure {
+    /// `type: ClusterIP`: from inside only.
+    ClusterIp,
+    /// `type: NodePort` on this node port (the first Service port).
+    NodePort { node_port: u16, local: bool },
+    /// `type: LoadBalancer` on this node port; the address comes from
+    /// [`Lab::set_load_balancer_ip`], as a cloud controller would write it.
+    LoadBalancer { node_port: u16, local: bool },
+}
+
+impl Exposure {
+    fn fields(self) -> (&'static str, Option<(u16, bool)>) {
+        match self {
+            Exposure::ClusterIp => ("ClusterIP", None),
+            Exposure::NodePort { node_port, local } => ("NodePort", Some((node_port, local))),
+            Exposure::LoadBalancer { node_port, local } => {
+                ("LoadBalancer", Some((node_port, local)))
+            }
+        }
+    }
 }
 
 impl ServiceSpec {
@@ -41,7 +67,13 @@ impl ServiceSpec {
             target_port: port,
             more_ports: Vec::new(),
             sctp: false,
+            exposure: Exposure::ClusterIp,
         }
+    }
+
+    /// The same Service, exposed outside the cluster.
+    pub fn exposed(self, exposure: Exposure) -> Self {
+        Self { exposure, ..self }
     }
 
     /// The same Service on several ports (the first is `port`), over TCP,
@@ -78,14 +110,23 @@ impl ServiceSpec {
                 } else {
                     format!("{}-{port}", proto.to_lowercase())
                 };
-                ports.push(serde_json::json!({"name": name, "protocol": proto,
-                                              "port": port, "targetPort": target}));
+                let mut entry = serde_json::json!({"name": name, "protocol": proto,
+                                                   "port": port, "targetPort": target});
+                if let (0, Some((node_port, _))) = (i, self.exposure.fields().1) {
+                    entry["nodePort"] = node_port.into();
+                }
+                ports.push(entry);
             }
+        }
+        let (kind, outside) = self.exposure.fields();
+        let mut spec = serde_json::json!({"type": kind, "selector": selector, "ports": ports});
+        if let Some((_, local)) = outside {
+            spec["externalTrafficPolicy"] = if local { "Local" } else { "Cluster" }.into();
         }
         serde_json::json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"namespace": self.namespace, "name": self.name},
-            "spec": {"type": "ClusterIP", "selector": selector, "ports": ports},
+            "spec": spec,
         })
     }
 }
