@@ -131,7 +131,6 @@ fn records(lab: &Lab, node: &str) -> Vec<FlowRecord> {
 }
 
 #[test]
-#[ignore = "not yet run against the lab: the lab tools were still building when it was written (run with --ignored)"]
 fn node_ports_and_load_balancers_judge_the_client_or_the_node_as_documented() {
     let mut spec = LabSpec::new(2);
     spec.collector = false;
