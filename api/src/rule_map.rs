@@ -256,8 +256,8 @@ pub struct NodeRuleMapStatus {
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub programmed_identity_maps: std::collections::BTreeMap<String, i64>,
     /// Hits of the rules of this map that decided something on this node,
-    /// by rule id (`crate::hits`). Refreshed at the agent's hits interval
-    /// and written only when they change.
+    /// by rule id. Refreshed at the agent's hits interval and written only
+    /// when they change.
     #[serde(default)]
     pub rule_hits: Vec<crate::hits::NodeRuleHits>,
     /// `Ready`, `Reconciling` and `Stalled`.
