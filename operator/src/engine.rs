@@ -241,7 +241,10 @@ impl Engine {
             }
         }
         if self.hits_due && !self.dirty {
+            // Every policy's status, agents' reports included.
             self.write_policy_statuses(None).await;
+            self.status_nodes.clear();
+            return Ok(true);
         }
         if self.dirty {
             self.publish().await?;
@@ -581,3 +584,7 @@ mod tests;
 #[cfg(test)]
 #[path = "engine_promotion_tests.rs"]
 mod promotion_tests;
+
+#[cfg(test)]
+#[path = "engine_hits_tests.rs"]
+mod hits_tests;

@@ -343,11 +343,9 @@ impl StatusWriter {
         name: &str,
     ) -> Result<Vec<bulkhead_api::hits::RuleHits>, Error> {
         read_once::<SegmentationPolicy>(&mut self.policies, client, name).await?;
-        Ok(self
-            .policies
-            .get(name)
-            .map(|s| s.rule_hits.clone())
-            .unwrap_or_default())
+        // No status yet: remembered as empty, so the write does not read again.
+        let status = self.policies.entry(name.to_string()).or_default();
+        Ok(status.rule_hits.clone())
     }
 
     /// Writes a mapping's status if it changed.
