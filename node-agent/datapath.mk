@@ -34,6 +34,7 @@ test-datapath: datapath-deps
 	$(CARGO) test -p bulkhead-agent --test prog_test_run_privileged --test datapath_netns_privileged \
 		--test spoofing_privileged --test conntrack_lifecycle_privileged --test conntrack_full_privileged \
 		--test programming_all_or_nothing_privileged --test services_privileged --test upgrade_privileged \
+		--test rule_hits_privileged \
 		-- --test-threads=2
 
 # Per-packet run time and programming time at 10,000 rules, beside baselines.
