@@ -275,6 +275,7 @@ subjects: [{kind: Group, apiGroup: rbac.authorization.k8s.io, name: app-teams}]
 }
 
 fn step5_recertify_lists_the_unused_rule(lab: &mut Lab) {
+    let step = Instant::now();
     let k = lab.kubectl();
     let hits = eventually("the metrics rule's hits in the policy's status", || {
         let st = k.run(&[
@@ -426,4 +427,5 @@ fn step5_recertify_lists_the_unused_rule(lab: &mut Lab) {
         "an idle cluster wrote a status (policy db, node-1, node-2)"
     );
     println!("idle for {:?}: no status writes", started.elapsed());
+    println!("step 5 took {:?}", step.elapsed());
 }
