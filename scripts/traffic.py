@@ -164,10 +164,32 @@ def udp_loop(s, fam, name):
         s.sendmsg([answer_for(name, data)], reply_anc, 0, addr)
 
 
+def crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C = crc32c_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
 def sctp_packet(sport, dport, chunk_type):
-    # Common header (checksum left 0: nothing on the path verifies it) and one
-    # 20-byte chunk.
-    return struct.pack("!HHII", sport, dport, 0, 0) + struct.pack("!BBH", chunk_type, 0, 20) + bytes(16)
+    # A common header and one 20-byte chunk, with a real CRC32c (stored
+    # little-endian, as the kernel does): netfilter's conntrack marks a bad
+    # one invalid, and kube-proxy drops invalid packets it forwards.
+    packet = struct.pack("!HHII", sport, dport, 0, 0) + struct.pack("!BBH", chunk_type, 0, 20) + bytes(16)
+    return packet[:8] + struct.pack("<I", crc32c(packet)) + packet[12:]
 
 
 def serve_sctp(fam, only):
