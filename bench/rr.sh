@@ -151,7 +151,7 @@ bulkhead() {
     local n=$1 mode=$2 dir=$WORK/maps-$1-$2 k max
     [ -d "$dir" ] || python3 "$ROOT/bench/rr/gen.py" --rules "$n" --mode "$mode" --out "$dir" \
         --node rr-n1=a,b --node rr-n2=d
-    max=$(( n * 2 > 4194304 ? n * 2 : 4194304 ))
+    max=$(( n * 2 > 262144 ? n * 2 : 262144 ))
     for k in 1 2; do
         local status=$WORK/status-n$k.json start
         rm -f "$status"

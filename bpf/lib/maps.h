@@ -43,7 +43,7 @@
 /* The LPM tries allocate a node per entry as it is inserted and nothing up
  * front, so their capacities are ceilings, not sizes: what they cost is what
  * the rule map puts in them. The ceilings are far above any node's needs
- * (16M addresses, 4M flattened policy entries by default) so that a large
+ * (16M addresses) so that a large
  * cluster never meets a default limit; the agent still refuses a rule map
  * that would not fit, whole, before it writes a slot. */
 #define BH_IPCACHE_MAX (1 << 24)
@@ -55,9 +55,11 @@ BH_SLOTTED_MAPS(bh_endpoints, BPF_MAP_TYPE_HASH, struct endpoint_key, struct end
 		4096, 0);
 /* Host-side ifindex of a pod veth -> the endpoint behind it. */
 BH_SLOTTED_MAPS(bh_ifaces, BPF_MAP_TYPE_HASH, __u32, struct endpoint_info, 4096, 0);
-/* The agent sets its ceiling (--policy-max-entries, 4M by default). */
+/* The agent sets its ceiling (--policy-max-entries, 262,144 by default:
+ * bh_rule_hits, a hash whose bucket array is allocated up front, is sized
+ * at twice it). */
 BH_SLOTTED_MAPS(bh_policy, BPF_MAP_TYPE_LPM_TRIE, struct policy_key, struct policy_value,
-		1 << 22, BPF_F_NO_PREALLOC);
+		262144, BPF_F_NO_PREALLOC);
 BH_SLOTTED_MAPS(bh_failsafe, BPF_MAP_TYPE_HASH, struct failsafe_key, struct failsafe_value,
 		256, 0);
 

@@ -69,7 +69,7 @@ impl Default for LoadOptions {
             anti_spoofing: true,
             emit_new_flows: true,
             report_interval: Duration::from_secs(5),
-            policy_max_entries: 1 << 22,
+            policy_max_entries: 262_144,
             conntrack_max_entries: 131_072,
             service_cidrs: Vec::new(),
             layout_version: LAYOUT_VERSION,

@@ -141,7 +141,7 @@ struct Args {
     /// Ceiling of the policy map (entries after flattening). The map is an
     /// LPM trie that allocates per entry, so a high ceiling costs nothing
     /// until it is used; a rule map that would not fit is refused whole.
-    #[arg(long, default_value_t = 1 << 22)]
+    #[arg(long, default_value_t = 262_144)]
     policy_max_entries: u32,
     /// Capacity of the conntrack table of full-mode endpoints' flows (when
     /// full, their new flows are refused; established ones never evicted).
