@@ -123,7 +123,6 @@ fn mirrors_match_btf_of_every_object() {
             "pad" => pad,
         ]);
         check!(s, "datapath_state", DatapathState, ["generation" => generation, "pad" => pad]);
-        check!(s, "rule_hit_value", RuleHitValue, ["count" => count, "last_hit_ns" => last_hit_ns]);
     }
     // aya's LPM key wrapper must lay the data out right after prefixlen.
     assert_eq!(

@@ -38,7 +38,7 @@ pub(super) fn engine(client: Client) -> (Engine, Arc<Metrics>) {
     (engine, metrics)
 }
 
-pub(super) fn passes(metrics: &Metrics, kind: &str) -> u64 {
+fn passes(metrics: &Metrics, kind: &str) -> u64 {
     metrics
         .passes
         .get_or_create(&PassLabel { kind: kind.into() })

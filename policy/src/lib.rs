@@ -35,7 +35,6 @@ mod labels;
 pub mod netpol;
 mod node_map;
 pub mod output;
-pub mod recertify;
 mod selection;
 pub mod service;
 mod shards;
