@@ -212,7 +212,6 @@ fn record(
         packets: flows * 10,
         bytes: flows * 1000,
         service: None,
-        source_hidden_by_snat: false,
     }
 }
 
