@@ -54,9 +54,7 @@ BH_SLOTTED_MAPS(bh_endpoints, BPF_MAP_TYPE_HASH, struct endpoint_key, struct end
 		4096, 0);
 /* Host-side ifindex of a pod veth -> the endpoint behind it. */
 BH_SLOTTED_MAPS(bh_ifaces, BPF_MAP_TYPE_HASH, __u32, struct endpoint_info, 4096, 0);
-/* The agent sets its ceiling (--policy-max-entries, 262,144 by default:
- * bh_rule_hits, a hash whose bucket array is allocated up front, is sized
- * at twice it). */
+/* The agent sets its ceiling (--policy-max-entries, 262,144 by default). */
 BH_SLOTTED_MAPS(bh_policy, BPF_MAP_TYPE_LPM_TRIE, struct policy_key, struct policy_value,
 		262144, BPF_F_NO_PREALLOC);
 BH_SLOTTED_MAPS(bh_failsafe, BPF_MAP_TYPE_HASH, struct failsafe_key, struct failsafe_value,
