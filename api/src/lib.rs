@@ -23,6 +23,7 @@ pub mod exposition;
 pub mod external_node;
 pub mod flow;
 pub mod governance;
+pub mod hits;
 pub mod identity;
 pub mod identity_map;
 pub mod mapping;

@@ -407,4 +407,9 @@ pub struct SegmentationPolicyStatus {
     /// The promotion gate's progress; null without `spec.promotion`.
     #[serde(default)]
     pub promotion: Option<PromotionStatus>,
+    /// Hits of the rules that decided something, over every node; a rule
+    /// not listed was never hit. Refreshed at the operator's hits
+    /// interval, written only when it changes.
+    #[serde(default)]
+    pub rule_hits: Vec<crate::hits::RuleHits>,
 }

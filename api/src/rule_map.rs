@@ -255,6 +255,11 @@ pub struct NodeRuleMapStatus {
     /// these, not `programmedGeneration`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub programmed_identity_maps: std::collections::BTreeMap<String, i64>,
+    /// Hits of the rules of this map that decided something on this node,
+    /// by rule id. Refreshed at the agent's hits interval and written only
+    /// when they change.
+    #[serde(default)]
+    pub rule_hits: Vec<crate::hits::NodeRuleHits>,
     /// `Ready`, `Reconciling` and `Stalled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

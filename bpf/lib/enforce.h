@@ -5,8 +5,10 @@
  *                                             maps' generation moved on
  *   reply (reversed tuple, other direction) -> pass; same re-evaluation of the
  *                                             original flow
- *   new                                     -> decide; allowed flows get an
- *                                             entry, denied packets are dropped
+ *   new                                     -> decide (a hit of the deciding
+ *                                             rule, lib/hits.h); allowed flows
+ *                                             get an entry, denied packets are
+ *                                             dropped
  *
  * A re-evaluation that now denies deletes the entry and drops the packet, so
  * a policy change stops established connections at their next packet.
@@ -31,6 +33,7 @@
 
 #include "conntrack.h"
 #include "flow.h"
+#include "hits.h"
 #include "identity.h"
 
 #define BH_CONTINUE -2
@@ -169,6 +172,7 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 	}
 
 	bh_decide(p, ep, dir, peer, p->protocol, p->policy_port, &d);
+	bh_hit(&d, now);
 	if (d.reason == BH_REASON_FAILSAFE)
 		bh_count(BH_CNT_FAILSAFE);
 	if (d.verdict == BH_VERDICT_DENY) {

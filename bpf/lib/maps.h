@@ -11,6 +11,7 @@
 #include "conntrack_types.h"
 #include "flow_types.h"
 #include "state_types.h"
+#include "hits_types.h"
 
 /* The maps the agent programs come in two slots, _a and _b: one generation
  * of the node's rules each. The agent writes the slot not in force, then
@@ -95,6 +96,18 @@ struct {
 	__uint(max_entries, BH_CNT_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bh_counters SEC(".maps");
+
+/* Rule id -> hits (include/hits_types.h). Not slotted: hits outlive the
+ * generation that made them. The loader sizes it from the policy map's
+ * capacity: twice one slot's, for the deciding rules of both slots. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, __u32);
+	__type(value, struct rule_hit_value);
+	__uint(max_entries, 2 * 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bh_rule_hits SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -59,6 +59,9 @@ pub enum Command {
     /// Why a recent flow was denied: the deciding rule, its policy, owner
     /// and contact, and the command that asks for an exception.
     Why(crate::governance::WhyArgs),
+    /// Rules to recertify: never hit, not hit within --unused-for (from
+    /// the datapath's rule hits), expired, or past their review date.
+    Recertify(crate::governance::RecertifyArgs),
     /// SegmentationExceptions: request (what-if first), approve, list.
     #[command(subcommand)]
     Exception(crate::governance::ExceptionCommand),

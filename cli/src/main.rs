@@ -41,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(a) => return kubectl_bulkhead::reports::report(a),
         Command::ExternalNode(a) => return kubectl_bulkhead::externalnode::run(a),
         Command::Why(a) => return kubectl_bulkhead::governance::why(a),
+        Command::Recertify(a) => return kubectl_bulkhead::governance::recertify::run(a),
         Command::Exception(c) => return kubectl_bulkhead::governance::run(c),
         Command::Import {
             command: kubectl_bulkhead::cmdb::ImportCommand::Cmdb(a),
@@ -67,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Report(_)
         | Command::ExternalNode(_)
         | Command::Why(_)
+        | Command::Recertify(_)
         | Command::Exception(_)
         | Command::Import { .. } => {
             unreachable!("handled above")
@@ -92,6 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Report(_)
         | Command::ExternalNode(_)
         | Command::Why(_)
+        | Command::Recertify(_)
         | Command::Exception(_)
         | Command::Import { .. } => {
             unreachable!("handled above")

@@ -119,6 +119,7 @@ pub fn start_agent(state: &StateDir, config: &AgentConfig) -> Result<Process> {
         .arg(format!("--flow-log={}", config.flow_log().display()))
         .arg(format!("--metrics-addr={}", config.metrics_addr()))
         .arg("--flow-interval-ms=1000")
+        .arg("--hits-interval-ms=1000")
         // Pods' egress to a ClusterIP is judged on the backend, after the
         // node's kube-proxy translated it.
         .arg(format!("--service-cidr={}", crate::services::SERVICE_CIDR));

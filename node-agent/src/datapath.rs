@@ -8,6 +8,7 @@
 //!  interfaces ───────────sync_interfaces()──► Attacher (TCX / clsact),
 //!                                             and a re-bind when routes moved
 //!  bh_events ──────────── read_flows() ─────► FlowAggregator ─► records
+//!  bh_rule_hits ───────── rule_hits() ──────► rule id → hits, last hit
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +19,7 @@ use crate::desired::Desired;
 use crate::error::Result;
 use crate::flows::{FlowAggregator, FlowReader};
 use crate::loader::{self, LoadOptions, Loaded};
+use crate::maps::hits::RuleHits;
 use crate::maps::{Maps, ProgramStats};
 
 /// Which interfaces get which programs.
@@ -227,5 +229,16 @@ impl Datapath {
 
     pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>> {
         self.maps.counters.read()
+    }
+
+    /// Rule id → hits over every CPU (`bh_rule_hits`).
+    pub fn rule_hits(&self) -> Result<BTreeMap<u32, RuleHits>> {
+        self.maps.hits.read()
+    }
+
+    /// Deletes the hits of rules not in `keep` (rules the node no longer
+    /// carries), so the map holds only what the slots can decide.
+    pub fn forget_rule_hits(&mut self, keep: &std::collections::BTreeSet<u32>) -> Result<usize> {
+        self.maps.hits.forget(keep)
     }
 }

@@ -240,6 +240,14 @@ pub struct DatapathState {
     pub pad: u32,
 }
 
+/// `struct rule_hit_value`: one CPU's hits of one rule (`bh_rule_hits`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RuleHitValue {
+    pub count: u64,
+    pub last_hit_ns: u64,
+}
+
 // SAFETY: every type above is #[repr(C)], made only of integers and integer
 // arrays, with explicit padding fields, so every bit pattern is valid and
 // there are no implicit padding bytes.
@@ -257,6 +265,7 @@ unsafe impl aya::Pod for CtKey {}
 unsafe impl aya::Pod for CtValue {}
 unsafe impl aya::Pod for FlowEvent {}
 unsafe impl aya::Pod for DatapathState {}
+unsafe impl aya::Pod for RuleHitValue {}
 
 impl FlowEvent {
     /// Reads an event from ring-buffer bytes; `None` when the record is too short.

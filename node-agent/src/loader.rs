@@ -137,6 +137,7 @@ fn load_object(
         .map_max_entries("bh_policy_a", opts.policy_max_entries)
         .map_max_entries("bh_policy_b", opts.policy_max_entries)
         .map_max_entries("bh_conntrack", opts.conntrack_max_entries)
+        .map_max_entries("bh_rule_hits", rule_hits_capacity(opts.policy_max_entries))
         .override_global("bh_cfg_ct_timeout_ns", &timeout, true)
         .override_global("bh_cfg_ct_closing_timeout_ns", &closing, true)
         .override_global("bh_cfg_anti_spoofing", &spoofing, true)
@@ -151,6 +152,13 @@ fn load_object(
             object,
             source: Box::new(source),
         })
+}
+
+/// Capacity of `bh_rule_hits`: every rule that decides anything is the
+/// value of a policy entry of one of the two slots, so twice a slot's
+/// capacity holds them all, however many rules there are (no cap of its own).
+pub fn rule_hits_capacity(policy_max_entries: u32) -> u32 {
+    policy_max_entries.saturating_mul(2)
 }
 
 /// The Service ranges as the programs' globals: network-order bytes and a

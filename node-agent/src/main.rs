@@ -111,6 +111,10 @@ struct Args {
     /// Serve /metrics, /healthz and /readyz here.
     #[arg(long, env = "BULKHEAD_METRICS_ADDR", value_name = "ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
+    /// How often the rule hit counters are read and, when they changed,
+    /// written to the NodeRuleMap's status (cluster mode).
+    #[arg(long, default_value_t = 60_000)]
+    hits_interval_ms: u64,
     /// How often an established flow reports its packets and bytes.
     #[arg(long, default_value_t = 5000)]
     flow_report_interval_ms: u64,
@@ -220,6 +224,7 @@ fn main() -> anyhow::Result<()> {
             node,
             interfaces,
             poll_interval: Duration::from_millis(args.poll_interval_ms),
+            hits_interval: Duration::from_millis(args.hits_interval_ms.max(100)),
             outputs,
             detach_on_exit: args.detach_on_exit,
             external,

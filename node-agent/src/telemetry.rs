@@ -63,6 +63,10 @@ pub struct Telemetry {
     pub export_sent: Counter,
     pub export_dropped: Counter,
     pub export_errors: Counter,
+    /// Reads of `bh_rule_hits`, one per hits interval.
+    pub rule_hits_reads: Counter,
+    /// Rules with hits on this node, as last read.
+    pub rules_hit: Gauge,
     counters_seen: Mutex<BTreeMap<&'static str, u64>>,
     export_seen: Mutex<(u64, u64, u64)>,
     pub ready: AtomicBool,
@@ -105,6 +109,8 @@ impl Telemetry {
             export_sent: Counter::default(),
             export_dropped: Counter::default(),
             export_errors: Counter::default(),
+            rule_hits_reads: Counter::default(),
+            rules_hit: Gauge::default(),
             counters_seen: Mutex::new(BTreeMap::new()),
             export_seen: Mutex::new((0, 0, 0)),
             ready: AtomicBool::new(false),
@@ -191,6 +197,16 @@ impl Telemetry {
             "export_errors",
             "Failed sends to the collector (retried)",
             t.export_errors.clone(),
+        );
+        registry.register(
+            "rule_hits_reads",
+            "Reads of the rule hit counters (one per hits interval)",
+            t.rule_hits_reads.clone(),
+        );
+        registry.register(
+            "rules_hit",
+            "Rules of this node's rule map that decided something since the datapath was loaded",
+            t.rules_hit.clone(),
         );
         Telemetry { registry, ..t }
     }

@@ -122,6 +122,7 @@ fn mirrors_match_btf_of_every_object() {
             "would_verdict" => would_verdict, "mode" => mode, "reason" => reason, "pad" => pad,
         ]);
         check!(s, "datapath_state", DatapathState, ["generation" => generation, "pad" => pad]);
+        check!(s, "rule_hit_value", RuleHitValue, ["count" => count, "last_hit_ns" => last_hit_ns]);
     }
     // aya's LPM key wrapper must lay the data out right after prefixlen.
     assert_eq!(

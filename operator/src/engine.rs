@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use crate::call::{bounded, CALL_TIMEOUT};
 use crate::exceptions::Exceptions;
 use crate::feed::{FeedEvent, Kind};
+use crate::hits;
 use crate::http::Health;
 use crate::metrics::{CompileLabel, Metrics};
 use crate::promotion::Promotions;
@@ -52,6 +53,12 @@ pub struct Engine {
     exceptions: Exceptions,
     /// Rules the compiler's clock has expired, as last seen (for Events).
     expired: BTreeMap<String, Vec<(String, jiff::Timestamp)>>,
+    /// How often rule hits are gathered from the agents into policy status.
+    hits_interval: Duration,
+    /// The hits interval came round: the next full status pass gathers hits.
+    hits_due: bool,
+    /// Rules not hit for this long count as unused (`bulkhead_operator_rules_recertify`).
+    unused_for: jiff::SignedDuration,
 }
 
 impl std::fmt::Debug for Engine {
@@ -93,7 +100,18 @@ impl Engine {
             check_due: true,
             exceptions: Exceptions::new(bulkhead_policy::exception::DEFAULT_MAX_DURATION),
             expired: BTreeMap::new(),
+            hits_interval: Duration::from_secs(60),
+            hits_due: true,
+            unused_for: jiff::SignedDuration::from_hours(90 * 24),
         }
+    }
+
+    /// The same engine gathering rule hits every `interval`, and counting
+    /// rules not hit for `unused_for` as unused.
+    pub fn with_hits(mut self, interval: Duration, unused_for: jiff::SignedDuration) -> Self {
+        self.hits_interval = interval;
+        self.unused_for = unused_for;
+        self
     }
 
     /// The same engine refusing exceptions that run longer than `max` after their request.
@@ -130,6 +148,8 @@ impl Engine {
         let mut retry: Option<Instant> = None;
         let mut gates = tokio::time::interval(self.promotions.interval);
         gates.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut hits = tokio::time::interval(self.hits_interval);
+        hits.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wait = retry.map_or(Duration::from_secs(30), |t| {
                 t.saturating_duration_since(Instant::now())
@@ -145,6 +165,7 @@ impl Engine {
                 }
                 _ = tokio::time::sleep(wait) => { self.dirty = true; }
                 _ = gates.tick() => { self.check_due = true; }
+                _ = hits.tick() => { self.hits_due = true; }
             }
             // Take everything that is already queued before publishing once.
             while let Ok(e) = rx.try_recv() {
@@ -218,6 +239,12 @@ impl Engine {
             if !self.dirty {
                 self.write_policy_statuses(None).await;
             }
+        }
+        if self.hits_due && !self.dirty {
+            // Every policy's status, agents' reports included.
+            self.write_policy_statuses(None).await;
+            self.status_nodes.clear();
+            return Ok(true);
         }
         if self.dirty {
             self.publish().await?;
@@ -477,6 +504,9 @@ impl Engine {
                 && nodes.is_none_or(|n| facts.nodes.iter().any(|f| n.contains(f)))
         });
         let now = jiff::Timestamp::now();
+        // Hits move only at the hits interval, in a pass over every policy.
+        let refresh_hits = nodes.is_none() && self.hits_due;
+        let mut gathered: Vec<(String, Vec<bulkhead_api::hits::RuleHits>)> = Vec::new();
         if nodes.is_none() {
             let specs = compiler.snapshot().policies.values();
             let overdue = specs.filter(|s| bulkhead_policy::governance::overdue(s, now));
@@ -506,6 +536,21 @@ impl Engine {
                     .push(status::promoted_condition(gate, generation));
                 st.promotion = Some(gate.clone());
             }
+            let before = match self.statuses.written_hits(&self.client, name).await {
+                Ok(h) => h,
+                Err(e) => {
+                    self.metrics.error("segmentationpolicy");
+                    tracing::warn!(error = %e, "status not read; not written");
+                    continue;
+                }
+            };
+            st.rule_hits = match spec.filter(|_| refresh_hits) {
+                Some(spec) => hits::policy_hits(name, spec, self.rule_maps.values(), &before),
+                None => before,
+            };
+            if refresh_hits {
+                gathered.push((name.clone(), st.rule_hits.clone()));
+            }
             if let Err(e) = self
                 .statuses
                 .policy(&self.client, &self.recorder, name, st, &self.metrics)
@@ -514,6 +559,17 @@ impl Engine {
                 self.metrics.error("segmentationpolicy");
                 tracing::warn!(error = %e, "status not written");
             }
+        }
+        if refresh_hits {
+            self.hits_due = false;
+            self.metrics.pass("hits");
+            let specs = &compiler.snapshot().policies;
+            let uses = gathered.iter().filter_map(|(name, hits)| {
+                let spec = specs.get(name)?;
+                Some(bulkhead_policy::recertify::PolicyUse { name, spec, hits })
+            });
+            let findings = bulkhead_policy::recertify::recertify(uses, now, self.unused_for);
+            self.metrics.observe_recertify(&findings);
         }
     }
 }
@@ -528,3 +584,7 @@ mod tests;
 #[cfg(test)]
 #[path = "engine_promotion_tests.rs"]
 mod promotion_tests;
+
+#[cfg(test)]
+#[path = "engine_hits_tests.rs"]
+mod hits_tests;

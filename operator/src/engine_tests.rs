@@ -38,7 +38,7 @@ pub(super) fn engine(client: Client) -> (Engine, Arc<Metrics>) {
     (engine, metrics)
 }
 
-fn passes(metrics: &Metrics, kind: &str) -> u64 {
+pub(super) fn passes(metrics: &Metrics, kind: &str) -> u64 {
     metrics
         .passes
         .get_or_create(&PassLabel { kind: kind.into() })

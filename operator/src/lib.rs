@@ -32,6 +32,7 @@ pub mod feed;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod heartbeat;
+pub mod hits;
 pub mod http;
 pub mod kpi;
 pub mod leader;

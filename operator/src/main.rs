@@ -58,6 +58,14 @@ struct Args {
     /// How long one question to the collector may take.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     collector_timeout: std::time::Duration,
+    /// How often rule hits are gathered from the NodeRuleMaps into each
+    /// SegmentationPolicy's status (written only when they changed).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    hits_interval: std::time::Duration,
+    /// Rules not hit for this long count as unused in
+    /// bulkhead_operator_rules_recertify (90d, 12w, 30d).
+    #[arg(long, default_value = "90d", value_parser = parse_window)]
+    unused_for: jiff::SignedDuration,
     /// How often promotion gates are checked.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     promotion_interval: std::time::Duration,
@@ -92,6 +100,12 @@ fn parse_mode(s: &str) -> Result<EnforcementMode, String> {
             "{s:?} is not a mode: use visibility, selective or full"
         )),
     }
+}
+
+fn parse_window(s: &str) -> Result<jiff::SignedDuration, String> {
+    bulkhead_insight::query::params::duration(s)
+        .filter(|d| d.is_positive())
+        .ok_or_else(|| format!("{s:?} is not a duration like 90d, 12w or 36h"))
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -188,7 +202,12 @@ async fn main() -> anyhow::Result<()> {
         .with_promotions(Promotions::new(collector, interval))
         .with_exception_max(std::time::Duration::from_secs(
             args.exception_max_hours * 3600,
-        ));
+        ))
+        .with_hits(
+            args.hits_interval
+                .max(std::time::Duration::from_millis(100)),
+            args.unused_for,
+        );
     tokio::select! {
         _ = engine.run(rx, leader_rx) => {}
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),

@@ -30,6 +30,13 @@ pub struct CompileLabel {
     pub mode: String,
 }
 
+/// Why rules are to be recertified: four values.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// never_hit, unused, expired or review_overdue.
+    pub reason: String,
+}
+
 /// A label naming a SegmentationPolicy that has a promotion gate: bounded
 /// by the policies people write, never by traffic.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -83,6 +90,9 @@ pub struct Metrics {
     pub rule_expirations: Counter,
     /// SegmentationPolicies past their review date (their own or a rule's).
     pub review_overdue: Gauge,
+    /// Rules to recertify, by reason (never hit, unused, expired, review
+    /// overdue); a rule counts once under each reason that holds.
+    pub rules_recertify: Family<ReasonLabel, Gauge>,
     pub kpis: crate::kpi::Kpis,
 }
 
@@ -104,6 +114,7 @@ impl Metrics {
             exception_expirations: Counter::default(),
             rule_expirations: Counter::default(),
             review_overdue: Gauge::default(),
+            rules_recertify: Family::default(),
             kpis: crate::kpi::Kpis::register(registry),
         };
         let r = registry.sub_registry_with_prefix("bulkhead_operator");
@@ -169,7 +180,22 @@ impl Metrics {
             "SegmentationPolicies past their reviewBy date (the policy's or one of its rules')",
             m.review_overdue.clone(),
         );
+        r.register(
+            "rules_recertify",
+            "SegmentationPolicy rules to recertify, by reason: never_hit, unused (not hit within --unused-for), expired, review_overdue",
+            m.rules_recertify.clone(),
+        );
         m
+    }
+
+    /// Sets `rules_recertify` from the findings of a hits pass.
+    pub fn observe_recertify(&self, findings: &[bulkhead_policy::recertify::Finding]) {
+        for (reason, n) in bulkhead_policy::recertify::count_by_reason(findings) {
+            let label = ReasonLabel {
+                reason: reason.label().into(),
+            };
+            self.rules_recertify.get_or_create(&label).set(n as i64);
+        }
     }
 
     /// Counts one promotion gate check that ended in `state`.

@@ -232,6 +232,25 @@ with_status!(SegmentationPolicy, SegmentationPolicyStatus);
 with_status!(LabelMapping, LabelMappingStatus);
 with_status!(SegmentationException, SegmentationExceptionStatus);
 
+/// Puts the cluster's status of `name` in `written` unless it holds one:
+/// the first look since this replica started.
+async fn read_once<K: WithStatus>(
+    written: &mut BTreeMap<String, K::Status>,
+    client: &Client,
+    name: &str,
+) -> Result<(), Error> {
+    if written.contains_key(name) {
+        return Ok(());
+    }
+    let api: Api<K> = Api::all(client.clone());
+    let action = format!("reading status of {} {name}", K::KIND);
+    let current = bounded(action, CALL_TIMEOUT, api.get_status(name)).await?;
+    if let Some(st) = current.into_status() {
+        written.insert(name.to_string(), st);
+    }
+    Ok(())
+}
+
 /// Writes `status` to object `name` unless it equals the last one written
 /// (transition times aside); stamps transition times from the last one.
 /// The first write since this replica started reads the cluster's status,
@@ -245,13 +264,7 @@ pub(crate) async fn write_status<K: WithStatus>(
     metrics: &Metrics,
 ) -> Result<Option<Option<K::Status>>, Error> {
     let api: Api<K> = Api::all(client.clone());
-    if !written.contains_key(name) {
-        let action = format!("reading status of {} {name}", K::KIND);
-        let current = bounded(action, CALL_TIMEOUT, api.get_status(name)).await?;
-        if let Some(st) = current.into_status() {
-            written.insert(name.to_string(), st);
-        }
-    }
+    read_once::<K>(written, client, name).await?;
     let before = written.get(name).cloned();
     if let Some(b) = &before {
         let mut probe = status.clone();
@@ -320,6 +333,19 @@ impl StatusWriter {
             policy_event(recorder, name, type_, reason, "Compile", note, metrics).await;
         }
         Ok(())
+    }
+
+    /// The rule hits policy `name`'s status holds: as last written, or as
+    /// the cluster has them on the first look since this replica started.
+    pub async fn written_hits(
+        &mut self,
+        client: &Client,
+        name: &str,
+    ) -> Result<Vec<bulkhead_api::hits::RuleHits>, Error> {
+        read_once::<SegmentationPolicy>(&mut self.policies, client, name).await?;
+        // No status yet: remembered as empty, so the write does not read again.
+        let status = self.policies.entry(name.to_string()).or_default();
+        Ok(status.rule_hits.clone())
     }
 
     /// Writes a mapping's status if it changed.

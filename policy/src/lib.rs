@@ -35,6 +35,7 @@ mod labels;
 pub mod netpol;
 mod node_map;
 pub mod output;
+pub mod recertify;
 mod selection;
 pub mod service;
 mod shards;

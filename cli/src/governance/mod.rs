@@ -6,10 +6,14 @@
 //!  exception request ─► exception::build ─► what-if (as if approved) ─► create (as yourself)
 //!  exception approve ─► patch spec.approvedBy = you (the admission policy judges it)
 //!  exception list ───► table of states, as the operator judges them
+//!  recertify ───────► policies + status.ruleHits ─► recertify (pure) ─► table | json | csv
 //! ```
 
 pub mod exception;
+pub mod recertify;
 pub mod why;
+
+pub use recertify::RecertifyArgs;
 
 use std::time::Duration;
 

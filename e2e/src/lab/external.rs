@@ -120,7 +120,8 @@ impl Lab {
                 host.address,
                 crate::agent::AGENT_METRICS_PORT
             ))
-            .arg("--flow-interval-ms=1000");
+            .arg("--flow-interval-ms=1000")
+            .arg("--hits-interval-ms=1000");
         let process = Process::spawn(
             self.state(),
             &crate::agent::process_name(name),

@@ -24,6 +24,7 @@ use crate::loader::LoadOptions;
 use crate::outputs::{OutputConfig, Outputs};
 
 pub mod external;
+pub mod hits;
 mod status;
 
 pub use external::ExternalConfig;
@@ -36,6 +37,8 @@ pub struct Config {
     pub node: String,
     pub interfaces: InterfaceConfig,
     pub poll_interval: Duration,
+    /// How often rule hits are read and, when they changed, reported.
+    pub hits_interval: Duration,
     pub outputs: OutputConfig,
     pub detach_on_exit: bool,
     /// Set on a host outside the cluster (`--external-node`): a heartbeat
@@ -66,6 +69,11 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
     let mut programmed: Option<(i64, NodeRuleMap, Vec<IdentityMapSpec>)> = None;
     let mut outputs = Outputs::start(&config.node, &config.outputs)?;
     let mut tick = tokio::time::interval(config.poll_interval);
+    let mut hits_tick = tokio::time::interval(config.hits_interval);
+    hits_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hit_report = hits::HitReport::default();
+    // The hits in the last status handed to the writer.
+    let mut rule_hits: Vec<bulkhead_api::hits::NodeRuleHits> = Vec::new();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::invalid("agent", "signals", e.to_string()))?;
     let status_writer = StatusWriter::spawn(client.clone(), config.node.clone());
@@ -96,6 +104,20 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                 None => break,
             },
             _ = tick.tick() => {}
+            _ = hits_tick.tick() => {
+                let rules = programmed.as_ref().map(|(_, m, _)| m.spec.rules.as_slice());
+                if let Some(rules) = rules {
+                    let fresh = read_hits(&mut datapath, &mut hit_report, rules, &outputs);
+                    if let (Some(fresh), Some(last)) = (fresh, &mut last_written) {
+                        if fresh != rule_hits {
+                            rule_hits = fresh;
+                            last.rule_hits = rule_hits.clone();
+                            status_writer.set(last.clone());
+                        }
+                    }
+                }
+                continue;
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
@@ -163,6 +185,8 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                         status::failed(last_good.as_ref(), generation, &e)
                     }
                 };
+                let mut status = status;
+                status.rule_hits = rule_hits.clone();
                 last_written = Some(status.clone());
                 status_writer.set(status);
             }
@@ -207,6 +231,39 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
         datapath.detach_all()?;
     }
     Ok(())
+}
+
+/// Reads the hit counters and names them after `rules`; forgets the hits
+/// of rules the node no longer carries. `None` when the map cannot be read
+/// (logged; the last report stands).
+fn read_hits(
+    datapath: &mut Datapath,
+    report: &mut hits::HitReport,
+    rules: &[bulkhead_api::rule_map::CompiledRule],
+    outputs: &Outputs,
+) -> Option<Vec<bulkhead_api::hits::NodeRuleHits>> {
+    let read = match datapath.rule_hits() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "rule hits not read");
+            return None;
+        }
+    };
+    let keep: std::collections::BTreeSet<u32> = rules.iter().map(|r| r.id).collect();
+    if read.keys().any(|id| !keep.contains(id)) {
+        if let Err(e) = datapath.forget_rule_hits(&keep) {
+            tracing::warn!(error = %e, "hits of removed rules not forgotten");
+        }
+    }
+    let entries = report.entries(
+        rules,
+        &read,
+        crate::datapath::monotonic_ns(),
+        jiff::Timestamp::now(),
+    );
+    outputs.telemetry.rule_hits_reads.inc();
+    outputs.telemetry.rules_hit.set(entries.len() as i64);
+    Some(entries)
 }
 
 /// When to program the same content again after a failed pass.

@@ -42,6 +42,8 @@ pub fn programmed(
         endpoints: count(map.spec.endpoints.len() + 1),
         policy_entries: count(stats.policy.added + stats.policy.changed + stats.policy.unchanged),
         programmed_identity_maps: shards.clone(),
+        // The caller adds the hits it last read.
+        rule_hits: Vec::new(),
         conditions: vec![condition(
             true,
             "Programmed",

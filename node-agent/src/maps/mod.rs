@@ -22,6 +22,7 @@ pub mod conntrack;
 pub mod counters;
 pub mod endpoints;
 pub mod failsafe;
+pub mod hits;
 pub mod ipcache;
 pub mod policy;
 pub mod state;
@@ -263,6 +264,7 @@ pub struct Maps {
     pub state: state::State,
     pub counters: counters::Counters,
     pub conntrack: conntrack::Conntrack,
+    pub hits: hits::Hits,
     last_flip: Option<std::time::Instant>,
 }
 
@@ -274,6 +276,7 @@ impl Maps {
             state: state::State::take(ebpf)?,
             counters: counters::Counters::take(ebpf)?,
             conntrack: conntrack::Conntrack::take(ebpf)?,
+            hits: hits::Hits::take(ebpf)?,
             last_flip: None,
         })
     }
