@@ -113,6 +113,28 @@ pub fn compile_inventory(
             options.failsafe_ports.push(*port);
         }
     }
+    let mut inventory = inventory;
+    let enforced: Vec<(String, bulkhead_api::SegmentationPolicySpec)> = inventory
+        .exceptions
+        .iter()
+        .filter_map(|(name, e)| {
+            bulkhead_policy::exception::enforced(
+                name,
+                &e.spec,
+                e.status.as_ref(),
+                e.metadata.generation,
+            )
+            .map(|p| (bulkhead_policy::exception::policy_name(name), p))
+        })
+        .collect();
+    if !enforced.is_empty() {
+        let names: Vec<&str> = enforced.iter().map(|(n, _)| n.as_str()).collect();
+        notes.push(format!(
+            "counting the SegmentationExceptions the operator enforces: {}",
+            names.join(", ")
+        ));
+    }
+    inventory.snapshot.policies.extend(enforced);
     let output = compile(
         &inventory.snapshot,
         &options,

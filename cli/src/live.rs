@@ -40,6 +40,24 @@ pub fn snapshot_with_pods() -> anyhow::Result<Snapshot> {
     read(true)
 }
 
+/// Every SegmentationException with its status, by name.
+pub fn exceptions(
+) -> anyhow::Result<std::collections::BTreeMap<String, bulkhead_api::SegmentationException>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the API server (KUBECONFIG)")?;
+        let listed = list::<bulkhead_api::SegmentationException>(&client).await?;
+        Ok(listed
+            .into_iter()
+            .map(|e| (kube::ResourceExt::name_any(&e), e))
+            .collect())
+    })
+}
+
 fn read(pods: bool) -> anyhow::Result<Snapshot> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

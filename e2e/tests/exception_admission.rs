@@ -276,3 +276,94 @@ fn the_chart_renders_the_deploy_policy_with_its_defaults() {
     assert_eq!(deploy.len(), 2);
     assert_eq!(specs(&rendered), deploy);
 }
+
+/// The chart's requester and approver roles are deploy/'s, the approver
+/// role bound to the values' group and the requester role to the values'
+/// groups (none by default).
+#[test]
+fn the_chart_renders_the_deploy_roles_bound_to_its_groups() {
+    let binary = Helm::locate().unwrap_or_else(|e| panic!("{e}"));
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let helm = Helm::new(&binary, home.path());
+    let chart = chart_dir().display().to_string();
+    let render = |extra: &[&str]| -> Vec<Value> {
+        let mut args = vec![
+            "template",
+            "bulkhead",
+            chart.as_str(),
+            "--show-only",
+            "templates/exception-rbac.yaml",
+        ];
+        args.extend(extra);
+        let text = helm.run(&args).unwrap_or_else(|e| panic!("{e}"));
+        docs(&text)
+    };
+    let kinds = |objects: &[Value], kind: &str| -> Vec<Value> {
+        objects
+            .iter()
+            .filter(|o| o["kind"] == kind)
+            .cloned()
+            .collect()
+    };
+    let deploy = docs(&repo_file("deploy/rbac/exceptions.yaml"));
+    let chart_default = render(&[]);
+    let rules = |objects: &[Value]| -> Vec<Value> {
+        kinds(objects, "ClusterRole")
+            .iter()
+            .map(|r| r["rules"].clone())
+            .collect()
+    };
+    assert_eq!(rules(&chart_default), rules(&deploy));
+    let bindings = kinds(&chart_default, "ClusterRoleBinding");
+    assert_eq!(
+        bindings.len(),
+        1,
+        "only the approvers' by default: {bindings:#?}"
+    );
+    assert_eq!(bindings[0]["subjects"][0]["name"], APPROVERS);
+    assert_eq!(
+        bindings[0]["roleRef"]["name"],
+        "bulkhead-exception-approver"
+    );
+
+    let teams = render(&[
+        "--set",
+        "exceptions.approverGroup=security",
+        "--set",
+        "exceptions.rbac.requesterGroups={team-a,team-b}",
+    ]);
+    let bindings = kinds(&teams, "ClusterRoleBinding");
+    let subjects = |role: &str| -> Vec<Value> {
+        bindings
+            .iter()
+            .find(|b| b["roleRef"]["name"] == role)
+            .unwrap_or_else(|| panic!("no binding of {role}: {bindings:#?}"))["subjects"]
+            .as_array()
+            .expect("subjects")
+            .iter()
+            .map(|s| s["name"].clone())
+            .collect()
+    };
+    assert_eq!(subjects("bulkhead-exception-approver"), ["security"]);
+    assert_eq!(
+        subjects("bulkhead-exception-requester"),
+        ["team-a", "team-b"]
+    );
+    let off = helm.run(&[
+        "template",
+        "bulkhead",
+        chart.as_str(),
+        "--show-only",
+        "templates/exception-rbac.yaml",
+        "--set",
+        "exceptions.rbac.enabled=false",
+    ]);
+    assert!(off.is_err(), "rendered with rbac disabled: {off:?}");
+}
+
+fn docs(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("YAML: {e}")))
+        .filter(|v| !v.is_null())
+        .collect()
+}

@@ -161,4 +161,72 @@ fn report_and_unlabeled_read_the_live_cluster_as_they_read_its_manifests() {
     assert!(!names.contains(&"prod/web"), "{live:#}");
     assert_eq!(live, offline);
     assert!(Path::new(&manifests).exists());
+
+    // An approved exception lets report reach db; it counts once the
+    // operator's status says it is enforced (no operator runs here: the
+    // status is written as the operator writes it), live and from its export.
+    kubelet::create_pods(&kubectl, &[pod("report", Some("report"), "10.40.0.5")]).expect("pod");
+    kubectl.apply(&report_exception()).expect("exception");
+    let db_reachable = |report: &Value| {
+        report["exposure"]["applications"]
+            .as_array()
+            .expect("applications")
+            .iter()
+            .find(|a| a["name"] == "db")
+            .map(|db| db["allPorts"]["reachable"].clone())
+    };
+    let pending = run("report", None);
+    assert_eq!(db_reachable(&pending), Some(1.into()), "not yet enforced");
+    kubectl
+        .run(&[
+            "patch",
+            "segmentationexception",
+            "report-to-db",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status": {"state": "Active", "observedGeneration": 1}}"#,
+        ])
+        .expect("status");
+    let objects = kubectl
+        .run(&[
+            "get",
+            "namespaces,nodes,pods,externalnodes,labelmappings,segmentationpolicies,segmentationexceptions",
+            "-A",
+            "-o",
+            "yaml",
+        ])
+        .expect("export");
+    std::fs::write(&manifests, objects).expect("write");
+    let live = run("report", None);
+    let offline = run("report", Some(&manifests));
+    assert_eq!(
+        db_reachable(&live),
+        Some(2.into()),
+        "web and, by the exception, report: {:#}",
+        live["exposure"]
+    );
+    assert_eq!(live["exposure"], offline["exposure"]);
+}
+
+/// An approved exception for report -> db TCP 5432, a week from now.
+fn report_exception() -> String {
+    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 7);
+    let expires = expires.round(jiff::Unit::Second).expect("round");
+    format!(
+        "apiVersion: bulkhead.dev/v1alpha1
+kind: SegmentationException
+metadata: {{name: report-to-db}}
+spec:
+  scope: {{selector: {{matchLabels: {{app: db}}}}}}
+  direction: ingress
+  peers: [{{selector: {{matchLabels: {{app: report}}}}}}]
+  ports: [{{protocol: TCP, port: 5432}}]
+  requester: alice
+  approvedBy: bob
+  reason: the nightly export
+  ticket: REQ-7
+  expiresAt: \"{expires}\"
+"
+    )
 }

@@ -109,6 +109,26 @@ pub fn assess(
     }
 }
 
+/// The policy of an exception that its status says the operator enforces
+/// (state Active, for the exception's current generation): what a tool
+/// outside the operator (a report, `simulate`) counts. Without a status, or
+/// with a stale one, it is not counted: only the operator judged whether it
+/// was approved in time.
+pub fn enforced(
+    name: &str,
+    spec: &SegmentationExceptionSpec,
+    status: Option<&bulkhead_api::SegmentationExceptionStatus>,
+    generation: Option<i64>,
+) -> Option<SegmentationPolicySpec> {
+    let status = status?;
+    let current = match (status.observed_generation, generation) {
+        (Some(seen), Some(now)) => seen == now,
+        _ => true,
+    };
+    (current && status.state == Some(ExceptionState::Active) && spec.approved_by.is_some())
+        .then(|| compiled(name, spec))
+}
+
 /// The one-rule policy an approved exception compiles to.
 fn compiled(name: &str, spec: &SegmentationExceptionSpec) -> SegmentationPolicySpec {
     let rule = Rule {
@@ -163,6 +183,53 @@ expiresAt: "2026-01-01T00:00:00Z"
 
     fn at(t: &str) -> Timestamp {
         t.parse().expect("time")
+    }
+
+    #[test]
+    fn only_an_active_current_status_counts_outside_the_operator() {
+        use bulkhead_api::SegmentationExceptionStatus;
+        let approved = spec(Some("bob"), "2026-01-01T00:00:00Z");
+        let status = |state, generation| SegmentationExceptionStatus {
+            observed_generation: generation,
+            state: Some(state),
+            ..Default::default()
+        };
+        let active = status(ExceptionState::Active, Some(2));
+        let policy = enforced("x", &approved, Some(&active), Some(2)).expect("active");
+        assert_eq!(
+            Some(policy),
+            assess(
+                "x",
+                &approved,
+                at("2025-12-01T00:00:00Z"),
+                at("2025-12-02T00:00:00Z"),
+                DEFAULT_MAX_DURATION
+            )
+            .policy
+        );
+        assert!(
+            enforced("x", &approved, None, Some(2)).is_none(),
+            "no status"
+        );
+        assert!(
+            enforced("x", &approved, Some(&active), Some(3)).is_none(),
+            "stale status"
+        );
+        for state in [
+            ExceptionState::Pending,
+            ExceptionState::Expired,
+            ExceptionState::Refused,
+        ] {
+            assert!(
+                enforced("x", &approved, Some(&status(state, Some(2))), Some(2)).is_none(),
+                "{state:?}"
+            );
+        }
+        let unapproved = spec(None, "2026-01-01T00:00:00Z");
+        assert!(
+            enforced("x", &unapproved, Some(&active), Some(2)).is_none(),
+            "no approver"
+        );
     }
 
     #[test]

@@ -37,8 +37,9 @@ pub struct Inventory {
     pub implied_nodes: BTreeSet<String>,
     /// Documents that were skipped, and why.
     pub warnings: Vec<String>,
-    /// SegmentationExceptions by name (not in the snapshot: see [`Kind::SegmentationException`]).
-    pub exceptions: BTreeMap<String, bulkhead_api::SegmentationExceptionSpec>,
+    /// SegmentationExceptions by name, with the status the operator wrote
+    /// (not in the snapshot: [`crate::exceptions`] adds the enforced ones).
+    pub exceptions: BTreeMap<String, bulkhead_api::SegmentationException>,
 }
 
 /// Loads every manifest under `paths`.

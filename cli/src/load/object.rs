@@ -31,8 +31,9 @@ pub enum Kind {
     SegmentationPolicy,
     /// networking.k8s.io/v1 NetworkPolicy.
     NetworkPolicy,
-    /// bulkhead.dev/v1alpha1 SegmentationException (checked and kept, not
-    /// compiled: only the operator knows whether it was approved in time).
+    /// bulkhead.dev/v1alpha1 SegmentationException (checked and kept;
+    /// compiled only where the operator's status says it is enforced:
+    /// only the operator knows whether it was approved in time).
     SegmentationException,
     /// discovery.k8s.io/v1 EndpointSlice: the backends of `service` peers.
     EndpointSlice,
@@ -245,7 +246,7 @@ fn add(
                 typed(src, object, value).map_err(one)?;
             checked(validate::segmentation_exception(&obj.spec))?;
             let name = kube::ResourceExt::name_any(&obj);
-            inv.exceptions.insert(name.clone(), obj.spec);
+            inv.exceptions.insert(name.clone(), obj);
             name
         }
     };

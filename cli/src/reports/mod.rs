@@ -74,9 +74,8 @@ pub fn cluster(paths: &[PathBuf], c: &ClusterArgs) -> anyhow::Result<crate::Comp
             snapshot,
             origins: Default::default(),
             implied_nodes: Default::default(),
-            // Not read from the live cluster yet: a report there leaves
-            // approved SegmentationExceptions out of the exposure it counts.
-            exceptions: Default::default(),
+            // The ones the operator's status says it enforces count.
+            exceptions: crate::live::exceptions()?,
             warnings: Vec::new(),
         };
         crate::compile_inventory(inventory, &input, None, false)?
