@@ -73,6 +73,11 @@ int bh_to_endpoint(struct __sk_buff *skb)
 		return BH_PASS;
 	}
 	src = bh_local_endpoint(&p, p.saddr);
+	/* From the node's own address, yet received from outside: the node
+	 * masqueraded a client (NodePort or LoadBalancer, externalTrafficPolicy
+	 * Cluster). Both records below say the client is hidden. */
+	if (src && (src->flags & BH_EP_F_HOST) && (skb->mark & BH_MARK_ARRIVED))
+		p.snat_hidden = 1;
 	/* The host's egress, and a pod's that it sent to a Service whose
 	 * backend is this one. */
 	if (src && ((src->flags & BH_EP_F_HOST) || bh_via_service(skb)) &&

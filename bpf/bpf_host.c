@@ -25,6 +25,9 @@ int bh_host_ingress(struct __sk_buff *skb)
 	ret = bh_prologue(skb, &p);
 	if (ret != BH_CONTINUE)
 		return ret;
+	/* NodePort, LoadBalancer and forwarded traffic alike: what masquerading
+	 * does to it later is seen by the hooks after routing. */
+	skb->mark |= BH_MARK_ARRIVED;
 	dst = bh_local_endpoint(&p, p.daddr);
 	if (bh_cfg_anti_spoofing) {
 		claimed = bh_spoofed_on_host(&p);
@@ -55,5 +58,8 @@ int bh_host_egress(struct __sk_buff *skb)
 		bh_count(BH_CNT_NOT_LOCAL);
 		return BH_PASS;
 	}
+	/* Received and masqueraded to this node's address: forwarded to a
+	 * backend elsewhere, for a client the record cannot name. */
+	p.snat_hidden = (skb->mark & BH_MARK_ARRIVED) != 0;
 	return bh_enforce(skb, &p, src, BH_DIR_EGRESS);
 }

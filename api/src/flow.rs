@@ -78,6 +78,14 @@ pub struct FlowRecord {
     /// never see it on flows that did not go through a Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceAddress>,
+    /// `source` is the reporting node (or the node that forwarded the
+    /// flow) standing in for a client it masqueraded: NodePort or
+    /// LoadBalancer traffic under `externalTrafficPolicy: Cluster`, which
+    /// the node received from outside and kube-proxy SNATed to its own
+    /// address. The real client is unknown here; the node is not it.
+    /// Absent (false) otherwise; added compatibly.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_hidden_by_snat: bool,
 }
 
 /// A Service's address and port, as the client asked for them.
@@ -333,6 +341,7 @@ mod tests {
             packets: 1,
             bytes: 60,
             service: None,
+            source_hidden_by_snat: false,
         };
         assert!(r.counts());
         r.direction = Direction::Ingress;

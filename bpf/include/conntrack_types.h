@@ -48,5 +48,8 @@ struct ct_value {
  * kube-proxy picks, in the entry of the translated tuple. This one only lets
  * the Service's replies (source rewritten to the Service address) back in. */
 #define BH_CT_F_VIA_SERVICE 2
+/* ct_value.flags: the flow's source is the node masquerading a client it
+ * received from outside (BH_MARK_ARRIVED): its reports say so. */
+#define BH_CT_F_SNAT_HIDDEN 4
 
 #endif

@@ -35,7 +35,12 @@ struct flow_event {
 	__u8 would_verdict; /* what full mode would do */
 	__u8 mode;
 	__u8 reason;        /* BH_REASON_* */
-	__u8 pad[7];
+	__u8 flags;         /* BH_FLOW_F_* */
+	__u8 pad[6];
 };
+
+/* flow_event.flags: the source address is the node's own, standing in for
+ * a client it masqueraded (BH_CT_F_SNAT_HIDDEN). */
+#define BH_FLOW_F_SNAT_HIDDEN 1
 
 #endif

@@ -58,5 +58,14 @@ volatile const __u32 bh_cfg_svc_v6_len = 0;
  * another namespace. kube-proxy only ever touches its own bits (0x4000
  * masquerade, 0x8000 drop). */
 #define BH_MARK_VIA_SERVICE 0x00200000
+/* skb->mark: the packet came in through one of the node's host interfaces
+ * (set by bh_host_ingress on every packet it passes). A packet that carries
+ * it and yet has one of the node's own addresses as its source was
+ * masqueraded by the node (kube-proxy's SNAT of NodePort and LoadBalancer
+ * traffic under externalTrafficPolicy: Cluster): its real client is hidden,
+ * and its flow is reported as such (flow/v1 `sourceHiddenBySnat`). The
+ * node's own processes never carry it; kube-proxy's MASQUERADE keeps it
+ * (it clears only its own 0x4000). */
+#define BH_MARK_ARRIVED 0x00400000
 
 #endif

@@ -167,6 +167,8 @@ static __always_inline int bh_ct_create(struct ct_key *k, const struct bh_pkt *p
 	v.policy_port = p->policy_port;
 	if (p->protocol == IPPROTO_TCP_ && (p->tcp_flags & (BH_TCP_FIN | BH_TCP_RST)))
 		v.flags = BH_CT_F_CLOSING;
+	if (p->snat_hidden)
+		v.flags |= BH_CT_F_SNAT_HIDDEN;
 	bh_ct_set_decision(&v, d, generation, peer);
 	if (mode == BH_MODE_FULL)
 		return bpf_map_update_elem(&bh_conntrack, k, &v, BPF_ANY);

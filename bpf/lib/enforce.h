@@ -105,8 +105,8 @@ static __always_inline int bh_enforce_icmp_error(struct __sk_buff *skb, const st
 	return BH_DROP;
 }
 
-static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt *p,
-				      const struct endpoint_info *ep, __u8 dir)
+static __always_inline int bh_enforce_inline(struct __sk_buff *skb, const struct bh_pkt *p,
+					     const struct endpoint_info *ep, __u8 dir)
 {
 	const __u8 *peer_addr = dir == BH_DIR_EGRESS ? p->daddr : p->saddr;
 	__u32 peer = bh_peer_identity(p, peer_addr);
@@ -200,6 +200,22 @@ static __always_inline int bh_enforce(struct __sk_buff *skb, const struct bh_pkt
 		bh_emit(skb, p, ep, dir, peer, &d, BH_EVENT_NEW, gen, now);
 	}
 	return BH_PASS;
+}
+
+/* One endpoint's side of a packet, as a global (non-inlined) BPF function:
+ * the verifier checks it once, on its own, instead of once per call site
+ * with every state of its caller. Inlined, the endpoint program's two calls
+ * (its sender's egress and the host's ingress) made it explore over a
+ * million instructions without CAP_PERFMON (Spectre v1 checks of the
+ * speculative paths): BPF_PROG_LOAD failed with E2BIG after minutes of
+ * logging. Its pointers are checked for NULL because the verifier cannot
+ * know a caller's are not. */
+__attribute__((noinline)) int bh_enforce(struct __sk_buff *skb, const struct bh_pkt *p,
+					 const struct endpoint_info *ep, __u32 dir)
+{
+	if (!p || !ep)
+		return BH_PASS;
+	return bh_enforce_inline(skb, p, ep, dir == BH_DIR_EGRESS ? BH_DIR_EGRESS : BH_DIR_INGRESS);
 }
 
 /* Parsing outcomes that end the program before any endpoint is looked up. */

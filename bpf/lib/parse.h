@@ -50,7 +50,10 @@ struct bh_pkt {
 	__be16 inner_sport;
 	__be16 inner_dport;
 	__u8 inner_protocol;
-	__u8 inner_pad[3];
+	/* Set by the hook, not parsed: the source is the node itself standing
+	 * in for a client it masqueraded (BH_MARK_ARRIVED). */
+	__u8 snat_hidden;
+	__u8 inner_pad[2];
 	/* The maps' generation this packet is judged under, read once by
 	 * bh_prologue so that one packet never mixes two slots (maps.h). */
 	__u32 generation;

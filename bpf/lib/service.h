@@ -87,6 +87,7 @@ static __always_inline int bh_defer_to_backend(struct __sk_buff *skb, const stru
 			ct->flags |= BH_CT_F_VIA_SERVICE;
 	}
 	skb->mark |= BH_MARK_VIA_SERVICE;
+	bh_count(BH_CNT_VIA_SERVICE);
 	return BH_PASS;
 }
 

@@ -24,8 +24,9 @@ use crate::state::StateDir;
 use crate::topology::NodeNet;
 
 /// The API server's `--service-cluster-ip-range` (one family: the lab's
-/// Services are IPv4). The agents are told the same range.
-pub const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// Services are IPv4). The agents are told the same range. Above every
+/// lab's cluster CIDR (10.<lab id>.0.0/16): `topology::plan` checks it.
+pub const SERVICE_CIDR: &str = "10.255.0.0/16";
 
 /// How kube-proxy programs the node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::netns::{self, ip, ip_in, sysctl_in};
 
 mod external;
+pub mod plan;
 pub use external::{external_host_name, ExternalHostNet, EXTERNAL_HOST_OFFSET, SEGMENT_INTERFACE};
 
 /// The highest lab id; addresses are 172.31.<id>.0/24 and 10.<id>.<node>.0/24
@@ -147,6 +148,10 @@ impl Topology {
     /// pod networks each. On error, what was built is removed.
     pub fn build(spec: TopologySpec<'_>) -> Result<Self> {
         let lab = claim_lab_id()?;
+        if let Err(e) = plan::check(lab) {
+            let _ = netns::delete_link(&bridge_name(lab));
+            return Err(e);
+        }
         let owner = Owner {
             pid: std::process::id(),
             dir: spec.owner_dir.to_owned(),

@@ -80,6 +80,7 @@ pub(crate) fn record(
         packets: flows * 4,
         bytes: flows * 400,
         service: None,
+        source_hidden_by_snat: false,
     }
 }
 

@@ -6,7 +6,7 @@
 #![allow(unsafe_code)] // aya's `Pod` is an unsafe marker trait: these are plain old data.
 
 /// Version of the map layout; maps live under `/sys/fs/bpf/bulkhead/v<N>/`.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
@@ -41,6 +41,10 @@ pub const CT_F_CLOSING: u8 = 1;
 /// A pod's entry for a flow it sent to a Service address: its egress is
 /// judged in the entry of the translated tuple (bpf/lib/service.h).
 pub const CT_F_VIA_SERVICE: u8 = 2;
+/// `BH_CT_F_SNAT_HIDDEN`: the source is the node masquerading a client.
+pub const CT_F_SNAT_HIDDEN: u8 = 4;
+/// `BH_FLOW_F_SNAT_HIDDEN` in `flow_event.flags`.
+pub const FLOW_F_SNAT_HIDDEN: u8 = 1;
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
@@ -51,7 +55,7 @@ pub const POLICY_FULL_PREFIX: u32 = 96;
 pub const POLICY_FIXED_PREFIX: u32 = 72;
 
 /// Names of the per-CPU counters, in index order (`BH_CNT_*`).
-pub const COUNTER_NAMES: [&str; 21] = [
+pub const COUNTER_NAMES: [&str; 22] = [
     "packets",
     "allowed",
     "denied",
@@ -73,6 +77,7 @@ pub const COUNTER_NAMES: [&str; 21] = [
     "icmp_related",
     "icmp_unrelated",
     "ct_full",
+    "via_service",
 ];
 
 /// `struct ipcache_v4_key`. aya's `lpm_trie::Key<[u8; 4]>` has the same layout.
@@ -229,7 +234,9 @@ pub struct FlowEvent {
     pub would_verdict: u8,
     pub mode: u8,
     pub reason: u8,
-    pub pad: [u8; 7],
+    /// `BH_FLOW_F_*`.
+    pub flags: u8,
+    pub pad: [u8; 6],
 }
 
 /// `struct datapath_state`.

@@ -50,6 +50,8 @@ pub struct Telemetry {
     pub flows: Family<FlowLabels, Counter>,
     pub packets: Family<ReasonLabel, Counter>,
     pub events_lost: Counter,
+    /// Packets to a Service address whose sender's egress waited for the DNAT.
+    pub service_deferred: Counter,
     pub flow_records: Counter,
     pub conntrack_entries: Gauge,
     pub conntrack_capacity: Gauge,
@@ -96,6 +98,7 @@ impl Telemetry {
             flows: Family::default(),
             packets: Family::default(),
             events_lost: Counter::default(),
+            service_deferred: Counter::default(),
             flow_records: Counter::default(),
             conntrack_entries: Gauge::default(),
             conntrack_capacity: Gauge::default(),
@@ -132,6 +135,11 @@ impl Telemetry {
             "ringbuf_events_lost",
             "Flow events the datapath could not put in the ring buffer",
             t.events_lost.clone(),
+        );
+        registry.register(
+            "service_deferred_packets",
+            "Packets from pods to a Service address, judged on the backend after the DNAT rather than on the address sent to",
+            t.service_deferred.clone(),
         );
         registry.register(
             "flow_records",
@@ -254,6 +262,7 @@ impl Telemetry {
                 .inc_by(d);
         }
         self.events_lost.inc_by(delta("events_lost"));
+        self.service_deferred.inc_by(delta("via_service"));
     }
 
     pub fn observe_export(&self, stats: &ExportStats, spooled: usize) {
@@ -361,8 +370,10 @@ mod tests {
         let mut c = BTreeMap::new();
         c.insert("denied", 5u64);
         c.insert("events_lost", 2u64);
+        c.insert("via_service", 3u64);
         t.observe_counters(&c);
         c.insert("denied", 8u64);
+        c.insert("via_service", 10u64);
         t.observe_counters(&c);
         let mut body = String::new();
         prometheus_client::encoding::text::encode(&mut body, &t.registry).expect("encode");
@@ -372,6 +383,10 @@ mod tests {
         );
         assert!(
             body.contains("bulkhead_agent_ringbuf_events_lost_total 2"),
+            "{body}"
+        );
+        assert!(
+            body.contains("bulkhead_agent_service_deferred_packets_total 10"),
             "{body}"
         );
         assert!(body.ends_with("# EOF\n"));

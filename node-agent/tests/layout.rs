@@ -119,7 +119,8 @@ fn mirrors_match_btf_of_every_object() {
             "generation" => generation, "ifindex" => ifindex,
             "sport" => sport_be, "dport" => dport_be, "family" => family, "protocol" => protocol,
             "direction" => direction, "event" => event, "action" => action, "verdict" => verdict,
-            "would_verdict" => would_verdict, "mode" => mode, "reason" => reason, "pad" => pad,
+            "would_verdict" => would_verdict, "mode" => mode, "reason" => reason, "flags" => flags,
+            "pad" => pad,
         ]);
         check!(s, "datapath_state", DatapathState, ["generation" => generation, "pad" => pad]);
         check!(s, "rule_hit_value", RuleHitValue, ["count" => count, "last_hit_ns" => last_hit_ns]);
@@ -206,6 +207,17 @@ fn constants_match_the_c_header() {
     assert_eq!(
         define_value(conntrack, "BH_CT_F_VIA_SERVICE"),
         u64::from(CT_F_VIA_SERVICE)
+    );
+    assert_eq!(
+        define_value(conntrack, "BH_CT_F_SNAT_HIDDEN"),
+        u64::from(CT_F_SNAT_HIDDEN)
+    );
+    assert_eq!(
+        define_value(
+            include_str!("../../bpf/include/flow_types.h"),
+            "BH_FLOW_F_SNAT_HIDDEN"
+        ),
+        u64::from(FLOW_F_SNAT_HIDDEN)
     );
     let policy = include_str!("../../bpf/include/policy_types.h");
     assert!(policy.contains(&format!(

@@ -12,7 +12,7 @@ mod support;
 use std::net::IpAddr;
 
 use aya::programs::{TestRun, TestRunOptions};
-use bulkhead_agent::loader::{LoadOptions, FROM_ENDPOINT, HOST_EGRESS, TO_ENDPOINT};
+use bulkhead_agent::loader::{LoadOptions, FROM_ENDPOINT, HOST_EGRESS, HOST_INGRESS, TO_ENDPOINT};
 use bulkhead_api::policy::Protocol;
 use support::*;
 
@@ -133,6 +133,11 @@ fn egress_to_a_service_is_judged_on_the_backend_privileged() {
             v, PASS,
             "{vip}: unmarked, only b's ingress (selective) is judged"
         );
+        // Two packets went to the Service address; the counter behind
+        // `bulkhead_agent_service_deferred_packets_total` counts exactly
+        // those, not the translated packets nor the replies.
+        let counters = t.dp.counters().expect("counters");
+        assert_eq!(counters["via_service"], 2, "{vip}: {counters:?}");
     }
 }
 
@@ -175,4 +180,95 @@ fn without_service_ranges_a_cluster_ip_is_world_privileged() {
         0,
     );
     assert_eq!((v, mark & MARK_VIA_SERVICE), (DROP, 0));
+}
+
+/// `BH_MARK_ARRIVED` (bpf/lib/common.h).
+const MARK_ARRIVED: u32 = 0x0040_0000;
+
+fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    packet(ip(src), ip(dst), Protocol::Udp, sport, dport)
+}
+
+/// The conntrack flags of the entry with this source port and direction.
+fn entry_flags(t: &TestDatapath, sport: u16, direction: u8) -> Option<u8> {
+    t.dp.maps
+        .conntrack
+        .entries()
+        .iter()
+        .find(|(k, _)| k.sport_be == sport.to_be() && k.direction == direction)
+        .map(|(_, v)| v.flags)
+}
+
+/// NodePort and LoadBalancer traffic under `externalTrafficPolicy:
+/// Cluster`: the node receives it (host ingress marks it), kube-proxy
+/// masquerades it to the node's own address, and the hooks after routing
+/// see the node as its source. Those flows are tracked (and reported) as
+/// hiding their client; the node's own connections to the same places are
+/// not.
+#[test]
+fn a_client_masqueraded_by_the_node_is_marked_hidden_by_snat_privileged() {
+    use bulkhead_agent::layout::{CT_F_SNAT_HIDDEN, DIR_EGRESS, DIR_INGRESS};
+    let t = with_services("svc-snat");
+    let host = "10.99.0.1";
+    // A client outside sends to a node port: the host program marks it.
+    let (_, mark) = run_marked(&t, HOST_INGRESS, &udp("10.99.0.254", host, 40000, 30053), 0);
+    assert_eq!(
+        mark & MARK_ARRIVED,
+        MARK_ARRIVED,
+        "host ingress marks what it receives"
+    );
+    // Backend b on this node (selective, DNS is a failsafe egress port of
+    // the host): masqueraded to the host's address, marked.
+    let (v, _) = run_marked(
+        &t,
+        TO_ENDPOINT,
+        &udp(host, "10.98.0.11", 41000, 53),
+        MARK_ARRIVED,
+    );
+    assert_eq!(v, PASS);
+    let flags = entry_flags(&t, 41000, DIR_INGRESS).expect("b's ingress entry");
+    assert_eq!(
+        flags & CT_F_SNAT_HIDDEN,
+        CT_F_SNAT_HIDDEN,
+        "b's ingress hides the client"
+    );
+    // The node's own connection to b, same port: not marked, not hidden.
+    let (v, _) = run_marked(&t, TO_ENDPOINT, &udp(host, "10.98.0.11", 41001, 53), 0);
+    assert_eq!(v, PASS);
+    let flags = entry_flags(&t, 41001, DIR_INGRESS).expect("b's ingress entry");
+    assert_eq!(flags & CT_F_SNAT_HIDDEN, 0, "the node itself is the client");
+    // A backend elsewhere: the masqueraded packet leaves through the host
+    // interface as the host's egress (UDP 5000 to world is allowed).
+    let (v, _) = run_marked(
+        &t,
+        HOST_EGRESS,
+        &udp(host, "10.99.0.254", 41002, 5000),
+        MARK_ARRIVED,
+    );
+    assert_eq!(v, PASS);
+    let flags = entry_flags(&t, 41002, DIR_EGRESS).expect("the host's egress entry");
+    assert_eq!(
+        flags & CT_F_SNAT_HIDDEN,
+        CT_F_SNAT_HIDDEN,
+        "forwarded for a hidden client"
+    );
+    let (v, _) = run_marked(&t, HOST_EGRESS, &udp(host, "10.99.0.254", 41003, 5000), 0);
+    assert_eq!(v, PASS);
+    let flags = entry_flags(&t, 41003, DIR_EGRESS).expect("the host's egress entry");
+    assert_eq!(flags & CT_F_SNAT_HIDDEN, 0, "the host's own egress");
+    // A pod's packet from another node arrives marked too, but its source is
+    // no address of this node: nothing is hidden.
+    let (v, _) = run_marked(
+        &t,
+        TO_ENDPOINT,
+        &udp("10.99.0.4", "10.98.0.12", 41004, 53),
+        MARK_ARRIVED,
+    );
+    assert_eq!(v, PASS);
+    let flags = entry_flags(&t, 41004, DIR_INGRESS).expect("c's ingress entry");
+    assert_eq!(
+        flags & CT_F_SNAT_HIDDEN,
+        0,
+        "a remote source is its own client"
+    );
 }

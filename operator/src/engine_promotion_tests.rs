@@ -88,6 +88,7 @@ fn to_db(end: &str, verdict: FlowVerdict) -> FlowRecord {
         packets: 20,
         bytes: 2000,
         service: None,
+        source_hidden_by_snat: false,
     }
 }
 

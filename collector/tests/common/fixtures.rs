@@ -109,6 +109,7 @@ pub fn rec(
         packets: 10,
         bytes: 1_000,
         service: None,
+        source_hidden_by_snat: false,
     }
 }
 

@@ -45,13 +45,14 @@ mod objects;
 mod probes;
 mod replicas;
 pub use external::{external_node_labels, LAB_LEASE_DURATION_SECS};
+mod outside;
 mod services;
 pub use replicas::failsafe_ports;
 
 pub use crate::wait::wait_until;
 pub use lifecycle::{dir_or_default, down, prune, status, up, Down, ProcessStatus, Pruned, Status};
 pub use probes::{matrix, probe_all, probe_between, Conversation, Probe};
-pub use services::ServiceSpec;
+pub use services::{Exposure, ServiceSpec};
 
 /// Whether the lab starts node agents, and in which mode. Chosen by the
 /// test, never guessed from the binary: a check that depends on the mode

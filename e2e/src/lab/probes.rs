@@ -146,6 +146,14 @@ impl Lab {
         let pods: Vec<LabPod> = self.pods.values().cloned().collect();
         probe_all(&pods, probes)
     }
+
+    /// Many probes at once, like [`Lab::probe_all`], each sent to the
+    /// address beside it (a ClusterIP in front of `to`) when there is one,
+    /// to `to` itself otherwise.
+    pub fn probe_all_via(&self, probes: &[(Probe, Option<IpAddr>)]) -> Result<Vec<ProbeResult>> {
+        let pods: Vec<LabPod> = self.pods.values().cloned().collect();
+        probe_all_to(&pods, probes.iter().map(|(p, via)| (p, *via)))
+    }
 }
 
 /// A long-lived connection between two pods (see `Lab::converse`).
@@ -218,6 +226,16 @@ type Target = (Proto, IpAddr, u16);
 /// of that pod's requests together (each on a new socket), every source at
 /// the same time. Results come in the order of `probes`.
 pub fn probe_all(pods: &[LabPod], probes: &[Probe]) -> Result<Vec<ProbeResult>> {
+    probe_all_to(pods, probes.iter().map(|p| (p, None)))
+}
+
+/// [`probe_all`], with an address to send each probe to instead of its
+/// destination pod's where one is given.
+fn probe_all_to<'p>(
+    pods: &[LabPod],
+    probes: impl ExactSizeIterator<Item = (&'p Probe, Option<IpAddr>)>,
+) -> Result<Vec<ProbeResult>> {
+    let count = probes.len();
     let find = |key: &str| -> Result<&LabPod> {
         let (ns, name) = split_key(key)?;
         pods.iter()
@@ -226,20 +244,20 @@ pub fn probe_all(pods: &[LabPod], probes: &[Probe]) -> Result<Vec<ProbeResult>> 
     };
     // Source netns → (index in `probes`, target).
     let mut by_source: BTreeMap<&str, Vec<(usize, Target)>> = BTreeMap::new();
-    for (i, probe) in probes.iter().enumerate() {
+    for (i, (probe, via)) in probes.enumerate() {
         let src = find(&probe.from)?;
         let dst = find(&probe.to)?;
-        let addr = if probe.v6 {
-            IpAddr::V6(dst.address6)
-        } else {
-            IpAddr::V4(dst.address)
+        let addr = match via {
+            Some(addr) => addr,
+            None if probe.v6 => IpAddr::V6(dst.address6),
+            None => IpAddr::V4(dst.address),
         };
         by_source
             .entry(src.netns.as_str())
             .or_default()
             .push((i, (probe.proto, addr, probe.port)));
     }
-    let mut results: Vec<Option<ProbeResult>> = vec![None; probes.len()];
+    let mut results: Vec<Option<ProbeResult>> = vec![None; count];
     std::thread::scope(|scope| -> Result<()> {
         let running: Vec<_> = by_source
             .iter()

@@ -22,6 +22,36 @@ pub struct ServiceSpec {
     pub selector: Vec<(String, String)>,
     pub port: u16,
     pub target_port: u16,
+    /// More ports, each sent to the same port on the backends.
+    pub more_ports: Vec<u16>,
+    /// SCTP as well as TCP and UDP on every port.
+    pub sctp: bool,
+    /// ClusterIP, NodePort or LoadBalancer, and how outside traffic is routed.
+    pub exposure: Exposure,
+}
+
+/// How a Service is reached from outside the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposure {
+    /// `type: ClusterIP`: from inside only.
+    ClusterIp,
+    /// `type: NodePort` on this node port (the first Service port).
+    NodePort { node_port: u16, local: bool },
+    /// `type: LoadBalancer` on this node port; the address comes from
+    /// [`Lab::set_load_balancer_ip`], as a cloud controller would write it.
+    LoadBalancer { node_port: u16, local: bool },
+}
+
+impl Exposure {
+    fn fields(self) -> (&'static str, Option<(u16, bool)>) {
+        match self {
+            Exposure::ClusterIp => ("ClusterIP", None),
+            Exposure::NodePort { node_port, local } => ("NodePort", Some((node_port, local))),
+            Exposure::LoadBalancer { node_port, local } => {
+                ("LoadBalancer", Some((node_port, local)))
+            }
+        }
+    }
 }
 
 impl ServiceSpec {
@@ -35,6 +65,25 @@ impl ServiceSpec {
                 .collect(),
             port,
             target_port: port,
+            more_ports: Vec::new(),
+            sctp: false,
+            exposure: Exposure::ClusterIp,
+        }
+    }
+
+    /// The same Service, exposed outside the cluster.
+    pub fn exposed(self, exposure: Exposure) -> Self {
+        Self { exposure, ..self }
+    }
+
+    /// The same Service on several ports (the first is `port`), over TCP,
+    /// UDP and SCTP.
+    pub fn on_ports(namespace: &str, name: &str, selector: &[(&str, &str)], ports: &[u16]) -> Self {
+        let first = ports.first().copied().unwrap_or(0);
+        Self {
+            more_ports: ports.iter().skip(1).copied().collect(),
+            sctp: true,
+            ..Self::new(namespace, name, selector, first)
         }
     }
 
@@ -44,15 +93,40 @@ impl ServiceSpec {
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
             .collect();
-        let port = |proto: &str| {
-            serde_json::json!({"name": proto.to_lowercase(), "protocol": proto,
-                               "port": self.port, "targetPort": self.target_port})
+        let protocols: &[&str] = if self.sctp {
+            &["TCP", "UDP", "SCTP"]
+        } else {
+            &["TCP", "UDP"]
         };
+        let mut ports = Vec::new();
+        for (i, (port, target)) in std::iter::once((self.port, self.target_port))
+            .chain(self.more_ports.iter().map(|p| (*p, *p)))
+            .enumerate()
+        {
+            for proto in protocols {
+                // The first port's names stay `tcp` and `udp`.
+                let name = if i == 0 {
+                    proto.to_lowercase()
+                } else {
+                    format!("{}-{port}", proto.to_lowercase())
+                };
+                let mut entry = serde_json::json!({"name": name, "protocol": proto,
+                                                   "port": port, "targetPort": target});
+                if let (0, Some((node_port, _))) = (i, self.exposure.fields().1) {
+                    entry["nodePort"] = node_port.into();
+                }
+                ports.push(entry);
+            }
+        }
+        let (kind, outside) = self.exposure.fields();
+        let mut spec = serde_json::json!({"type": kind, "selector": selector, "ports": ports});
+        if let Some((_, local)) = outside {
+            spec["externalTrafficPolicy"] = if local { "Local" } else { "Cluster" }.into();
+        }
         serde_json::json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"namespace": self.namespace, "name": self.name},
-            "spec": {"type": "ClusterIP", "selector": selector,
-                     "ports": [port("TCP"), port("UDP")]},
+            "spec": spec,
         })
     }
 }

@@ -72,6 +72,7 @@ pub fn edge(i: u32, workloads: u32) -> FlowRecord {
         packets: 0,
         bytes: 0,
         service: None,
+        source_hidden_by_snat: false,
     }
 }
 

@@ -62,6 +62,7 @@ fn record(end: &str, direction: Direction, verdict: FlowVerdict, would: FlowVerd
         packets: 30,
         bytes: 3000,
         service: None,
+        source_hidden_by_snat: false,
     }
 }
 

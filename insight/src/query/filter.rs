@@ -181,6 +181,7 @@ pub(crate) mod tests {
             packets: 10,
             bytes: 1000,
             service: None,
+            source_hidden_by_snat: false,
         }
     }
 

@@ -98,6 +98,7 @@ pub fn rec(
         packets: flows * 10,
         bytes,
         service: None,
+        source_hidden_by_snat: false,
     }
 }
 

@@ -212,6 +212,7 @@ fn record(
         packets: flows * 10,
         bytes: flows * 1000,
         service: None,
+        source_hidden_by_snat: false,
     }
 }
 

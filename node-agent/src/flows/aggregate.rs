@@ -48,6 +48,9 @@ pub struct RawEdge {
     /// The Service address and port the client sent to, when kube-proxy
     /// translated it to `dst` on this node (see [`ServiceTuples`]).
     pub service: Option<(IpAddr, u16)>,
+    /// The source is the node masquerading a client (`BH_FLOW_F_SNAT_HIDDEN`):
+    /// never merged with the node's own flows to the same place.
+    pub snat_hidden: bool,
 }
 
 /// The flows this node's pods sent to a Service address, by the client's
@@ -142,6 +145,7 @@ impl FlowAggregator {
                 0
             },
             service: self.service_tuples.get(&(src, sport, e.protocol)).copied(),
+            snat_hidden: e.flags & layout::FLOW_F_SNAT_HIDDEN != 0,
         };
         if e.event == EVENT_DENY {
             let counts = self.edges.entry(edge).or_default();
@@ -278,6 +282,23 @@ mod tests {
         assert!(edges
             .iter()
             .all(|(e, _)| e.dst == "10.0.0.2".parse::<IpAddr>().expect("address")));
+    }
+
+    #[test]
+    fn a_masqueraded_client_is_never_merged_with_the_node_itself() {
+        let mut agg = FlowAggregator::default();
+        // The node's own connection (a probe) and one it masqueraded for an
+        // outside client: same addresses, same port.
+        agg.add(&event(EVENT_NEW, 40000, 1, 60, 100));
+        let mut hidden = event(EVENT_NEW, 40001, 1, 60, 200);
+        hidden.flags = layout::FLOW_F_SNAT_HIDDEN;
+        agg.add(&hidden);
+        let edges = agg.drain(u64::MAX);
+        let seen: Vec<_> = edges
+            .iter()
+            .map(|(e, c)| (e.snat_hidden, c.flows))
+            .collect();
+        assert_eq!(seen, vec![(false, 1), (true, 1)]);
     }
 
     #[test]

@@ -308,6 +308,7 @@ impl Resolver {
             service: edge
                 .service
                 .map(|(address, port)| ServiceAddress { address, port }),
+            source_hidden_by_snat: edge.snat_hidden,
         })
     }
 }
@@ -377,6 +378,7 @@ prefixes:
             reason: REASON_POLICY,
             ifindex: 0,
             service: None,
+            snat_hidden: false,
         }
     }
 
@@ -409,6 +411,33 @@ prefixes:
             ("web-out", "to-db")
         );
         assert!(rec.counts());
+        assert!(!rec.source_hidden_by_snat);
+    }
+
+    #[test]
+    fn a_masqueraded_client_is_reported_as_hidden_not_as_the_node() {
+        let r = fixture();
+        let counts = EdgeCounts {
+            flows: 1,
+            packets: 1,
+            bytes: 60,
+        };
+        let t = jiff::Timestamp::UNIX_EPOCH;
+        // node-1 (10.0.0.1) masqueraded an outside client to shop/web.
+        let mut hidden = edge("10.1.0.5", 500, layout::DIR_INGRESS, 0);
+        hidden.src = "10.0.0.1".parse().expect("ip");
+        hidden.snat_hidden = true;
+        let rec = r.record(&hidden, &counts, t, t).expect("record");
+        assert!(rec.source_hidden_by_snat);
+        let json = serde_json::to_value(&rec).expect("json");
+        assert_eq!(json["sourceHiddenBySnat"], true);
+        hidden.snat_hidden = false;
+        let own = r.record(&hidden, &counts, t, t).expect("record");
+        let json = serde_json::to_value(&own).expect("json");
+        assert!(
+            json.get("sourceHiddenBySnat").is_none(),
+            "absent unless hidden: {json}"
+        );
     }
 
     #[test]
