@@ -40,16 +40,22 @@ pub fn snapshot_with_pods() -> anyhow::Result<Snapshot> {
     read(true)
 }
 
-/// Every SegmentationException with its status, by name.
-pub fn exceptions(
-) -> anyhow::Result<std::collections::BTreeMap<String, bulkhead_api::SegmentationException>> {
+/// A runtime for one command, and a client of the API server (KUBECONFIG).
+fn connect() -> anyhow::Result<(tokio::runtime::Runtime, kube::Client)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let client = rt
+        .block_on(kube::Client::try_default())
+        .context("connecting to the API server (KUBECONFIG)")?;
+    Ok((rt, client))
+}
+
+/// Every SegmentationException with its status, by name.
+pub fn exceptions(
+) -> anyhow::Result<std::collections::BTreeMap<String, bulkhead_api::SegmentationException>> {
+    let (rt, client) = connect()?;
     rt.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .context("connecting to the API server (KUBECONFIG)")?;
         let listed = list::<bulkhead_api::SegmentationException>(&client).await?;
         Ok(listed
             .into_iter()
@@ -59,13 +65,8 @@ pub fn exceptions(
 }
 
 fn read(pods: bool) -> anyhow::Result<Snapshot> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (rt, client) = connect()?;
     rt.block_on(async {
-        let client = kube::Client::try_default()
-            .await
-            .context("connecting to the API server (KUBECONFIG)")?;
         let mut s = Snapshot::default();
         for o in list::<Namespace>(&client).await? {
             let (k, v) = convert::namespace(&o)?;
