@@ -31,6 +31,8 @@ pub mod policy;
 pub mod promotion;
 pub mod rule_map;
 pub mod selector;
+#[cfg(feature = "watch")]
+pub mod watch;
 
 pub use exception::{
     SegmentationException, SegmentationExceptionSpec, SegmentationExceptionStatus,

@@ -17,8 +17,10 @@
 //! pod reaching every other), then runs its steps: the actions with kubectl,
 //! then every cell of every probe table among the case's pods, over IPv4,
 //! until all cells match or `STEP_TIMEOUT` passes. The agents program
-//! asynchronously, so before probing the runner waits `SETTLE_FIRST` and
-//! for every agent to report its rule map's generation programmed; a table
+//! asynchronously, so before probing the runner waits for an operator to
+//! have published every change the step made (its
+//! `published_resource_version` gauges reach the changed objects' versions)
+//! and for every agent to report its rule map's generation programmed; a table
 //! is accepted only when all of its cells match at once. Failures are
 //! collected, so one report names every case that failed and the cells.
 //!
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_api::policy::Protocol;
 use bulkhead_e2e::kubelet::{self, ContainerPort};
-use bulkhead_e2e::lab::{Probe, ServiceSpec};
+use bulkhead_e2e::lab::{Barrier, Probe, ServiceSpec};
 use bulkhead_e2e::services::ProxyMode;
 use bulkhead_e2e::topology::node_name;
 use bulkhead_e2e::{Lab, LabSpec, Proto, Workload};
@@ -62,8 +64,6 @@ const PROTOCOLS: [(Proto, &str); 3] = [
 
 /// How long one table may take to match after its step's actions.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
-/// The least time between a step's last action and its first probe.
-const SETTLE_FIRST: Duration = Duration::from_millis(700);
 
 /// How many upstream `It`s the replay must cover (see `netpol/README.md`).
 const UPSTREAM_CASES: usize = 48;
@@ -233,10 +233,11 @@ fn run_case(lab: &Lab, vips: &Vips, case: &Case, tally: &mut Tally) -> Result<()
     for (i, step) in case.steps.iter().enumerate() {
         let title = step.title.clone().unwrap_or_default();
         let step_name = format!("step {} ({title})", i + 1);
+        let before = lab.barrier().map_err(|e| format!("{step_name}: {e}"))?;
         for action in &step.actions {
             act(lab, action).map_err(|e| format!("{step_name}: {e}"))?;
         }
-        settle(lab).map_err(|e| format!("{step_name}: {e}"))?;
+        settle(lab, &before).map_err(|e| format!("{step_name}: {e}"))?;
         for table in &step.probes {
             let proto = proto_of(table.protocol);
             let mut expected = Vec::new();
@@ -317,10 +318,11 @@ fn expect_table(lab: &Lab, vips: &Vips, expected: &[(Probe, bool)]) -> Result<()
     }
 }
 
-/// Waits out the control loop: a moment for the operator to see the
-/// change, then every agent's rule map programmed.
-fn settle(lab: &Lab) -> Result<(), String> {
-    sleep(SETTLE_FIRST);
+/// Waits out the control loop: an operator has published every change
+/// since `before`, then every agent has programmed its rule map.
+fn settle(lab: &Lab, before: &Barrier) -> Result<(), String> {
+    lab.wait_published(before, SETTLE)
+        .map_err(|e| format!("waiting for the operator: {e}"))?;
     lab.sync_agents(SETTLE)
         .map_err(|e| format!("waiting for the agents: {e}"))
 }
@@ -329,6 +331,9 @@ fn settle(lab: &Lab) -> Result<(), String> {
 /// waits until every pod reaches every other again.
 fn reset(lab: &Lab, vips: &Vips, segmentation_labels: bool) -> Result<(), String> {
     let kubectl = lab.kubectl();
+    let before = lab
+        .barrier()
+        .map_err(|e| format!("resetting the cluster: {e}"))?;
     let run = |args: &[&str]| {
         kubectl
             .run(args)
@@ -361,7 +366,7 @@ fn reset(lab: &Lab, vips: &Vips, segmentation_labels: bool) -> Result<(), String
             .apply(MAPPING)
             .map_err(|e| format!("applying the LabelMapping: {e}"))?;
     }
-    settle(lab)?;
+    settle(lab, &before)?;
     let everyone: Vec<(Probe, bool)> = all_pods()
         .iter()
         .flat_map(|(fns, fpod)| {

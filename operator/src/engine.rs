@@ -17,7 +17,8 @@ use crate::exceptions::Exceptions;
 use crate::feed::{FeedEvent, Kind};
 use crate::hits;
 use crate::http::Health;
-use crate::metrics::{CompileLabel, Metrics};
+use crate::metrics::{CompileLabel, KindLabel, Metrics};
+use crate::observed::Observed;
 use crate::promotion::Promotions;
 use crate::status::{self, StatusWriter};
 use crate::{publish, Error};
@@ -59,6 +60,8 @@ pub struct Engine {
     hits_due: bool,
     /// Rules not hit for this long count as unused (`bulkhead_operator_rules_recertify`).
     unused_for: jiff::SignedDuration,
+    /// What the watches have fed (the published_resource_version gauges).
+    observed: Arc<Observed>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -103,7 +106,15 @@ impl Engine {
             hits_interval: Duration::from_secs(60),
             hits_due: true,
             unused_for: jiff::SignedDuration::from_hours(90 * 24),
+            observed: Arc::new(Observed::default()),
         }
+    }
+
+    /// The same engine reporting, once a pass has published them, the
+    /// versions the watches recorded in `observed`.
+    pub fn with_observed(mut self, observed: Arc<Observed>) -> Self {
+        self.observed = observed;
+        self
     }
 
     /// The same engine gathering rule hits every `interval`, and counting
@@ -167,6 +178,9 @@ impl Engine {
                 _ = gates.tick() => { self.check_due = true; }
                 _ = hits.tick() => { self.hits_due = true; }
             }
+            // What was fed before this point is in the queue: after the
+            // drain and a pass that leaves nothing dirty, it is published.
+            let fed = self.observed.snapshot();
             // Take everything that is already queued before publishing once.
             while let Ok(e) = rx.try_recv() {
                 self.handle(e);
@@ -183,6 +197,7 @@ impl Engine {
                     Ok(false)
                 }
             };
+            self.mark_published(fed, result.is_ok() && leading);
             match result {
                 Ok(true) => {
                     retry = None;
@@ -196,6 +211,21 @@ impl Engine {
                     retry = Some(Instant::now() + Duration::from_secs(1));
                 }
             }
+        }
+    }
+
+    /// After a turn: when its pass succeeded and left nothing dirty, what
+    /// the watches had fed before the drain is what the published maps
+    /// reflect (`bulkhead_operator_published_resource_version`).
+    fn mark_published(&self, fed: BTreeMap<&'static str, u64>, succeeded: bool) {
+        if !succeeded || self.dirty || self.compiler.is_none() {
+            return;
+        }
+        for (kind, rv) in fed {
+            self.metrics
+                .published_resource_version
+                .get_or_create(&KindLabel { kind: kind.into() })
+                .set(i64::try_from(rv).unwrap_or(i64::MAX));
         }
     }
 

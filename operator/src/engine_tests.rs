@@ -297,3 +297,54 @@ async fn a_hung_apply_fails_the_pass_in_time_instead_of_blocking_the_loop() {
     api.resume();
     assert!(matches!(engine.step(true).await, Ok(true)));
 }
+
+fn published_version(metrics: &Metrics, kind: &str) -> i64 {
+    metrics
+        .published_resource_version
+        .get_or_create(&KindLabel { kind: kind.into() })
+        .get()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_published_resource_version_moves_only_once_a_pass_has_published_what_was_fed() {
+    let (client, api) = FakeApi::start();
+    let (engine, metrics) = engine(client);
+    let observed = Arc::new(Observed::default());
+    let mut engine = engine.with_observed(observed.clone());
+    feed_cluster(&mut engine, &api);
+    // Publishing stalls: the pass that takes the new pod in fails in time.
+    api.stall(|c| c.method == http::Method::PATCH && c.path.starts_with(RULE_MAPS));
+    let (tx, rx) = mpsc::channel(16);
+    let (_leader_tx, leader_rx) = watch::channel(true);
+    let run = tokio::spawn(engine.run(rx, leader_rx));
+    let cache = change(Change::UpsertPod(
+        PodKey::new("prod", "cache"),
+        pod("web", "10.0.1.3"),
+    ));
+    tx.send(cache).await.expect("engine runs");
+    observed.fed("pod", Some("7"));
+    for _ in 0..20 {
+        tokio::time::sleep(CALL_TIMEOUT).await;
+        assert_eq!(
+            published_version(&metrics, "pod"),
+            0,
+            "nothing is published while the rule map cannot be written"
+        );
+    }
+    api.resume();
+    let mut waited = 0;
+    while published_version(&metrics, "pod") != 7 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+        assert!(
+            waited < 600,
+            "the retried pass never published resourceVersion 7"
+        );
+    }
+    let maps = api.get(&format!("{RULE_MAPS}/n1")).expect("rule map");
+    assert!(
+        maps.to_string().contains("10.0.1.3"),
+        "the published rule map holds the pod fed at 7: {maps}"
+    );
+    run.abort();
+}

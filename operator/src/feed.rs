@@ -6,11 +6,11 @@
 //! (re)list the task compares what it saw with what it knew and deletes the
 //! objects that vanished while the watch was down.
 
-use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bulkhead_api::watch::{Bookkeeping, ObjectKey, Seen};
 use bulkhead_api::{
     ExternalNode, IdentityMap, LabelMapping, NodeRuleMap, SegmentationException, SegmentationPolicy,
 };
@@ -24,11 +24,12 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::utils::Backoff;
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
 use crate::metrics::{KindLabel, Metrics};
+use crate::observed::Observed;
 use crate::promotion::PolicyMeta;
 
 /// The kinds the compiler reads.
@@ -125,6 +126,25 @@ pub enum FeedEvent {
 
 type Sender = mpsc::Sender<FeedEvent>;
 
+/// What every watch task holds: where its events go, its metrics, and the
+/// record of what it fed (see [`Observed`]).
+#[derive(Clone)]
+struct Ctx {
+    tx: Sender,
+    metrics: Arc<Metrics>,
+    observed: Arc<Observed>,
+}
+
+/// The resourceVersion an event carries (none for the list markers).
+fn event_version<K: Resource>(event: &watcher::Event<K>) -> Option<String> {
+    match event {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => {
+            o.meta().resource_version.clone()
+        }
+        watcher::Event::Init | watcher::Event::InitDone => None,
+    }
+}
+
 /// How long a watch waits before it retries: doubling from 250 ms up to
 /// 4 s (kube's default goes up to 30 s, which after an API server outage of
 /// a few seconds leaves policy changes unseen for half a minute), back to
@@ -164,188 +184,123 @@ impl Backoff for Reconnect {
 /// Starts every watch; they run until the receiver is dropped. NetworkPolicies
 /// are watched only when `network_policies` is set (the compiler ignores
 /// them otherwise, and the operator then needs no RBAC for them).
-pub fn start(client: Client, tx: Sender, metrics: Arc<Metrics>, network_policies: bool) {
+pub fn start(
+    client: Client,
+    tx: Sender,
+    metrics: Arc<Metrics>,
+    observed: Arc<Observed>,
+    network_policies: bool,
+) {
+    let ctx = Ctx {
+        tx,
+        metrics,
+        observed,
+    };
     if network_policies {
         spawn_kind(
             Api::<NetworkPolicy>::all(client.clone()),
             Kind::NetworkPolicy,
-            tx.clone(),
-            metrics.clone(),
+            ctx.clone(),
             |p| convert::network_policy(p).map(|(k, v)| (Change::UpsertNetworkPolicy(k, v), None)),
-            |key| {
-                let (ns, name) = key.split_once('/').unwrap_or(("default", key));
-                Change::DeleteNetworkPolicy(NetworkPolicyKey::new(ns, name))
-            },
+            |key| Change::DeleteNetworkPolicy(NetworkPolicyKey::new(key.namespace(), &key.name)),
         );
     }
     spawn_kind(
         Api::<Pod>::all(client.clone()),
         Kind::Pod,
-        tx.clone(),
-        metrics.clone(),
+        ctx.clone(),
         |p| convert::pod(p).map(|(k, v)| (Change::UpsertPod(k, v), None)),
-        |key| {
-            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
-            Change::DeletePod(PodKey::new(ns, name))
-        },
+        |key| Change::DeletePod(PodKey::new(key.namespace(), &key.name)),
     );
     spawn_kind(
         Api::<Namespace>::all(client.clone()),
         Kind::Namespace,
-        tx.clone(),
-        metrics.clone(),
+        ctx.clone(),
         |n| convert::namespace(n).map(|(k, v)| (Change::UpsertNamespace(k, v), None)),
-        |key| Change::DeleteNamespace(key.to_string()),
+        |key| Change::DeleteNamespace(key.name.clone()),
     );
     spawn_kind(
         Api::<Node>::all(client.clone()),
         Kind::Node,
-        tx.clone(),
-        metrics.clone(),
+        ctx.clone(),
         |n| convert::node(n).map(|(k, v)| (Change::UpsertNode(k, v), None)),
-        |key| Change::DeleteNode(key.to_string()),
+        |key| Change::DeleteNode(key.name.clone()),
     );
     spawn_kind(
         Api::<ExternalNode>::all(client.clone()),
         Kind::ExternalNode,
-        tx.clone(),
-        metrics.clone(),
+        ctx.clone(),
         |n| convert::external_node(n).map(|(k, v)| (Change::UpsertExternalNode(k, v), None)),
-        |key| Change::DeleteExternalNode(key.to_string()),
+        |key| Change::DeleteExternalNode(key.name.clone()),
     );
     spawn_kind(
         Api::<LabelMapping>::all(client.clone()),
         Kind::LabelMapping,
-        tx.clone(),
-        metrics.clone(),
+        ctx.clone(),
         |m| convert::label_mapping(m).map(|(k, v)| (Change::UpsertMapping(k, v), None)),
-        |key| Change::DeleteMapping(key.to_string()),
+        |key| Change::DeleteMapping(key.name.clone()),
     );
     spawn_kind(
         Api::<SegmentationPolicy>::all(client.clone()),
         Kind::SegmentationPolicy,
-        tx.clone(),
-        metrics.clone(),
+        ctx.clone(),
         |p| {
             convert::segmentation_policy(p).map(|(k, v)| {
                 let meta = (k.clone(), PolicyMeta::of(p));
                 (Change::UpsertPolicy(k, v), Some(meta))
             })
         },
-        |key| Change::DeletePolicy(key.to_string()),
+        |key| Change::DeletePolicy(key.name.clone()),
     );
     spawn_kind(
         Api::<EndpointSlice>::all(client.clone()),
         Kind::EndpointSlice,
-        tx.clone(),
-        metrics.clone(),
+        ctx.clone(),
         |s| convert::endpoint_slice(s).map(|(k, v)| (Change::UpsertEndpointSlice(k, v), None)),
-        |key| {
-            let (ns, name) = key.split_once('/').unwrap_or(("default", key));
-            Change::DeleteEndpointSlice(EndpointSliceKey::new(ns, name))
-        },
+        |key| Change::DeleteEndpointSlice(EndpointSliceKey::new(key.namespace(), &key.name)),
     );
     let exceptions = Api::<SegmentationException>::all(client.clone());
     spawn_watch(
         exceptions,
         Kind::SegmentationException.name(),
-        tx.clone(),
-        metrics.clone(),
+        ctx.clone(),
         |seen| {
             Some(match seen {
                 Seen::Applied(_, obj) => FeedEvent::Exception(Box::new(obj)),
-                Seen::Deleted(name) => FeedEvent::ExceptionGone(name),
+                Seen::Deleted(key) => FeedEvent::ExceptionGone(key.name),
                 Seen::Synced => FeedEvent::Synced(Kind::SegmentationException),
             })
         },
     );
     spawn_published(
         Api::<NodeRuleMap>::all(client.clone()),
-        tx.clone(),
-        metrics.clone(),
+        ctx.clone(),
         "noderulemap",
         |o| FeedEvent::RuleMap(Box::new(o)),
         FeedEvent::RuleMapGone,
     );
     spawn_published(
         Api::<IdentityMap>::all(client),
-        tx,
-        metrics,
+        ctx,
         "identitymap",
         |o| FeedEvent::Shard(Box::new(o)),
         FeedEvent::ShardGone,
     );
 }
 
-fn key_of<K: Resource>(obj: &K) -> String {
-    match obj.meta().namespace.as_deref() {
-        Some(ns) => format!("{ns}/{}", obj.name_any()),
-        None => obj.name_any(),
-    }
-}
-
-/// A watcher event after the re-list bookkeeping.
-#[derive(Debug, PartialEq)]
-enum Seen<K> {
-    /// The object as it is now (`namespace/name` or `name`).
-    Applied(String, K),
-    /// The object is gone: deleted, or missing from a re-list.
-    Deleted(String),
-    /// A (re)list is complete.
-    Synced,
-}
-
-/// The one list/watch/re-list bookkeeping of every watch: what the last
-/// list and the events since say exists, so that a re-list after an
-/// outage reports what vanished meanwhile as deleted.
-#[derive(Debug, Default)]
-struct Bookkeeping {
-    known: BTreeSet<String>,
-    relisting: Option<BTreeSet<String>>,
-}
-
-impl Bookkeeping {
-    fn event<K: Resource>(&mut self, event: watcher::Event<K>) -> Vec<Seen<K>> {
-        match event {
-            watcher::Event::Init => {
-                self.relisting = Some(BTreeSet::new());
-                vec![]
-            }
-            watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
-                let key = key_of(&obj);
-                if let Some(seen) = &mut self.relisting {
-                    seen.insert(key.clone());
-                }
-                self.known.insert(key.clone());
-                vec![Seen::Applied(key, obj)]
-            }
-            watcher::Event::Delete(obj) => {
-                let key = key_of(&obj);
-                self.known.remove(&key);
-                vec![Seen::Deleted(key)]
-            }
-            watcher::Event::InitDone => {
-                let mut out = Vec::new();
-                if let Some(seen) = self.relisting.take() {
-                    let gone = self.known.difference(&seen);
-                    out.extend(gone.map(|k| Seen::Deleted(k.clone())));
-                    self.known = seen;
-                }
-                out.push(Seen::Synced);
-                out
-            }
-        }
-    }
-}
-
 /// Runs one watch: every event through the bookkeeping, then `on` turns
 /// what was seen into feed events. `name` labels logs and metrics.
-fn spawn_watch<K, F>(api: Api<K>, name: &'static str, tx: Sender, metrics: Arc<Metrics>, mut on: F)
+fn spawn_watch<K, F>(api: Api<K>, name: &'static str, ctx: Ctx, mut on: F)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     F: FnMut(Seen<K>) -> Option<FeedEvent> + Send + 'static,
 {
     tokio::spawn(async move {
+        let Ctx {
+            tx,
+            metrics,
+            observed,
+        } = ctx;
         let mut book = Bookkeeping::default();
         let gauge = metrics
             .objects
@@ -364,38 +319,34 @@ where
                     continue;
                 }
             };
+            let version = event_version(&event);
             let seen = book.event(event);
-            gauge.set(book.known.len() as i64);
+            gauge.set(book.len() as i64);
             for e in seen.into_iter().filter_map(&mut on) {
                 if tx.send(e).await.is_err() {
                     return;
                 }
             }
+            observed.fed(name, version.as_deref());
         }
     });
 }
 
 /// A watch of a kind the compiler reads: objects become changes.
-fn spawn_kind<K, C, D>(
-    api: Api<K>,
-    kind: Kind,
-    tx: Sender,
-    metrics: Arc<Metrics>,
-    to_change: C,
-    delete: D,
-) where
+fn spawn_kind<K, C, D>(api: Api<K>, kind: Kind, ctx: Ctx, to_change: C, delete: D)
+where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     C: Fn(&K) -> Result<(Change, Option<(String, PolicyMeta)>), convert::ConvertError>
         + Send
         + 'static,
-    D: Fn(&str) -> Change + Send + 'static,
+    D: Fn(&ObjectKey) -> Change + Send + 'static,
 {
-    let errors = metrics.clone();
-    spawn_watch(api, kind.name(), tx, metrics, move |seen| match seen {
+    let errors = ctx.metrics.clone();
+    spawn_watch(api, kind.name(), ctx, move |seen| match seen {
         Seen::Applied(key, obj) => match to_change(&obj) {
             Ok((change, policy)) => {
                 let generation = matches!(kind, Kind::SegmentationPolicy | Kind::LabelMapping)
-                    .then(|| obj.meta().generation.map(|g| (kind, key, g)))
+                    .then(|| obj.meta().generation.map(|g| (kind, key.to_string(), g)))
                     .flatten();
                 Some(FeedEvent::Change {
                     change,
@@ -421,8 +372,7 @@ fn spawn_kind<K, C, D>(
 /// A watch of what the operator publishes (and agents report on).
 fn spawn_published<K, A>(
     api: Api<K>,
-    tx: Sender,
-    metrics: Arc<Metrics>,
+    ctx: Ctx,
     kind: &'static str,
     apply: A,
     gone: fn(String) -> FeedEvent,
@@ -430,9 +380,9 @@ fn spawn_published<K, A>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     A: Fn(K) -> FeedEvent + Send + 'static,
 {
-    spawn_watch(api, kind, tx, metrics, move |seen| match seen {
+    spawn_watch(api, kind, ctx, move |seen| match seen {
         Seen::Applied(_, obj) => Some(apply(obj)),
-        Seen::Deleted(name) => Some(gone(name)),
+        Seen::Deleted(key) => Some(gone(key.name)),
         Seen::Synced => Some(FeedEvent::PublishedSynced(kind)),
     });
 }
@@ -448,43 +398,5 @@ mod tests {
         assert_eq!(waits, [250, 500, 1000, 2000, 4000, 4000, 4000]);
         b.reset();
         assert_eq!(b.next(), Some(Duration::from_millis(250)));
-    }
-
-    fn node(name: &str) -> Node {
-        let mut n = Node::default();
-        n.metadata.name = Some(name.into());
-        n
-    }
-
-    fn names(seen: Vec<Seen<Node>>) -> Vec<String> {
-        seen.into_iter()
-            .map(|s| match s {
-                Seen::Applied(k, _) => format!("+{k}"),
-                Seen::Deleted(k) => format!("-{k}"),
-                Seen::Synced => "synced".into(),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_relist_reports_what_vanished_while_the_watch_was_down() {
-        let mut book = Bookkeeping::default();
-        let mut run = |e| names(book.event(e));
-        assert!(run(watcher::Event::Init).is_empty());
-        assert_eq!(run(watcher::Event::InitApply(node("a"))), ["+a"]);
-        assert_eq!(run(watcher::Event::InitApply(node("b"))), ["+b"]);
-        assert_eq!(run(watcher::Event::InitDone), ["synced"]);
-        assert_eq!(run(watcher::Event::Apply(node("c"))), ["+c"]);
-        assert_eq!(run(watcher::Event::Delete(node("a"))), ["-a"]);
-        // The watch broke; b went away unseen, d came.
-        assert!(run(watcher::Event::Init).is_empty());
-        assert_eq!(run(watcher::Event::InitApply(node("c"))), ["+c"]);
-        assert_eq!(run(watcher::Event::InitApply(node("d"))), ["+d"]);
-        assert_eq!(run(watcher::Event::InitDone), ["-b", "synced"]);
-        assert_eq!(
-            book.known.iter().collect::<Vec<_>>(),
-            ["c", "d"],
-            "what exists now"
-        );
     }
 }

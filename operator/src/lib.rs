@@ -37,6 +37,7 @@ pub mod http;
 pub mod kpi;
 pub mod leader;
 pub mod metrics;
+pub mod observed;
 pub mod promotion;
 pub mod publish;
 pub mod status;

@@ -170,7 +170,14 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let (tx, rx) = mpsc::channel(4096);
-    feed::start(client.clone(), tx, metrics.clone(), args.network_policies);
+    let observed = Arc::new(bulkhead_operator::observed::Observed::default());
+    feed::start(
+        client.clone(),
+        tx,
+        metrics.clone(),
+        observed.clone(),
+        args.network_policies,
+    );
     let mut options = CompileOptions {
         default_mode: args.default_mode,
         identity_shards: args.identity_shards,
@@ -199,6 +206,7 @@ async fn main() -> anyhow::Result<()> {
         .promotion_interval
         .max(std::time::Duration::from_secs(1));
     let engine = Engine::new(client, options, metrics, health, recorder)
+        .with_observed(observed)
         .with_promotions(Promotions::new(collector, interval))
         .with_exception_max(std::time::Duration::from_secs(
             args.exception_max_hours * 3600,

@@ -93,6 +93,9 @@ pub struct Metrics {
     /// Rules to recertify, by reason (never hit, unused, expired, review
     /// overdue); a rule counts once under each reason that holds.
     pub rules_recertify: Family<ReasonLabel, Gauge>,
+    /// Per watched kind: the highest resourceVersion that what the operator
+    /// has published reflects (see `observed.rs`); what to wait on after a change.
+    pub published_resource_version: Family<KindLabel, Gauge>,
     pub kpis: crate::kpi::Kpis,
 }
 
@@ -115,6 +118,7 @@ impl Metrics {
             rule_expirations: Counter::default(),
             review_overdue: Gauge::default(),
             rules_recertify: Family::default(),
+            published_resource_version: Family::default(),
             kpis: crate::kpi::Kpis::register(registry),
         };
         let r = registry.sub_registry_with_prefix("bulkhead_operator");
@@ -135,6 +139,11 @@ impl Metrics {
             m.errors.clone(),
         );
         r.register("writes", "Objects written, by kind", m.writes.clone());
+        r.register(
+            "published_resource_version",
+            "Per watched kind, the highest resourceVersion the published rule and identity maps reflect",
+            m.published_resource_version.clone(),
+        );
         r.register(
             "leader",
             "1 while this replica holds the lease",

@@ -38,12 +38,14 @@ use crate::state::{LabRecord, StateDir};
 use crate::topology::{self, NodeNet, Topology, TopologySpec};
 use crate::traffic;
 
+mod barrier;
 mod batch;
 mod external;
 mod lifecycle;
 mod objects;
 mod probes;
 mod replicas;
+pub use barrier::Barrier;
 pub use external::{external_node_labels, LAB_LEASE_DURATION_SECS};
 mod outside;
 mod services;

@@ -10,10 +10,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bulkhead_api::watch::{Bookkeeping, Seen};
 use bulkhead_api::{IdentityMap, IdentityMapSpec, NodeRuleMap, NodeRuleMapStatus};
 use futures::{StreamExt, TryStreamExt};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tokio::sync::mpsc;
 
 use crate::datapath::{Datapath, InterfaceConfig};
@@ -341,22 +342,27 @@ fn watch_rule_map(client: Client, node: String, tx: mpsc::Sender<Update>) {
         let api: Api<NodeRuleMap> = Api::all(client);
         let cfg = watcher::Config::default().fields(&format!("metadata.name={node}"));
         let mut stream = watcher(api, cfg).default_backoff().boxed();
+        // The bookkeeping matters here too: a map deleted while the watch
+        // was down shows up as gone after the re-list.
+        let mut book = Bookkeeping::default();
         loop {
-            let update = match stream.try_next().await {
-                Ok(Some(watcher::Event::Apply(m) | watcher::Event::InitApply(m))) => {
-                    Update::RuleMap(Box::new(m))
-                }
-                Ok(Some(watcher::Event::Delete(_))) => Update::RuleMapGone,
-                Ok(Some(watcher::Event::InitDone)) => Update::RuleMapListed,
-                Ok(Some(watcher::Event::Init)) => continue,
+            let event = match stream.try_next().await {
+                Ok(Some(e)) => e,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "NodeRuleMap watch failed; retrying, the maps stay as they are");
                     continue;
                 }
             };
-            if tx.send(update).await.is_err() {
-                return;
+            for seen in book.event(event) {
+                let update = match seen {
+                    Seen::Applied(_, m) => Update::RuleMap(Box::new(m)),
+                    Seen::Deleted(_) => Update::RuleMapGone,
+                    Seen::Synced => Update::RuleMapListed,
+                };
+                if tx.send(update).await.is_err() {
+                    return;
+                }
             }
         }
     });
@@ -368,45 +374,26 @@ fn watch_shards(client: Client, tx: mpsc::Sender<Update>) {
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
-        let mut listing: Option<Vec<String>> = None;
-        let mut known: Vec<String> = Vec::new();
+        let mut book = Bookkeeping::default();
         loop {
-            let mut updates = Vec::new();
-            match stream.try_next().await {
-                Ok(Some(watcher::Event::Init)) => listing = Some(Vec::new()),
-                Ok(Some(watcher::Event::InitApply(m) | watcher::Event::Apply(m))) => {
-                    let name = m.name_any();
-                    if let Some(l) = &mut listing {
-                        l.push(name.clone());
-                    }
-                    if !known.contains(&name) {
-                        known.push(name.clone());
-                    }
-                    let generation = m.metadata.generation.unwrap_or(0);
-                    updates.push(Update::Shard(name, m.spec, generation));
-                }
-                Ok(Some(watcher::Event::Delete(m))) => {
-                    let name = m.name_any();
-                    known.retain(|k| k != &name);
-                    updates.push(Update::ShardGone(name));
-                }
-                Ok(Some(watcher::Event::InitDone)) => {
-                    if let Some(seen) = listing.take() {
-                        for gone in known.iter().filter(|k| !seen.contains(k)) {
-                            updates.push(Update::ShardGone(gone.clone()));
-                        }
-                        known = seen;
-                    }
-                    updates.push(Update::ShardsListed);
-                }
+            let event = match stream.try_next().await {
+                Ok(Some(e)) => e,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "IdentityMap watch failed; retrying, the maps stay as they are");
                     continue;
                 }
-            }
-            for u in updates {
-                if tx.send(u).await.is_err() {
+            };
+            for seen in book.event(event) {
+                let update = match seen {
+                    Seen::Applied(key, m) => {
+                        let generation = m.metadata.generation.unwrap_or(0);
+                        Update::Shard(key.name, m.spec, generation)
+                    }
+                    Seen::Deleted(key) => Update::ShardGone(key.name),
+                    Seen::Synced => Update::ShardsListed,
+                };
+                if tx.send(update).await.is_err() {
                     return;
                 }
             }
