@@ -338,62 +338,62 @@ fn apply(
 }
 
 fn watch_rule_map(client: Client, node: String, tx: mpsc::Sender<Update>) {
-    tokio::spawn(async move {
-        let api: Api<NodeRuleMap> = Api::all(client);
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={node}"));
-        let mut stream = watcher(api, cfg).default_backoff().boxed();
-        // The bookkeeping matters here too: a map deleted while the watch
-        // was down shows up as gone after the re-list.
-        let mut book = Bookkeeping::default();
-        loop {
-            let event = match stream.try_next().await {
-                Ok(Some(e)) => e,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "NodeRuleMap watch failed; retrying, the maps stay as they are");
-                    continue;
-                }
-            };
-            for seen in book.event(event) {
-                let update = match seen {
-                    Seen::Applied(_, m) => Update::RuleMap(Box::new(m)),
-                    Seen::Deleted(_) => Update::RuleMapGone,
-                    Seen::Synced => Update::RuleMapListed,
-                };
-                if tx.send(update).await.is_err() {
-                    return;
-                }
-            }
-        }
+    let api: Api<NodeRuleMap> = Api::all(client);
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={node}"));
+    // The bookkeeping matters here too: a map deleted while the watch was
+    // down shows up as gone after the re-list.
+    spawn_watch(api, cfg, "NodeRuleMap", tx, |seen| match seen {
+        Seen::Applied(_, m) => Update::RuleMap(Box::new(m)),
+        Seen::Deleted(_) => Update::RuleMapGone,
+        Seen::Synced => Update::RuleMapListed,
     });
 }
 
 fn watch_shards(client: Client, tx: mpsc::Sender<Update>) {
+    let api: Api<IdentityMap> = Api::all(client);
+    spawn_watch(
+        api,
+        watcher::Config::default(),
+        "IdentityMap",
+        tx,
+        |seen| match seen {
+            Seen::Applied(key, m) => {
+                let generation = m.metadata.generation.unwrap_or(0);
+                Update::Shard(key.name, m.spec, generation)
+            }
+            Seen::Deleted(key) => Update::ShardGone(key.name),
+            Seen::Synced => Update::ShardsListed,
+        },
+    );
+}
+
+/// One watch through the shared bookkeeping (`bulkhead_api::watch`): what
+/// it sees, turned into updates for the loop by `to_update`. A failing
+/// watch retries with backoff and changes nothing meanwhile.
+fn spawn_watch<K, F>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    kind: &'static str,
+    tx: mpsc::Sender<Update>,
+    to_update: F,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    F: Fn(Seen<K>) -> Update + Send + 'static,
+{
     tokio::spawn(async move {
-        let api: Api<IdentityMap> = Api::all(client);
-        let mut stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
+        let mut stream = watcher(api, cfg).default_backoff().boxed();
         let mut book = Bookkeeping::default();
         loop {
             let event = match stream.try_next().await {
                 Ok(Some(e)) => e,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "IdentityMap watch failed; retrying, the maps stay as they are");
+                    tracing::warn!(kind, error = %e, "watch failed; retrying, the maps stay as they are");
                     continue;
                 }
             };
             for seen in book.event(event) {
-                let update = match seen {
-                    Seen::Applied(key, m) => {
-                        let generation = m.metadata.generation.unwrap_or(0);
-                        Update::Shard(key.name, m.spec, generation)
-                    }
-                    Seen::Deleted(key) => Update::ShardGone(key.name),
-                    Seen::Synced => Update::ShardsListed,
-                };
-                if tx.send(update).await.is_err() {
+                if tx.send(to_update(seen)).await.is_err() {
                     return;
                 }
             }
