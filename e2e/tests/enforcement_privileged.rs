@@ -369,6 +369,7 @@ fn enforcement_holds_while_the_operator_the_api_server_or_an_agent_is_down() {
     // The API server stops: the agents keep their maps.
     ok(lab.plane_mut().stop_api_server(), "stopping the API server");
     assert_reachability(&lab, "API server stopped", &rows);
+    // The outage itself (not a wait for a fact): 5 s more without an API server.
     std::thread::sleep(Duration::from_secs(5));
     assert_reachability(&lab, "API server stopped for a while", &rows);
     ok(

@@ -281,6 +281,7 @@ fn every_flow_sent_is_collected_named_labeled_and_counted_once() {
         let a = send(&lab, &[(Probe::tcp("prod/web-1", "prod/api-2", 8080), 2)]);
         assert_eq!(a, [true, true]);
         sent += 2;
+        // Traffic spread over the 60 s outage (not a wait for a fact).
         std::thread::sleep(Duration::from_secs(8));
     }
     ok(lab.start_collector(), "restarting the collector");

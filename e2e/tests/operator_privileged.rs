@@ -861,6 +861,7 @@ fn the_operator_rides_out_an_api_server_outage_and_catches_up() {
     let mut lab = with_the_rule(spec());
 
     ok(lab.plane_mut().stop_api_server(), "stopping the API server");
+    // The outage itself (not a wait for a fact): 5 s without an API server.
     std::thread::sleep(Duration::from_secs(5));
     assert!(
         ok(lab.operator("a"), "operator").is_running(),
