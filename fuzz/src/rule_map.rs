@@ -127,7 +127,7 @@ fn rule(u: &mut Unstructured<'_>, id: u32) -> Result<CompiledRule> {
         action: *u.choose(&[Action::Allow, Action::Deny, Action::OverrideDeny])?,
         subjects,
         any_peer,
-        peers,
+        peers: peers.into(),
         ports,
     })
 }

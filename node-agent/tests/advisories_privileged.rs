@@ -228,7 +228,7 @@ egress:
         action,
         subjects: vec![1000],
         any_peer: true,
-        peers: vec![],
+        peers: Default::default(),
         ports: vec![PortRange {
             protocol: Protocol::Tcp,
             first: port,

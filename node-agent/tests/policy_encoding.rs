@@ -70,7 +70,7 @@ fn rules() -> impl Strategy<Value = Vec<CompiledRule>> {
                     action,
                     subjects,
                     any_peer,
-                    peers: if any_peer { vec![] } else { peers },
+                    peers: if any_peer { Vec::new() } else { peers }.into(),
                     ports,
                 },
             )

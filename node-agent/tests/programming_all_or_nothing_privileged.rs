@@ -47,7 +47,7 @@ fn rule(
         action: Action::Allow,
         subjects: vec![subject],
         any_peer: true,
-        peers: vec![],
+        peers: Default::default(),
         ports: vec![PortRange {
             protocol,
             first: port,

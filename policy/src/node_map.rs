@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bulkhead_api::identity::{FIRST_ALLOCATED, HOST};
 use bulkhead_api::policy::{Action, Protocol};
-use bulkhead_api::rule_map::{CompiledRule, Direction, LocalEndpoint, PortRange};
+use bulkhead_api::rule_map::{CompiledRule, Direction, LocalEndpoint, PeerIds, PortRange};
 use bulkhead_api::Labels;
 
 use crate::netpol::named_ports;
@@ -32,8 +32,9 @@ struct RuleTemplate {
     name: String,
     direction: Direction,
     action: Action,
-    /// `None` matches any peer; else the sorted peer identities.
-    peers: Option<Vec<u32>>,
+    /// `None` matches any peer; else the sorted peer identities, shared by
+    /// every node the rule lands on.
+    peers: Option<PeerIds>,
     ports: Vec<PortRange>,
     named_ports: Vec<(Protocol, String)>,
 }
@@ -104,15 +105,21 @@ impl<'a> NodeContext<'a> {
             return;
         }
         for rule in &policy.rules {
-            let mut peers = rule.peers.clone().unwrap_or_default();
-            if self
-                .host_alias
-                .is_some_and(|h| peers.binary_search(&h).is_ok())
-            {
-                if let Err(at) = peers.binary_search(&HOST) {
-                    peers.insert(at, HOST);
-                }
-            }
+            let peers = match &rule.peers {
+                None => PeerIds::default(),
+                Some(p) => match self.host_alias.filter(|h| p.binary_search(h).is_ok()) {
+                    // Naming this node's identity names `host` too, here only.
+                    Some(_) => match p.binary_search(&HOST) {
+                        Ok(_) => p.clone(),
+                        Err(at) => {
+                            let mut v = p.to_vec();
+                            v.insert(at, HOST);
+                            v.into()
+                        }
+                    },
+                    None => p.clone(),
+                },
+            };
             let compiled = CompiledRule {
                 id: rule.id,
                 policy: name.to_string(),

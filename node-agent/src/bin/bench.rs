@@ -71,9 +71,9 @@ fn rules(n: u32) -> Vec<CompiledRule> {
                 subjects: vec![1000 + (r >> 32) as u32 % SUBJECTS],
                 any_peer: r % 50 == 0,
                 peers: if r % 50 == 0 {
-                    vec![]
+                    Default::default()
                 } else {
-                    vec![2000 + (r >> 40) as u32 % PEERS]
+                    vec![2000 + (r >> 40) as u32 % PEERS].into()
                 },
                 ports: vec![PortRange {
                     protocol,

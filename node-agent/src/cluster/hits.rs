@@ -91,7 +91,7 @@ mod tests {
             action: Action::Allow,
             subjects: vec![1000],
             any_peer: true,
-            peers: vec![],
+            peers: Default::default(),
             ports: vec![],
         }
     }

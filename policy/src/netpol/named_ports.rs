@@ -77,7 +77,7 @@ pub(crate) fn expand(
     let destinations: Vec<u32> = match base.direction {
         Direction::Ingress => base.subjects.clone(),
         Direction::Egress if base.any_peer => identities.keys().copied().collect(),
-        Direction::Egress => base.peers.clone(),
+        Direction::Egress => base.peers.to_vec(),
     };
     for id in destinations {
         let ports = resolve(identities.get(&id), named);
@@ -93,7 +93,7 @@ pub(crate) fn expand(
             Direction::Ingress => rule.subjects = ids,
             Direction::Egress => {
                 rule.any_peer = false;
-                rule.peers = ids;
+                rule.peers = ids.into();
             }
         }
         out.push(rule);
@@ -140,13 +140,13 @@ mod tests {
             action: Action::Allow,
             subjects: vec![400],
             any_peer: false,
-            peers: vec![300, 301, 302],
+            peers: vec![300, 301, 302].into(),
             ports: vec![],
         };
         let got = expand(base.clone(), &named, &identities);
         let summary: Vec<(Vec<u32>, Vec<PortRange>)> = got
             .iter()
-            .map(|r| (r.peers.clone(), r.ports.clone()))
+            .map(|r| (r.peers.to_vec(), r.ports.clone()))
             .collect();
         assert_eq!(
             summary,
