@@ -88,14 +88,37 @@ pub struct FlowRecord {
     pub source_hidden_by_snat: bool,
 }
 
-/// A Service's address and port, as the client asked for them.
+/// A Service's address and port, as the client asked for them, and the
+/// Service they belong to when the reporting agent knew it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceAddress {
-    /// The ClusterIP.
+    /// The address asked for: a ClusterIP, an external IP or a load
+    /// balancer's ingress IP (or a node's address, for a NodePort).
     pub address: IpAddr,
     /// The Service's port (the backend's is the record's `port`).
     pub port: u16,
+    /// The Service's namespace. Absent when the agent did not know the
+    /// Service (standalone mode, a Service it had not seen yet, records
+    /// older than the field). Added compatibly, with `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The Service's name; present exactly when `namespace` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The name of the Service port asked for, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+}
+
+impl ServiceAddress {
+    /// `namespace/name`, when the Service is known.
+    pub fn service(&self) -> Option<String> {
+        match (&self.namespace, &self.name) {
+            (Some(ns), Some(name)) => Some(format!("{ns}/{name}")),
+            _ => None,
+        }
+    }
 }
 
 /// One side of a flow, as it was when the flow was seen.

@@ -113,7 +113,8 @@ pub struct FlowQueryArgs {
     #[arg(long, global = true, value_name = "ENDPOINT")]
     pub from: Option<String>,
     /// The destination, in the same forms, or `service:namespace/name`: the
-    /// flows sent to that Service's ClusterIP, whichever backend answered.
+    /// flows sent to that Service, whichever backend answered (by the
+    /// Service name records carry; unnamed records by its ClusterIP).
     #[arg(long, global = true, value_name = "ENDPOINT")]
     pub to: Option<String>,
     /// allow, deny or would-deny (allowed now, denied in full mode).

@@ -50,6 +50,10 @@ pub struct EdgeColumns {
     pub rule_policy: String,
     pub rule_name: String,
     pub rule_id: u32,
+    /// The Service address asked for (`service.address`); `""` when none.
+    pub svc_addr: String,
+    /// `namespace/name` of that Service; `""` when the record names none.
+    pub svc_name: String,
 }
 
 /// The wire name of a unit enum value (`pod`, `externalNode`, `TCP`).
@@ -119,6 +123,16 @@ impl EdgeColumns {
             rule_policy,
             rule_name,
             rule_id,
+            svc_addr: r
+                .service
+                .as_ref()
+                .map(|s| s.address.to_string())
+                .unwrap_or_default(),
+            svc_name: r
+                .service
+                .as_ref()
+                .and_then(|s| s.service())
+                .unwrap_or_default(),
         })
     }
 }

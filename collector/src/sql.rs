@@ -120,6 +120,10 @@ pub fn group_exprs(d: Dialect, key: &GroupKey) -> (String, String) {
         GroupKey::Protocol => always("protocol".into()),
         GroupKey::Verdict => always(d.verdict_class()),
         GroupKey::Direction => always("direction".into()),
+        GroupKey::Service => (
+            "(svc_addr <> '')".into(),
+            "CASE WHEN svc_name <> '' THEN svc_name ELSE svc_addr END".into(),
+        ),
     }
 }
 
@@ -223,6 +227,18 @@ pub fn edge_conditions(d: Dialect, f: &FlowFilter) -> String {
     }
     if let Some(node) = &f.node {
         c.push(format!("node = {}", d.quote(node)));
+    }
+    // As `FlowFilter::matches`: by the name a record carries; by the
+    // address alone, for records without a name, when a name is asked for.
+    match (&f.service_name, f.service) {
+        (None, None) => {}
+        (None, Some(a)) => c.push(format!("svc_addr = {}", d.quote(&a.to_string()))),
+        (Some(n), None) => c.push(format!("svc_name = {}", d.quote(&n.to_string()))),
+        (Some(n), Some(a)) => c.push(format!(
+            "(svc_name = {} OR (svc_name = '' AND svc_addr = {}))",
+            d.quote(&n.to_string()),
+            d.quote(&a.to_string())
+        )),
     }
     if c.is_empty() {
         "1".into()

@@ -1177,6 +1177,8 @@ fn rbac_grants_each_service_account_what_it_needs(plane: &ControlPlane) {
         (&agent_sa, "list endpointslices.discovery.k8s.io -A", "no"),
         (&operator_sa, "list secrets -A", "no"),
         (&agent_sa, "watch identitymaps.bulkhead.dev", "yes"),
+        (&agent_sa, "watch services -A", "yes"),
+        (&agent_sa, "get secrets -A", "no"),
         (
             &agent_sa,
             "patch noderulemaps.bulkhead.dev --subresource=status",

@@ -314,7 +314,8 @@ fn assert_reachability(lab: &Lab, want: &[(&str, Option<IpAddr>, bool)]) {
 }
 
 /// The client's node records flows through a Service with the address
-/// that was asked for beside the backend that answered.
+/// that was asked for, and the Service's namespace and name, beside the
+/// backend that answered.
 fn flows_name_the_service_address_beside_the_backend(
     lab: &Lab,
     svcs: &[(&str, IpAddr, Vec<&str>)],
@@ -329,8 +330,9 @@ fn flows_name_the_service_address_beside_the_backend(
             "the backend",
         )
         .address;
+        // The agent watches Services: the record names the Service too.
         eventually(
-            &format!("a flow record web-1 -> {backend} via Service {name} ({vip})"),
+            &format!("a flow record web-1 -> {backend} via Service prod/{name} ({vip})"),
             || {
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 Ok(text
@@ -339,9 +341,12 @@ fn flows_name_the_service_address_beside_the_backend(
                     .find(|r| {
                         r.destination.address == IpAddr::V4(backend)
                             && r.direction == bulkhead_api::rule_map::Direction::Egress
-                            && r.service
-                                .as_ref()
-                                .is_some_and(|s| s.address == *vip && s.port == PORT)
+                            && r.service.as_ref().is_some_and(|s| {
+                                s.address == *vip
+                                    && s.port == PORT
+                                    && s.namespace.as_deref() == Some("prod")
+                                    && s.name.as_deref() == Some(*name)
+                            })
                     })
                     .map(drop))
             },
@@ -381,10 +386,40 @@ fn flows_name_the_service_address_beside_the_backend(
         "flows --to service:prod/db-local finds the flows through it"
     );
     assert!(
-        records
-            .iter()
-            .all(|r| r["service"]["address"] == db_local.to_string()),
-        "only flows through db-local: {records:?}"
+        records.iter().all(|r| {
+            r["service"]["address"] == db_local.to_string()
+                && r["service"]["namespace"] == "prod"
+                && r["service"]["name"] == "db-local"
+        }),
+        "only flows through db-local, named so: {records:?}"
+    );
+    // The names flow/v1 records carry, not a lookup: the same answer with no
+    // API server to resolve the ClusterIP (matched by name only).
+    let offline = std::process::Command::new(&cli)
+        .env("KUBECONFIG", lab.state().root().join("no-such-kubeconfig"))
+        .args(["flows", "--flows"])
+        .arg(&log)
+        .args([
+            "--since",
+            "1h",
+            "--to",
+            "service:prod/db-local",
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("kubectl-bulkhead flows");
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    let by_name: serde_json::Value = serde_json::from_slice(&offline.stdout).expect("json");
+    let by_name = by_name["records"].as_array().expect("records");
+    assert!(
+        by_name.len() >= records.len()
+            && by_name.iter().all(|r| r["service"]["name"] == "db-local"),
+        "by the recorded name alone: {by_name:?}"
     );
 }
 

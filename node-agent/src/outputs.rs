@@ -92,6 +92,14 @@ impl Outputs {
         self.resolving = true;
     }
 
+    /// Service names for the records from now on (cluster mode).
+    pub fn set_services(
+        &mut self,
+        services: tokio::sync::watch::Receiver<Arc<crate::flows::ServiceIndex>>,
+    ) {
+        self.sink.set_services(services);
+    }
+
     /// Drains the ring buffer, and ends the window when it is due (and
     /// records can be named).
     pub fn tick(&mut self, datapath: &mut Datapath) {

@@ -74,15 +74,26 @@ pub fn parameters(q: &FlowQueryArgs, export: bool) -> BTreeMap<String, String> {
 pub fn run(args: &FlowsArgs) -> anyhow::Result<()> {
     let export = matches!(args.export, Some(FlowsCommand::Export { .. }));
     let mut params = parameters(&args.query, export);
-    // `--to service:ns/name`: the flows sent to its address, whichever
-    // backend answered.
+    // `--to service:ns/name`: the flows sent to that Service, whichever
+    // backend answered: by the name records carry, and for records without
+    // one (standalone agents, older records) by its ClusterIP now.
     if let Some(spec) = params
         .get("to")
         .and_then(|t| t.strip_prefix("service:"))
         .map(str::to_owned)
     {
         params.remove("to");
-        params.insert("service".into(), source::service_address(&spec)?);
+        let name = bulkhead_insight::query::ServiceName::parse(&spec)
+            .map_err(|e| anyhow::anyhow!("--to service:{spec}: {e}"))?;
+        params.insert("serviceName".into(), name.to_string());
+        match source::service_address(&spec) {
+            Ok(vip) => {
+                params.insert("service".into(), vip);
+            }
+            Err(e) => eprintln!(
+                "note: {e:#}; matching records that name {name} only (not unnamed records by address)"
+            ),
+        }
     }
     let source = source::Source::from_args(&args.query)?;
     let answer = source.query(&params)?;

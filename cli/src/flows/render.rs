@@ -52,7 +52,17 @@ pub fn table(answer: &Answer, out: &mut String) {
                 ),
                 r.flows.to_string(),
                 side(&r.source),
-                side(&r.destination),
+                match &r.service {
+                    Some(svc) => format!(
+                        "{} via {}:{}",
+                        side(&r.destination),
+                        svc.service().unwrap_or_else(|| svc.address.to_string()),
+                        svc.port_name
+                            .clone()
+                            .unwrap_or_else(|| svc.port.to_string())
+                    ),
+                    None => side(&r.destination),
+                },
             ]
         })
         .collect();

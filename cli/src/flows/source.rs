@@ -113,9 +113,9 @@ impl Source {
     }
 }
 
-/// `namespace/name` of a Service: its ClusterIP, from the API server. Flow
-/// records carry the Service address a client asked for; the name is
-/// resolved here, at query time.
+/// `namespace/name` of a Service: its ClusterIP, from the API server, for
+/// records that carry a Service address but no name (standalone agents,
+/// records older than the name).
 pub fn service_address(spec: &str) -> anyhow::Result<String> {
     let (ns, name) = spec
         .split_once('/')
@@ -126,9 +126,9 @@ pub fn service_address(spec: &str) -> anyhow::Result<String> {
             .await
             .context("connecting to the API server (KUBECONFIG) to look up the Service")?;
         let api: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::namespaced(client, ns);
-        let svc = api
-            .get(name)
+        let svc = tokio::time::timeout(Duration::from_secs(10), api.get(name))
             .await
+            .map_err(|_| anyhow!("reading Service {ns}/{name}: no answer within 10s"))?
             .with_context(|| format!("reading Service {ns}/{name}"))?;
         svc.spec
             .and_then(|s| s.cluster_ip)

@@ -83,6 +83,7 @@ const FLOW_COLUMNS: &str = "part UInt32, bucket UInt32, edge String, counts UInt
   dst_label_keys Array(String), dst_label_values Array(String),
   port UInt16, protocol String, direction String, verdict String, would_verdict String,
   mode String, reason String, rule_policy String, rule_name String, rule_id UInt32,
+  svc_addr String DEFAULT '', svc_name String DEFAULT '',
   flows UInt64, packets UInt64, bytes UInt64";
 
 fn encode(s: &str) -> String {
@@ -181,6 +182,7 @@ impl ClickHouseStore {
                     None,
                 )
                 .await?;
+            store.add_service_columns(table(tier)).await?;
         }
         store
             .run(
@@ -205,6 +207,31 @@ impl ClickHouseStore {
             )
             .await?;
         Ok(store)
+    }
+
+    /// A table from before the Service columns gets them; rows written
+    /// before read `''` there (their edge key still holds `service`).
+    async fn add_service_columns(&self, table: &str) -> Result<(), StoreError> {
+        let have = self
+            .select(&format!(
+                "SELECT name FROM system.columns WHERE database = '{}' AND table = '{table}' \
+                 AND name IN ('svc_addr', 'svc_name')",
+                self.ch.database
+            ))
+            .await?;
+        for column in ["svc_addr", "svc_name"] {
+            if !have
+                .iter()
+                .any(|row| row.first().and_then(Value::as_str) == Some(column))
+            {
+                self.run(
+                    &format!("ALTER TABLE {table} ADD COLUMN {column} String DEFAULT ''"),
+                    None,
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs one statement: `sql` in the URL when a body (rows) is given,
@@ -342,6 +369,8 @@ fn flow_row(tier: Tier, r: &FlowRecord, e: &EdgeColumns) -> Value {
         ("reason", &e.reason),
         ("rule_policy", &e.rule_policy),
         ("rule_name", &e.rule_name),
+        ("svc_addr", &e.svc_addr),
+        ("svc_name", &e.svc_name),
     ] {
         row.insert(k.into(), json!(v));
     }

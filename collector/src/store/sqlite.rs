@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS edges (
   dst_namespace TEXT NOT NULL, dst_reported INTEGER NOT NULL, dst_labels TEXT NOT NULL,
   port INTEGER NOT NULL, protocol TEXT NOT NULL, direction TEXT NOT NULL,
   verdict TEXT NOT NULL, would_verdict TEXT NOT NULL, mode TEXT NOT NULL, reason TEXT NOT NULL,
-  rule_policy TEXT NOT NULL, rule_name TEXT NOT NULL, rule_id INTEGER NOT NULL
+  rule_policy TEXT NOT NULL, rule_name TEXT NOT NULL, rule_id INTEGER NOT NULL,
+  svc_addr TEXT NOT NULL DEFAULT '', svc_name TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS flows_minute (bucket INTEGER NOT NULL, edge INTEGER NOT NULL,
   flows INTEGER NOT NULL, packets INTEGER NOT NULL, bytes INTEGER NOT NULL,
@@ -119,6 +120,7 @@ impl SqliteStore {
         let path = dir.join("flows.sqlite");
         let writer = open_conn(&path)?;
         writer.execute_batch(SCHEMA)?;
+        add_service_columns(&writer)?;
         let reader = open_conn(&path)?;
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(writer)),
@@ -144,6 +146,29 @@ impl SqliteStore {
     }
 }
 
+/// A store from before the Service columns gets them, filled from each
+/// edge's key (the record, which always kept `service`).
+fn add_service_columns(conn: &Connection) -> Result<(), StoreError> {
+    let has: bool = conn
+        .prepare("SELECT 1 FROM pragma_table_info('edges') WHERE name = 'svc_addr'")?
+        .exists([])?;
+    if has {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN;
+         ALTER TABLE edges ADD COLUMN svc_addr TEXT NOT NULL DEFAULT '';
+         ALTER TABLE edges ADD COLUMN svc_name TEXT NOT NULL DEFAULT '';
+         UPDATE edges SET
+           svc_addr = COALESCE(json_extract(key, '$.service.address'), ''),
+           svc_name = COALESCE(json_extract(key, '$.service.namespace') || '/' ||
+                               json_extract(key, '$.service.name'), '')
+         WHERE json_extract(key, '$.service') IS NOT NULL;
+         COMMIT;",
+    )?;
+    Ok(())
+}
+
 fn labels_json(side: &SideColumns) -> String {
     serde_json::to_string(&side.labels).unwrap_or_else(|_| "{}".into())
 }
@@ -161,9 +186,10 @@ fn edge_id(tx: &rusqlite::Transaction<'_>, e: &EdgeColumns) -> Result<i64, Store
         "INSERT INTO edges (key, counts, node,
            src_addr, src_ip_hi, src_ip_lo, src_identity, src_kind, src_name, src_namespace, src_reported, src_labels,
            dst_addr, dst_ip_hi, dst_ip_lo, dst_identity, dst_kind, dst_name, dst_namespace, dst_reported, dst_labels,
-           port, protocol, direction, verdict, would_verdict, mode, reason, rule_policy, rule_name, rule_id)
+           port, protocol, direction, verdict, would_verdict, mode, reason, rule_policy, rule_name, rule_id,
+           svc_addr, svc_name)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21,
-           ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
+           ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
     )?
     .execute(params![
         e.key, e.counts, e.node,
@@ -171,6 +197,7 @@ fn edge_id(tx: &rusqlite::Transaction<'_>, e: &EdgeColumns) -> Result<i64, Store
         d.addr, d.ip_hi, d.ip_lo, d.identity, d.kind, d.name, d.namespace, d.reported, labels_json(d),
         e.port, e.protocol, e.direction, e.verdict, e.would_verdict, e.mode, e.reason,
         e.rule_policy, e.rule_name, e.rule_id,
+        e.svc_addr, e.svc_name,
     ])?;
     Ok(tx.last_insert_rowid())
 }

@@ -696,6 +696,121 @@ pub async fn bad_input_is_refused<B: Backend>(b: &mut B) {
     let _ = FlowVerdict::Allow;
 }
 
+/// Records through Services: the columns the service filter and group-by
+/// use agree with `FlowFilter::matches` and `aggregate`.
+fn via(
+    t: Timestamp,
+    src: bulkhead_api::flow::FlowEndpoint,
+    svc: Option<&str>,
+    vip: &str,
+    bytes: u64,
+) -> FlowRecord {
+    let mut r = rec("n1", t, src, db(), 5432, Direction::Egress);
+    r.bytes = bytes;
+    r.service = Some(bulkhead_api::flow::ServiceAddress {
+        address: vip.parse().expect("ip"),
+        port: 5432,
+        namespace: svc.map(|s| s.split_once('/').expect("ns/name").0.to_string()),
+        name: svc.map(|s| s.split_once('/').expect("ns/name").1.to_string()),
+        port_name: svc.map(|_| "postgres".to_string()),
+    });
+    r
+}
+
+pub fn service_records(t: Timestamp) -> Vec<FlowRecord> {
+    vec![
+        via(t, web(), Some("shop/db"), "10.96.0.10", 100),
+        // The same Service at another address (an externalIP).
+        via(t, cache(), Some("shop/db"), "192.0.2.7", 40),
+        via(t, v6pod(), Some("lab/db"), "10.96.0.10", 20),
+        // No name (a standalone agent, an older record).
+        via(t, node_ep("192.168.0.1", "n1"), None, "10.96.0.10", 8),
+        via(t, world("203.0.113.5"), None, "10.96.0.11", 4),
+        rec("n1", t, web(), db(), 5432, Direction::Egress),
+    ]
+}
+
+pub async fn services_filter_and_group<B: Backend>(b: &mut B) {
+    b.fresh();
+    let now = ts(NOW);
+    let store = b.open(config(now)).await;
+    let records = service_records(now - SignedDuration::from_hours(1));
+    store
+        .insert(&batch("n1", "svc-1", records.clone()))
+        .await
+        .expect("insert");
+    let expected = bucketed(&records, 60);
+    let vip: std::net::IpAddr = "10.96.0.10".parse().expect("ip");
+    let name = bulkhead_insight::query::ServiceName::parse("shop/db").expect("name");
+    let filters = [
+        (
+            "service address",
+            FlowFilter {
+                service: Some(vip),
+                ..Default::default()
+            },
+            3,
+        ),
+        (
+            "service name",
+            FlowFilter {
+                service_name: Some(name.clone()),
+                ..Default::default()
+            },
+            2,
+        ),
+        (
+            "service name, the address for records without one",
+            FlowFilter {
+                service_name: Some(name),
+                service: Some(vip),
+                ..Default::default()
+            },
+            3,
+        ),
+    ];
+    for (what, f, n) in &filters {
+        let want: Vec<FlowRecord> = expected.iter().filter(|r| f.matches(r)).cloned().collect();
+        assert_eq!(want.len(), *n, "{what}: the fixture");
+        let got = store.records(f, 1000).await.expect(what);
+        assert_eq!(got, want, "records {what}");
+        assert!(
+            got.iter().all(|r| r.service.is_some()),
+            "{what}: the names come back"
+        );
+    }
+    for by in ["service", "service,port", "source.name,service"] {
+        let g = GroupBy::parse(by).expect(by);
+        for (what, f) in [
+            ("all", FlowFilter::default()),
+            ("by name", filters[2].1.clone()),
+        ] {
+            let want = aggregate(expected.iter().filter(|r| f.matches(r)), &g);
+            let got = store.aggregate(&f, &g).await.expect(by);
+            assert_eq!(got, want, "aggregate {by} over {what}");
+        }
+    }
+    let g = store
+        .aggregate(
+            &FlowFilter::default(),
+            &GroupBy::parse("service").expect("by"),
+        )
+        .await
+        .expect("service");
+    let keys: Vec<Option<&str>> = g.iter().map(|g| g.key[0].as_deref()).collect();
+    assert_eq!(
+        keys,
+        [
+            None,
+            Some("shop/db"),
+            Some("lab/db"),
+            Some("10.96.0.10"),
+            Some("10.96.0.11")
+        ]
+    );
+    assert_eq!(g[1].bytes, 140, "one Service over two of its addresses");
+}
+
 #[allow(dead_code)]
 pub async fn run_all<B: Backend>(b: &mut B) {
     ingest_filters_groups(b).await;
@@ -705,4 +820,5 @@ pub async fn run_all<B: Backend>(b: &mut B) {
     restart_loses_nothing(b).await;
     losses_per_node(b).await;
     bad_input_is_refused(b).await;
+    services_filter_and_group(b).await;
 }

@@ -109,9 +109,55 @@ pub struct FlowFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// Flows sent to this Service address (a ClusterIP), whichever backend
-    /// answered (`FlowRecord::service`).
+    /// answered (`FlowRecord::service`). With `service_name` set too, it
+    /// only stands in for the name in records that carry none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<std::net::IpAddr>,
+    /// Flows sent to this Service, by the name their record carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<ServiceName>,
+}
+
+/// A Service, by namespace and name (`serviceName=ns/name`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ServiceName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceName {
+    /// `namespace/name`.
+    pub fn parse(s: &str) -> Result<Self, QueryError> {
+        let fail = || QueryError::Service(s.to_string());
+        let (namespace, name) = s.trim().split_once('/').ok_or_else(fail)?;
+        let ok = |p: &str| !p.is_empty() && !p.contains('/') && !p.contains(char::is_whitespace);
+        if !ok(namespace) || !ok(name) {
+            return Err(fail());
+        }
+        Ok(ServiceName {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+
+    /// Whether a record's `service` is this one: by its name, or, for a
+    /// record without a name, by `fallback` (the Service's address now).
+    pub fn matches(
+        &self,
+        svc: &bulkhead_api::flow::ServiceAddress,
+        fallback: Option<std::net::IpAddr>,
+    ) -> bool {
+        match (&svc.namespace, &svc.name) {
+            (Some(ns), Some(name)) => *ns == self.namespace && *name == self.name,
+            _ => fallback.is_some_and(|a| svc.address == a),
+        }
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 impl FlowFilter {
@@ -136,9 +182,15 @@ impl FlowFilter {
             && self.port.is_none_or(|p| r.port == p)
             && self.protocol.is_none_or(|p| r.protocol == p)
             && self.node.as_ref().is_none_or(|n| &r.node == n)
-            && self
-                .service
-                .is_none_or(|a| r.service.as_ref().is_some_and(|s| s.address == a))
+            && self.service_matches(r)
+    }
+
+    fn service_matches(&self, r: &FlowRecord) -> bool {
+        match (&self.service_name, self.service) {
+            (None, None) => true,
+            (None, Some(a)) => r.service.as_ref().is_some_and(|s| s.address == a),
+            (Some(n), fallback) => r.service.as_ref().is_some_and(|s| n.matches(s, fallback)),
+        }
     }
 }
 
@@ -230,6 +282,9 @@ pub(crate) mod tests {
         via.service = Some(bulkhead_api::flow::ServiceAddress {
             address: vip,
             port: 80,
+            namespace: None,
+            name: None,
+            port_name: None,
         });
         let direct = record(("10.0.0.1", "web"), ("10.0.0.2", "db"), 5432);
         let f = FlowFilter {
@@ -242,6 +297,53 @@ pub(crate) mod tests {
             ..Default::default()
         };
         assert!(!other.matches(&via));
+    }
+
+    #[test]
+    fn a_service_name_matches_named_records_and_the_address_only_unnamed_ones() {
+        let vip: std::net::IpAddr = "10.96.0.10".parse().expect("ip");
+        let via = |ns: Option<&str>, address: &str| {
+            let mut r = record(("10.0.0.1", "web"), ("10.0.0.2", "db"), 5432);
+            r.service = Some(bulkhead_api::flow::ServiceAddress {
+                address: address.parse().expect("ip"),
+                port: 5432,
+                namespace: ns.map(str::to_string),
+                name: ns.map(|_| "db".to_string()),
+                port_name: None,
+            });
+            r
+        };
+        let shop = via(Some("shop"), "10.96.0.10");
+        // Named shop/db at an address the Service no longer has.
+        let moved = via(Some("shop"), "10.96.0.99");
+        let other = via(Some("lab"), "10.96.0.10");
+        let unnamed = via(None, "10.96.0.10");
+        let unnamed_elsewhere = via(None, "10.96.0.11");
+        let direct = record(("10.0.0.1", "web"), ("10.0.0.2", "db"), 5432);
+        let name = ServiceName::parse("shop/db").expect("name");
+        assert_eq!(name.to_string(), "shop/db");
+        let by_name = FlowFilter {
+            service_name: Some(name.clone()),
+            ..Default::default()
+        };
+        let with_fallback = FlowFilter {
+            service: Some(vip),
+            ..by_name.clone()
+        };
+        let all = [&shop, &moved, &other, &unnamed, &unnamed_elsewhere, &direct];
+        let hits = |f: &FlowFilter| all.iter().map(|r| f.matches(r)).collect::<Vec<_>>();
+        assert_eq!(hits(&by_name), [true, true, false, false, false, false]);
+        assert_eq!(
+            hits(&with_fallback),
+            [true, true, false, true, false, false]
+        );
+        for bad in ["shop", "/db", "shop/", "a/b/c", "sh op/db"] {
+            assert_eq!(
+                ServiceName::parse(bad),
+                Err(QueryError::Service(bad.into())),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum GroupKey {
     /// `allow`, `deny` or `would-deny` ([`VerdictFilter::class`]).
     Verdict,
     Direction,
+    /// The Service the client sent to: `namespace/name`, or its address
+    /// when the record names none; no value for flows not sent to one.
+    Service,
 }
 
 impl GroupKey {
@@ -48,6 +51,10 @@ impl GroupKey {
             GroupKey::Protocol => Some(protocol_name(r.protocol).to_string()),
             GroupKey::Verdict => Some(VerdictFilter::class(r.verdict, r.would_verdict).to_string()),
             GroupKey::Direction => Some(direction_name(r.direction).to_string()),
+            GroupKey::Service => r
+                .service
+                .as_ref()
+                .map(|s| s.service().unwrap_or_else(|| s.address.to_string())),
         }
     }
 }
@@ -86,6 +93,7 @@ impl fmt::Display for GroupKey {
             GroupKey::Protocol => f.write_str("protocol"),
             GroupKey::Verdict => f.write_str("verdict"),
             GroupKey::Direction => f.write_str("direction"),
+            GroupKey::Service => f.write_str("service"),
         }
     }
 }
@@ -108,6 +116,7 @@ impl FromStr for GroupKey {
             "protocol" => GroupKey::Protocol,
             "verdict" => GroupKey::Verdict,
             "direction" => GroupKey::Direction,
+            "service" => GroupKey::Service,
             _ => {
                 if let Some(k) = t.strip_prefix("source.") {
                     GroupKey::SourceLabel(label_key(k).map_err(fail)?)
@@ -117,7 +126,7 @@ impl FromStr for GroupKey {
                     return Err(fail(
                         "expected source.<label key>, destination.<label key>, \
                          source.namespace, destination.namespace, source.name, \
-                         destination.name, node, port, protocol, verdict or direction"
+                         destination.name, node, port, protocol, verdict, direction or service"
                             .into(),
                     ));
                 }
@@ -248,6 +257,7 @@ mod tests {
             ("protocol", GroupKey::Protocol),
             ("verdict", GroupKey::Verdict),
             ("direction", GroupKey::Direction),
+            ("service", GroupKey::Service),
         ];
         for (s, want) in cases {
             assert_eq!(s.parse::<GroupKey>(), Ok(want.clone()), "{s}");
@@ -333,6 +343,45 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{by}");
         }
+    }
+
+    #[test]
+    fn groups_by_service_name_or_address() {
+        let via = |ns: Option<&str>, vip: &str, src: &str, bytes: u64| {
+            let mut r = record((src, "web"), ("10.0.0.2", "db"), 5432);
+            r.bytes = bytes;
+            r.service = Some(bulkhead_api::flow::ServiceAddress {
+                address: vip.parse().expect("ip"),
+                port: 5432,
+                namespace: ns.map(str::to_string),
+                name: ns.map(|_| "db".to_string()),
+                port_name: None,
+            });
+            r
+        };
+        let records = [
+            // One Service, by two of its addresses (ClusterIP, externalIP).
+            via(Some("shop"), "10.96.0.10", "10.0.0.1", 100),
+            via(Some("shop"), "192.0.2.7", "10.0.0.5", 50),
+            via(Some("lab"), "10.96.0.20", "10.0.0.1", 10),
+            via(None, "10.96.0.30", "10.0.0.1", 7),
+            record(("10.0.0.1", "web"), ("10.0.0.2", "db"), 5432),
+        ];
+        let got: Vec<(Option<String>, u64, u64)> =
+            aggregate(&records, &GroupBy::parse("service").expect("by"))
+                .into_iter()
+                .map(|g| (g.key[0].clone(), g.bytes, g.peers))
+                .collect();
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            got,
+            vec![
+                (None, 1000, 1),
+                (s("shop/db"), 150, 2),
+                (s("lab/db"), 10, 1),
+                (s("10.96.0.30"), 7, 1),
+            ]
+        );
     }
 
     #[test]

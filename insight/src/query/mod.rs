@@ -7,7 +7,7 @@ mod group;
 pub mod params;
 
 pub use endpoint::{EndpointMatch, LabelRequirement};
-pub use filter::{parse_protocol, FlowFilter, VerdictFilter};
+pub use filter::{parse_protocol, FlowFilter, ServiceName, VerdictFilter};
 pub use group::{aggregate, direction_name, protocol_name, Group, GroupBy, GroupKey};
 
 /// Input that does not parse, naming what was wrong.
@@ -19,6 +19,8 @@ pub enum QueryError {
     Verdict(String),
     #[error("protocol {0:?}: expected TCP, UDP, SCTP, ICMP or ICMPv6")]
     Protocol(String),
+    #[error("service {0:?}: expected namespace/name")]
+    Service(String),
     #[error("group-by key {input:?}: {reason}")]
     GroupKey { input: String, reason: String },
     #[error("time range: since {since} is not before until {until}")]

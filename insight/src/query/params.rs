@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{parse_protocol, EndpointMatch, FlowFilter, GroupBy, VerdictFilter};
+use super::{parse_protocol, EndpointMatch, FlowFilter, GroupBy, ServiceName, VerdictFilter};
 use jiff::{SignedDuration, Timestamp};
 
 /// A parameter that does not parse.
@@ -59,8 +59,17 @@ pub fn time(param: &str, value: &str, now: Timestamp) -> Result<Timestamp, Param
     now.checked_sub(back).map_err(|_| bad())
 }
 
-const FILTER_PARAMS: [&str; 9] = [
-    "since", "until", "from", "to", "verdict", "port", "protocol", "node", "service",
+const FILTER_PARAMS: [&str; 10] = [
+    "since",
+    "until",
+    "from",
+    "to",
+    "verdict",
+    "port",
+    "protocol",
+    "node",
+    "service",
+    "serviceName",
 ];
 
 /// What a query asked for.
@@ -133,6 +142,10 @@ pub fn parse(
                 format!("{v:?} is not a Service address (an IP address)"),
             )
         })?);
+    }
+    if let Some(v) = get("serviceName") {
+        f.service_name =
+            Some(ServiceName::parse(v).map_err(|e| err("serviceName", e.to_string()))?);
     }
     let limit = match get("limit") {
         None => DEFAULT_LIMIT,

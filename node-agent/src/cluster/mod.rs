@@ -6,6 +6,9 @@
 //! is all the agent's RBAC lets it read. When the API server goes away the
 //! watches retry with backoff and the BPF maps keep the last good content;
 //! when it returns the watches re-list and the agent catches up.
+//!
+//! Services are watched cluster-wide (list and watch, no more) only to name
+//! the Service of flow records (`services`); nothing waits on that watch.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -26,6 +29,7 @@ use crate::outputs::{OutputConfig, Outputs};
 
 pub mod external;
 pub mod hits;
+mod services;
 mod status;
 
 pub use external::ExternalConfig;
@@ -69,6 +73,11 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
     let (mut rule_map_listed, mut shards_listed) = (false, false);
     let mut programmed: Option<(i64, NodeRuleMap, Vec<IdentityMapSpec>)> = None;
     let mut outputs = Outputs::start(&config.node, &config.outputs)?;
+    // Service names for flow records. An external host's credential reads
+    // only its own objects, and it reaches no ClusterIP of its own accord.
+    if config.external.is_none() {
+        outputs.set_services(services::spawn(client.clone()));
+    }
     let mut tick = tokio::time::interval(config.poll_interval);
     let mut hits_tick = tokio::time::interval(config.hits_interval);
     hits_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

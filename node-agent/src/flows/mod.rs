@@ -6,6 +6,8 @@
 //!    first packet, REPORTs,     per edge (ephemeral port dropped):            ▼
 //!    denies)                    flows, packets, bytes                 Resolver (rule map +
 //!                                                                     identity shards) ─► FlowRecord
+//!                                                              ServiceIndex (cluster mode's
+//!                                                              Services) names `service`
 //! ```
 //!
 //! A flow instance is its conntrack tuple, direction and creation time. The
@@ -16,6 +18,7 @@
 pub mod aggregate;
 pub mod export;
 mod resolve;
+pub mod services;
 mod sink;
 
 use aya::maps::{MapData, RingBuf};
@@ -23,6 +26,7 @@ use aya::Ebpf;
 
 pub use aggregate::{EdgeCounts, FlowAggregator, RawEdge};
 pub use resolve::Resolver;
+pub use services::ServiceIndex;
 pub use sink::FlowSink;
 
 use crate::error::Result;

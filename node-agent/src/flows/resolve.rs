@@ -305,9 +305,13 @@ impl Resolver {
             flows: counts.flows,
             packets: counts.packets,
             bytes: counts.bytes,
-            service: edge
-                .service
-                .map(|(address, port)| ServiceAddress { address, port }),
+            service: edge.service.map(|(address, port)| ServiceAddress {
+                address,
+                port,
+                namespace: None,
+                name: None,
+                port_name: None,
+            }),
             source_hidden_by_snat: edge.snat_hidden,
         })
     }

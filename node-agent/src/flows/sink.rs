@@ -11,6 +11,7 @@ use std::time::Duration;
 use bulkhead_api::flow::{FlowBatch, FlowRecord, LossReport};
 
 use super::export::Exporter;
+use super::services::ServiceIndex;
 use super::{FlowAggregator, Resolver};
 use crate::telemetry::Telemetry;
 
@@ -37,6 +38,9 @@ pub struct FlowSink {
     run_id: String,
     idle: Duration,
     telemetry: Arc<Telemetry>,
+    /// Service names (cluster mode's watch of Services); `None` in
+    /// standalone mode, whose records carry Service addresses only.
+    services: Option<tokio::sync::watch::Receiver<Arc<ServiceIndex>>>,
     pub records_written: u64,
 }
 
@@ -68,8 +72,15 @@ impl FlowSink {
             run_id: format!("{:020}", now.as_nanosecond()),
             idle,
             telemetry,
+            services: None,
             records_written: 0,
         }
+    }
+
+    /// Names the Services of records from now on, by the latest index the
+    /// watch published (reading it never waits on the API server).
+    pub fn set_services(&mut self, services: tokio::sync::watch::Receiver<Arc<ServiceIndex>>) {
+        self.services = Some(services);
     }
 
     pub fn exporter(&self) -> Option<&Exporter> {
@@ -91,11 +102,15 @@ impl FlowSink {
         }
         let end = jiff::Timestamp::now();
         let idle = u64::try_from(self.idle.as_nanos()).unwrap_or(u64::MAX);
-        let records: Vec<FlowRecord> = agg
+        let mut records: Vec<FlowRecord> = agg
             .drain(idle)
             .iter()
             .filter_map(|(edge, counts)| resolver.record(edge, counts, self.window_start, end))
             .collect();
+        if let Some(services) = &self.services {
+            let index = services.borrow().clone();
+            records.iter_mut().for_each(|r| index.name(r));
+        }
         let ring_lost = match (self.events_lost_seen, events_lost) {
             (Some(before), Some(now)) => now.saturating_sub(before),
             _ => 0,
