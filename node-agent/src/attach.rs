@@ -238,7 +238,10 @@ impl Attacher {
                 drop(link.unpin());
             }
             std::fs::remove_file(entry.path()).ok();
-            tracing::info!(pin = name, "removed the pin of a link whose interface is gone");
+            tracing::info!(
+                pin = name,
+                "removed the pin of a link whose interface is gone"
+            );
         }
     }
 }

@@ -240,7 +240,9 @@ impl Datapath {
                 self.programs_pinned = true;
                 tracing::info!(dir = %loader::progs_dir(&self.loaded.pin_dir).display(), "endpoint programs pinned for the CNI plugin");
             }
-            Err(e) => tracing::error!(error = %e, "could not pin the endpoint programs; the CNI plugin refuses new pods until they are"),
+            Err(e) => {
+                tracing::error!(error = %e, "could not pin the endpoint programs; the CNI plugin refuses new pods until they are")
+            }
         }
     }
 

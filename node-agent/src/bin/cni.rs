@@ -20,7 +20,10 @@ fn main() -> std::process::ExitCode {
         .unwrap_or_else(|| "1.0.0".to_string());
     let outcome = match read {
         Ok(_) => plugin::run(&env, &stdin),
-        Err(e) => Err(CniError::new(code::IO_FAILURE, format!("reading stdin: {e}"))),
+        Err(e) => Err(CniError::new(
+            code::IO_FAILURE,
+            format!("reading stdin: {e}"),
+        )),
     };
     let mut out = std::io::stdout().lock();
     match outcome {

@@ -251,8 +251,8 @@ mod tests {
 
     #[test]
     fn defaults_match_the_agent() {
-        let c = conf(r#"{"cniVersion":"1.0.0","name":"k8s","type":"bulkhead-cni"}"#)
-            .expect("valid");
+        let c =
+            conf(r#"{"cniVersion":"1.0.0","name":"k8s","type":"bulkhead-cni"}"#).expect("valid");
         assert_eq!(
             c.pin_dir(),
             std::path::PathBuf::from(format!(
@@ -287,7 +287,11 @@ mod tests {
         // The bridge is outside the sandbox too, but no endpoint prefix names it.
         let e = host_interface(&prev, "eth0", &["cni".to_string(), "veth".to_string()])
             .expect_err("two candidates");
-        assert!(e.msg.contains("cni0") && e.msg.contains("veth1234"), "{}", e.msg);
+        assert!(
+            e.msg.contains("cni0") && e.msg.contains("veth1234"),
+            "{}",
+            e.msg
+        );
         let e = host_interface(&prev, "eth0", &["lxc".to_string()]).expect_err("none");
         assert_eq!(e.code, code::INVALID_CONFIG);
         assert!(e.msg.contains("eth0") && e.msg.contains("lxc"), "{}", e.msg);

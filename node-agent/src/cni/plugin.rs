@@ -59,7 +59,8 @@ fn host_side(env: &CniEnv, conf: &NetConf) -> Result<(String, u32), CniError> {
         )
     })?;
     let name = host_interface(prev, &env.ifname, &conf.endpoint_prefixes)?;
-    let index = ifindex(&name).map_err(|e| CniError::new(code::CONTAINER_UNKNOWN, e.to_string()))?;
+    let index =
+        ifindex(&name).map_err(|e| CniError::new(code::CONTAINER_UNKNOWN, e.to_string()))?;
     Ok((name, index))
 }
 
@@ -80,16 +81,18 @@ fn add(env: &CniEnv, conf: &NetConf) -> Result<Value, CniError> {
     std::fs::create_dir_all(&links)
         .map_err(|e| CniError::new(code::IO_FAILURE, format!("{}: {e}", links.display())))?;
     for (hook, pin) in pins {
-        let mut prog = SchedClassifier::from_pin(&pin).map_err(|e| {
-            CniError::new(code::IO_FAILURE, format!("{}: {e}", pin.display()))
-        })?;
+        let mut prog = SchedClassifier::from_pin(&pin)
+            .map_err(|e| CniError::new(code::IO_FAILURE, format!("{}: {e}", pin.display())))?;
         let link = link_pin(&links, &interface, index, hook);
         match attach_pinned(&mut prog, &interface, hook, &link).map_err(io)? {
             Ok(_) => {}
             Err(tcx) => {
                 return Err(CniError::new(
                     code::IO_FAILURE,
-                    format!("{interface}: attaching {} with TCX (kernel 6.6 or later): {tcx}", hook.program()),
+                    format!(
+                        "{interface}: attaching {} with TCX (kernel 6.6 or later): {tcx}",
+                        hook.program()
+                    ),
                 ))
             }
         }
@@ -132,7 +135,11 @@ fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
         if PinnedLink::from_pin(&link).is_err() {
             return Err(CniError::new(
                 code::IO_FAILURE,
-                format!("{interface}: no {} link pinned at {}", hook.program(), link.display()),
+                format!(
+                    "{interface}: no {} link pinned at {}",
+                    hook.program(),
+                    link.display()
+                ),
             ));
         }
     }

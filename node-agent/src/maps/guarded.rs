@@ -41,9 +41,7 @@ impl Guarded {
 
     /// Guards the interface of host-side index `ifindex`.
     pub fn insert(&mut self, ifindex: u32) -> Result<()> {
-        self.map
-            .insert(ifindex, 1, 0)
-            .map_err(wrap(NAME, "insert"))
+        self.map.insert(ifindex, 1, 0).map_err(wrap(NAME, "insert"))
     }
 
     /// Stops guarding `ifindex`; nothing to do when it was not.
