@@ -7,7 +7,9 @@
  * The sending endpoint is the one the agent bound to the interface (from
  * the host routes of the pod's addresses); a source address that is not
  * its own is dropped as spoofed (lib/spoof.h). The receiving endpoint is
- * found by the destination address. Traffic between two pods of the node is
+ * found by the destination address. On a guarded interface (lib/guard.h) a
+ * packet with no local endpoint is dropped: a pod that is not in the rule
+ * map yet is closed, not open. Traffic between two pods of the node is
  * seen by both programs: the sender's egress and the receiver's ingress.
  * Traffic between a pod and its own node never crosses a host interface, so
  * these programs also judge the host endpoint's side of it.
@@ -18,6 +20,7 @@
  * this node and by the host program otherwise. */
 #include "common.h"
 #include "enforce.h"
+#include "guard.h"
 #include "service.h"
 #include "spoof.h"
 
@@ -43,10 +46,8 @@ int bh_from_endpoint(struct __sk_buff *skb)
 	} else {
 		src = bh_local_endpoint(&p, p.saddr);
 	}
-	if (!src) {
-		bh_count(BH_CNT_NOT_LOCAL);
-		return BH_PASS;
-	}
+	if (!src)
+		return bh_no_endpoint(skb, bh_is_link_scoped(&p));
 	if (!p.is_icmp_error && bh_is_service_addr(p.family, p.daddr))
 		return bh_defer_to_backend(skb, &p, src);
 	if (bh_enforce(skb, &p, src, BH_DIR_EGRESS) == BH_DROP)
@@ -68,10 +69,8 @@ int bh_to_endpoint(struct __sk_buff *skb)
 	if (ret != BH_CONTINUE)
 		return ret;
 	dst = bh_local_endpoint(&p, p.daddr);
-	if (!dst) {
-		bh_count(BH_CNT_NOT_LOCAL);
-		return BH_PASS;
-	}
+	if (!dst)
+		return bh_no_endpoint(skb, bh_is_link_scoped(&p));
 	src = bh_local_endpoint(&p, p.saddr);
 	/* From the node's own address, yet received from outside: the node
 	 * masqueraded a client (NodePort or LoadBalancer, externalTrafficPolicy

@@ -35,7 +35,7 @@ test-datapath: datapath-deps
 		--test spoofing_privileged --test conntrack_lifecycle_privileged --test conntrack_full_privileged \
 		--test programming_all_or_nothing_privileged --test services_privileged --test upgrade_privileged \
 		--test advisories_privileged --test packet_parser_privileged \
-		--test rule_hits_privileged \
+		--test rule_hits_privileged --test first_start_privileged \
 		-- --test-threads=2
 
 # Per-packet run time and programming time at 10,000 rules, beside baselines.

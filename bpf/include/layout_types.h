@@ -8,7 +8,7 @@
 /* Bumped whenever a map key or value changes shape. Maps are pinned under
  * /sys/fs/bpf/bulkhead/v<BH_LAYOUT_VERSION>/ so an agent of another layout
  * never reads maps it does not understand. */
-#define BH_LAYOUT_VERSION 5
+#define BH_LAYOUT_VERSION 6
 
 /* Reserved identities (api/src/identity.rs). */
 #define BH_ID_ANY 0
@@ -72,7 +72,8 @@
 #define BH_CNT_ICMP_UNRELATED 19
 #define BH_CNT_CT_FULL 20
 #define BH_CNT_VIA_SERVICE 21 /* a pod's packet to a Service address, its egress deferred to after the DNAT */
-#define BH_CNT_MAX 22
+#define BH_CNT_UNBOUND 22 /* dropped: on a guarded pod interface, no endpoint known (lib/guard.h) */
+#define BH_CNT_MAX 23
 
 #define BH_FAMILY_V4 4
 #define BH_FAMILY_V6 6

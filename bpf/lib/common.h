@@ -43,6 +43,8 @@ volatile const __u32 bh_cfg_anti_spoofing = 1;
 volatile const __u64 bh_cfg_report_interval_ns = 5ULL * 1000000000ULL;
 /* Emit BH_EVENT_NEW for allowed flows (denies and would-be denies always are). */
 volatile const __u32 bh_cfg_emit_new_flows = 1;
+/* Drop packets of a guarded pod interface that no endpoint owns (lib/guard.h). */
+volatile const __u32 bh_cfg_guard_interfaces = 1;
 /* The Service address ranges (kube-apiserver's --service-cluster-ip-range),
  * network order; a length of 0 means none. A pod's packet to one of them is
  * judged after kube-proxy's DNAT, on its backend (lib/service.h). */

@@ -83,6 +83,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } bh_conntrack_lru SEC(".maps");
 
+/* Host-side ifindex of a pod interface -> 1: guarded (lib/guard.h). Written
+ * by the agent for every pod interface it attaches to and by the CNI plugin
+ * when it attaches at veth creation; not slotted, since it says what an
+ * interface is, not what the rules are. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} bh_guarded SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);

@@ -132,49 +132,25 @@ impl Attacher {
             return Ok(());
         }
         let index = ifindex(interface)?;
-        let pin = self
-            // bpffs refuses names with dots.
-            .links_dir
-            .join(format!("{interface}_{index}_{}", hook.tag()));
+        let pin = link_pin(&self.links_dir, interface, index, hook);
         let name = hook.program();
         let perr = |source| Error::Program {
             program: name,
             source: Box::new(source),
         };
-        let ierr = |message: String| Error::Interface {
-            interface: interface.to_string(),
-            message,
-        };
         let prog = program(loaded, hook)?;
-        let attachment = if let Ok(old) = PinnedLink::from_pin(&pin) {
-            let link = SchedClassifierLink::try_from(FdLink::from(old))
-                .map_err(|e| ierr(format!("pinned link {}: {e}", pin.display())))?;
-            let id = prog.attach_to_link(link).map_err(perr)?;
-            drop(prog.take_link(id).map_err(perr)?); // the pin keeps it alive
-            Attachment::Pinned(pin)
-        } else {
-            let tcx = TcAttachOptions::TcxOrder(LinkOrder::default());
-            match prog.attach_with_options(interface, hook.attach_type(), tcx) {
-                Ok(id) => {
-                    let link = prog.take_link(id).map_err(perr)?;
-                    let fd_link =
-                        FdLink::try_from(link).map_err(|e| ierr(format!("TCX link: {e}")))?;
-                    fd_link.pin(&pin).map_err(|e| {
-                        ierr(format!("pinning the TCX link at {}: {e:?}", pin.display()))
-                    })?;
-                    Attachment::Pinned(pin)
+        let attachment = match attach_pinned(prog, interface, hook, &pin)? {
+            Ok(_) => Attachment::Pinned(pin),
+            Err(tcx_error) => {
+                tracing::info!(interface, %tcx_error, "TCX attach failed; falling back to clsact");
+                if let Err(e) = qdisc_add_clsact(interface) {
+                    tracing::debug!(interface, error = %e, "clsact qdisc (may already exist)");
                 }
-                Err(tcx_error) => {
-                    tracing::info!(interface, %tcx_error, "TCX attach failed; falling back to clsact");
-                    if let Err(e) = qdisc_add_clsact(interface) {
-                        tracing::debug!(interface, error = %e, "clsact qdisc (may already exist)");
-                    }
-                    let nl = TcAttachOptions::Netlink(NlOptions::default());
-                    Attachment::Netlink(
-                        prog.attach_with_options(interface, hook.attach_type(), nl)
-                            .map_err(perr)?,
-                    )
-                }
+                let nl = TcAttachOptions::Netlink(NlOptions::default());
+                Attachment::Netlink(
+                    prog.attach_with_options(interface, hook.attach_type(), nl)
+                        .map_err(perr)?,
+                )
             }
         };
         tracing::info!(interface, program = name, "attached");
@@ -230,6 +206,8 @@ impl Attacher {
 
     /// Forgets attachments (and pins) of interfaces that no longer exist:
     /// the kernel already detached their programs when they went away.
+    /// Also removes pins of links someone else attached (the CNI plugin) to
+    /// an interface that went away before this agent adopted them.
     pub fn forget_vanished(&mut self) {
         let gone: Vec<(String, Hook)> = self
             .attached
@@ -243,7 +221,113 @@ impl Attacher {
             }
             tracing::info!(interface = key.0, "interface gone");
         }
+        let Ok(entries) = std::fs::read_dir(&self.links_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let mut parts = name.rsplitn(3, '_');
+            let (_hook, index, interface) = (parts.next(), parts.next(), parts.next());
+            let (Some(index), Some(interface)) = (index, interface) else {
+                continue;
+            };
+            if index.parse::<u32>().ok() == ifindex(interface).ok() {
+                continue;
+            }
+            if let Ok(link) = PinnedLink::from_pin(entry.path()) {
+                drop(link.unpin());
+            }
+            std::fs::remove_file(entry.path()).ok();
+            tracing::info!(
+                pin = name,
+                "removed the pin of a link whose interface is gone"
+            );
+        }
     }
+}
+
+/// Where the TCX link of `hook` on `interface` (ifindex `index`) is pinned:
+/// `<links dir>/<interface>_<ifindex>_<hook>`. The agent and the CNI plugin
+/// both pin there, so whichever comes second adopts the other's link.
+pub fn link_pin(links_dir: &Path, interface: &str, index: u32, hook: Hook) -> PathBuf {
+    // bpffs refuses names with dots.
+    links_dir.join(format!("{interface}_{index}_{}", hook.tag()))
+}
+
+/// How [`attach_pinned`] attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinned {
+    /// A new TCX link, now pinned.
+    Created,
+    /// The link pinned there already (a previous run's, or the CNI
+    /// plugin's), its program replaced atomically by `prog`.
+    Adopted,
+}
+
+/// Puts `prog` at `hook` of `interface` through the TCX link pinned at
+/// `pin`: adopts the link found there, or attaches a new one and pins it.
+/// Two attachers racing for one interface (the agent's poll and the CNI
+/// plugin) end with one link: the one that loses the pin detaches its own
+/// and adopts the winner's. The inner error is TCX itself failing (a kernel
+/// before 6.6), for the caller to fall back or give up.
+pub fn attach_pinned(
+    prog: &mut SchedClassifier,
+    interface: &str,
+    hook: Hook,
+    pin: &Path,
+) -> Result<std::result::Result<Pinned, aya::programs::ProgramError>> {
+    let name = hook.program();
+    let perr = |source| Error::Program {
+        program: name,
+        source: Box::new(source),
+    };
+    let ierr = |message: String| Error::Interface {
+        interface: interface.to_string(),
+        message,
+    };
+    let adopt = |prog: &mut SchedClassifier, old: PinnedLink| -> Result<Pinned> {
+        let link = SchedClassifierLink::try_from(FdLink::from(old))
+            .map_err(|e| ierr(format!("pinned link {}: {e}", pin.display())))?;
+        let id = prog.attach_to_link(link).map_err(perr)?;
+        drop(prog.take_link(id).map_err(perr)?); // the pin keeps it alive
+        Ok(Pinned::Adopted)
+    };
+    if let Ok(old) = PinnedLink::from_pin(pin) {
+        return adopt(prog, old).map(Ok);
+    }
+    let tcx = TcAttachOptions::TcxOrder(LinkOrder::default());
+    let id = match prog.attach_with_options(interface, hook.attach_type(), tcx) {
+        Ok(id) => id,
+        Err(tcx_error) => return Ok(Err(tcx_error)),
+    };
+    let link = prog.take_link(id).map_err(perr)?;
+    let fd_link = FdLink::try_from(link).map_err(|e| ierr(format!("TCX link: {e}")))?;
+    match fd_link.pin(pin) {
+        Ok(_) => Ok(Ok(Pinned::Created)),
+        Err(e) => {
+            // Pinned meanwhile by the other attacher: ours was dropped with
+            // the failed pin (its last reference), so adopt theirs.
+            if let Ok(old) = PinnedLink::from_pin(pin) {
+                return adopt(prog, old).map(Ok);
+            }
+            Err(ierr(format!(
+                "pinning the TCX link at {}: {e:?}",
+                pin.display()
+            )))
+        }
+    }
+}
+
+/// The ifindex of every interface in this network namespace.
+pub fn present_ifindexes() -> std::collections::BTreeSet<u32> {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter_map(|name| ifindex(&name).ok())
+        .collect()
 }
 
 /// Interfaces in this network namespace whose name starts with one of `prefixes`.

@@ -46,6 +46,10 @@ pub struct Datapath {
     last_sweep: Option<std::time::Instant>,
     /// Whether Service ranges are configured (flows may go through one).
     services: bool,
+    /// Whether pod interfaces are guarded (`bh_guarded`, `bpf/lib/guard.h`).
+    guard_interfaces: bool,
+    /// Whether the endpoint programs are pinned for the CNI plugin yet.
+    programs_pinned: bool,
     /// Where every layout version pins, and ours (older ones are retired).
     pin_root: std::path::PathBuf,
     layout_version: u32,
@@ -83,6 +87,8 @@ impl Datapath {
             ct_closing_ns: u64::try_from(opts.ct_closing_timeout.as_nanos()).unwrap_or(u64::MAX),
             last_sweep: None,
             services: !opts.service_cidrs.is_empty(),
+            guard_interfaces: opts.guard_interfaces,
+            programs_pinned: false,
             pin_root: opts.pin_root(),
             layout_version: opts.layout_version,
         })
@@ -165,6 +171,8 @@ impl Datapath {
             }
         }
         newly.dedup();
+        self.sync_guarded(config);
+        self.pin_programs();
         if self.rebind()? {
             tracing::info!("endpoints re-bound to their interfaces");
         }
@@ -178,6 +186,64 @@ impl Datapath {
             tracing::debug!(swept, "conntrack swept");
         }
         Ok(newly)
+    }
+
+    /// Makes `bh_guarded` hold every pod interface this agent attached to
+    /// (so a pod not in the rule map yet is closed, not open) and no
+    /// interface that is gone. An entry the CNI plugin wrote for an
+    /// interface this agent has not seen yet stays. Errors are logged: the
+    /// next poll tries again.
+    fn sync_guarded(&mut self, config: &InterfaceConfig) {
+        let present = crate::attach::present_ifindexes();
+        let Ok(guarded) = self.maps.guarded.read() else {
+            tracing::warn!("could not read bh_guarded");
+            return;
+        };
+        for index in guarded.iter().filter(|i| !present.contains(i)) {
+            if let Err(e) = self.maps.guarded.remove(*index) {
+                tracing::warn!(ifindex = index, error = %e, "bh_guarded");
+            }
+        }
+        if !self.guard_interfaces {
+            return;
+        }
+        for interface in interfaces_with_prefix(&config.endpoint_prefixes) {
+            if !Hook::ENDPOINT
+                .iter()
+                .all(|h| self.attacher.is_attached(&interface, *h))
+            {
+                continue;
+            }
+            let Ok(index) = crate::attach::ifindex(&interface) else {
+                continue;
+            };
+            if guarded.contains(&index) {
+                continue;
+            }
+            match self.maps.guarded.insert(index) {
+                Ok(()) => tracing::info!(interface, ifindex = index, "guarded"),
+                Err(e) => tracing::warn!(interface, error = %e, "could not guard"),
+            }
+        }
+    }
+
+    /// Once the maps are programmed, pins the endpoint programs under
+    /// `<pin dir>/progs/` for the CNI plugin to attach at veth creation
+    /// (`crate::cni`). Never before: a program the plugin attaches then
+    /// enforces a programmed rule map.
+    fn pin_programs(&mut self) {
+        if self.programs_pinned || self.binding.is_none() {
+            return;
+        }
+        match loader::pin_endpoint_programs(&mut self.loaded) {
+            Ok(()) => {
+                self.programs_pinned = true;
+                tracing::info!(dir = %loader::progs_dir(&self.loaded.pin_dir).display(), "endpoint programs pinned for the CNI plugin");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not pin the endpoint programs; the CNI plugin refuses new pods until they are")
+            }
+        }
     }
 
     /// Once this layout's maps are programmed, detaches older layouts'

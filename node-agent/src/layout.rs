@@ -6,7 +6,7 @@
 #![allow(unsafe_code)] // aya's `Pod` is an unsafe marker trait: these are plain old data.
 
 /// Version of the map layout; maps live under `/sys/fs/bpf/bulkhead/v<N>/`.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 pub const DIR_INGRESS: u8 = 0;
 pub const DIR_EGRESS: u8 = 1;
@@ -55,7 +55,7 @@ pub const POLICY_FULL_PREFIX: u32 = 96;
 pub const POLICY_FIXED_PREFIX: u32 = 72;
 
 /// Names of the per-CPU counters, in index order (`BH_CNT_*`).
-pub const COUNTER_NAMES: [&str; 22] = [
+pub const COUNTER_NAMES: [&str; 23] = [
     "packets",
     "allowed",
     "denied",
@@ -78,6 +78,7 @@ pub const COUNTER_NAMES: [&str; 22] = [
     "icmp_unrelated",
     "ct_full",
     "via_service",
+    "unbound",
 ];
 
 /// `struct ipcache_v4_key`. aya's `lpm_trie::Key<[u8; 4]>` has the same layout.

@@ -21,6 +21,7 @@
 
 pub mod attach;
 pub mod cluster;
+pub mod cni;
 pub mod datapath;
 pub mod desired;
 pub mod error;

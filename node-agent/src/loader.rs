@@ -29,6 +29,50 @@ pub const TO_ENDPOINT: &str = "bh_to_endpoint";
 pub const HOST_INGRESS: &str = "bh_host_ingress";
 pub const HOST_EGRESS: &str = "bh_host_egress";
 
+/// `<pin dir>/progs`: the endpoint programs, pinned by the agent once its
+/// maps are programmed, for the CNI plugin to attach at veth creation.
+pub fn progs_dir(pin_dir: &Path) -> PathBuf {
+    pin_dir.join("progs")
+}
+
+/// The pin of one endpoint program (`FROM_ENDPOINT` or `TO_ENDPOINT`).
+pub fn program_pin(pin_dir: &Path, program: &str) -> PathBuf {
+    progs_dir(pin_dir).join(program)
+}
+
+/// Pins the loaded endpoint programs under [`progs_dir`], replacing an
+/// earlier agent's: pinned beside it, then renamed over it, so the path
+/// never goes missing while a CNI plugin may look.
+pub fn pin_endpoint_programs(loaded: &mut Loaded) -> Result<()> {
+    let dir = progs_dir(&loaded.pin_dir);
+    let bpffs_err = |path: &Path, message: String| Error::Bpffs {
+        path: path.to_path_buf(),
+        message,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| bpffs_err(&dir, e.to_string()))?;
+    for name in [FROM_ENDPOINT, TO_ENDPOINT] {
+        let program: &mut SchedClassifier = loaded
+            .endpoint
+            .program_mut(name)
+            .ok_or(Error::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| Error::Program {
+                program: name,
+                source: Box::new(source),
+            })?;
+        let pin = program_pin(&loaded.pin_dir, name);
+        // bpffs refuses names with dots.
+        let fresh = dir.join(format!("{name}-new"));
+        std::fs::remove_file(&fresh).ok();
+        program
+            .pin(&fresh)
+            .map_err(|e| bpffs_err(&fresh, format!("pinning {name}: {e}")))?;
+        std::fs::rename(&fresh, &pin)
+            .map_err(|e| bpffs_err(&pin, format!("replacing the pin of {name}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Load-time settings.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -42,6 +86,9 @@ pub struct LoadOptions {
     pub ct_closing_timeout: Duration,
     /// Drop packets whose source address is not their sender's (on by default).
     pub anti_spoofing: bool,
+    /// Drop packets of a guarded pod interface that no endpoint owns (on
+    /// by default; `bpf/lib/guard.h`).
+    pub guard_interfaces: bool,
     /// Report the first packet of every allowed flow (denies always are).
     pub emit_new_flows: bool,
     /// How often an established flow reports its counters.
@@ -67,6 +114,7 @@ impl Default for LoadOptions {
             ct_timeout: Duration::from_secs(600),
             ct_closing_timeout: Duration::from_secs(10),
             anti_spoofing: true,
+            guard_interfaces: true,
             emit_new_flows: true,
             report_interval: Duration::from_secs(5),
             policy_max_entries: 262_144,
@@ -129,6 +177,7 @@ fn load_object(
     let timeout = u64::try_from(opts.ct_timeout.as_nanos()).unwrap_or(u64::MAX);
     let closing = u64::try_from(opts.ct_closing_timeout.as_nanos()).unwrap_or(u64::MAX);
     let spoofing = u32::from(opts.anti_spoofing);
+    let guard = u32::from(opts.guard_interfaces);
     let emit = u32::from(opts.emit_new_flows);
     let report = u64::try_from(opts.report_interval.as_nanos()).unwrap_or(u64::MAX);
     let svc = ServiceRanges::new(&opts.service_cidrs)?;
@@ -141,6 +190,7 @@ fn load_object(
         .override_global("bh_cfg_ct_timeout_ns", &timeout, true)
         .override_global("bh_cfg_ct_closing_timeout_ns", &closing, true)
         .override_global("bh_cfg_anti_spoofing", &spoofing, true)
+        .override_global("bh_cfg_guard_interfaces", &guard, true)
         .override_global("bh_cfg_emit_new_flows", &emit, true)
         .override_global("bh_cfg_report_interval_ns", &report, true)
         .override_global("bh_cfg_svc_v4", &svc.v4, true)

@@ -128,6 +128,12 @@ struct Args {
     /// address is not the sender's: `--anti-spoofing=false` turns it off.
     #[arg(long, env = "BULKHEAD_ANTI_SPOOFING", default_value_t = true, action = clap::ArgAction::Set)]
     anti_spoofing: bool,
+    /// Drop packets of a pod interface this agent (or the bulkhead-cni
+    /// plugin) attached to when no endpoint of the rule map owns them, so a
+    /// pod not in the rule map yet is closed, not open:
+    /// `--guard-interfaces=false` passes them, as before (docs/security.md).
+    #[arg(long, env = "BULKHEAD_GUARD_INTERFACES", default_value_t = true, action = clap::ArgAction::Set)]
+    guard_interfaces: bool,
     /// The cluster's Service ranges (kube-apiserver's
     /// --service-cluster-ip-range; repeat or comma-separate, one per family):
     /// a pod's egress to them is judged on the backend after kube-proxy's
@@ -180,6 +186,7 @@ fn main() -> anyhow::Result<()> {
         ct_timeout: Duration::from_secs(args.ct_timeout_secs),
         ct_closing_timeout: Duration::from_secs(args.ct_closing_timeout_secs),
         anti_spoofing: args.anti_spoofing,
+        guard_interfaces: args.guard_interfaces,
         emit_new_flows: true,
         report_interval: Duration::from_millis(args.flow_report_interval_ms),
         policy_max_entries: args.policy_max_entries,

@@ -30,7 +30,8 @@ pub struct Config {
     pub interfaces: InterfaceConfig,
     pub poll_interval: Duration,
     pub outputs: OutputConfig,
-    /// A JSON status document rewritten after every (re)programming.
+    /// A JSON status document rewritten after every (re)programming and
+    /// whenever the attached interfaces change.
     pub status_file: Option<PathBuf>,
     pub detach_on_exit: bool,
 }
@@ -137,21 +138,22 @@ impl Runner {
         Ok(())
     }
 
-    fn sync_interfaces(&mut self) -> Result<()> {
+    /// Attaches to new interfaces; true when the list the status shows changed.
+    fn sync_interfaces(&mut self) -> Result<bool> {
         let newly = self.datapath.sync_interfaces(&self.config.interfaces)?;
         if !newly.is_empty() {
             tracing::info!(?newly, "attached to new interfaces");
         }
-        self.status.interfaces =
+        let mut interfaces =
             crate::attach::interfaces_with_prefix(&self.config.interfaces.endpoint_prefixes);
-        self.status
-            .interfaces
-            .extend(self.config.interfaces.host_interfaces.iter().cloned());
+        interfaces.extend(self.config.interfaces.host_interfaces.iter().cloned());
+        let changed = interfaces != self.status.interfaces;
+        self.status.interfaces = interfaces;
         self.outputs
             .telemetry
             .programs_attached
             .set(2 * self.status.interfaces.len() as i64);
-        Ok(())
+        Ok(changed)
     }
 }
 
@@ -207,8 +209,11 @@ pub async fn run(config: Config, load: LoadOptions) -> Result<()> {
             }
             runner.write_status();
         }
-        if let Err(e) = runner.sync_interfaces() {
-            tracing::warn!(error = %e, "interfaces");
+        match runner.sync_interfaces() {
+            // The status lists the interfaces attached now, not at the last reload.
+            Ok(true) => runner.write_status(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "interfaces"),
         }
         runner.outputs.tick(&mut runner.datapath);
     }

@@ -83,12 +83,13 @@ impl Default for Telemetry {
 }
 
 /// Datapath counters that are drops, with the reason label they get.
-const DROP_COUNTERS: [(&str, &str); 5] = [
+const DROP_COUNTERS: [(&str, &str); 6] = [
     ("denied", "policy"),
     ("reeval_denied", "reevaluated"),
     ("malformed", "malformed"),
     ("spoofed", "spoofed"),
     ("ct_full", "table_full"),
+    ("unbound", "unbound"),
 ];
 
 impl Telemetry {

@@ -22,6 +22,7 @@ pub mod conntrack;
 pub mod counters;
 pub mod endpoints;
 pub mod failsafe;
+pub mod guarded;
 pub mod hits;
 pub mod ipcache;
 pub mod policy;
@@ -265,6 +266,7 @@ pub struct Maps {
     pub counters: counters::Counters,
     pub conntrack: conntrack::Conntrack,
     pub hits: hits::Hits,
+    pub guarded: guarded::Guarded,
     last_flip: Option<std::time::Instant>,
 }
 
@@ -277,6 +279,7 @@ impl Maps {
             counters: counters::Counters::take(ebpf)?,
             conntrack: conntrack::Conntrack::take(ebpf)?,
             hits: hits::Hits::take(ebpf)?,
+            guarded: guarded::Guarded::take(ebpf)?,
             last_flip: None,
         })
     }
