@@ -47,6 +47,11 @@ pub struct RecommendArgs {
     /// Policy names start with this.
     #[arg(long, default_value = "recommended")]
     pub name_prefix: String,
+    /// Allow egress that went through a named Service by naming the Service
+    /// (a `service` peer that follows its EndpointSlices) instead of the
+    /// labels of the backends that answered. Direct traffic keeps label peers.
+    #[arg(long)]
+    pub service_peers: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = RecommendFormat::Yaml)]
     pub output: RecommendFormat,
@@ -97,6 +102,7 @@ pub fn run(args: &RecommendArgs) -> anyhow::Result<()> {
     options.ephemeral_from = args.ephemeral_from;
     options.enforcement = args.enforcement.into();
     options.name_prefix = args.name_prefix.clone();
+    options.service_peers = args.service_peers;
     let records = args.history.records(window)?;
     let rec = recommend(&records, &options)?;
     for w in &rec.warnings {

@@ -122,3 +122,95 @@ fn scope_and_layer_narrow_the_output() {
         .fails_with("recommendations are made for label selectors");
     recommend(&["--max-prefix-len", "40"]).fails_with("max prefix length 40");
 }
+
+#[test]
+fn service_peers_name_the_service_and_what_if_still_finds_nothing_newly_denied() {
+    // The fixture's web -> db traffic, as if web had asked for Service shop/db.
+    let dir = scratch("recommend-service");
+    let history = dir.join("history.jsonl");
+    let text = std::fs::read_to_string(fixture("whatif/history.jsonl")).expect("fixture");
+    let mut through = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).expect("record");
+            if v["destination"]["name"] == "shop/db-0" && v["source"]["name"] == "shop/web-0" {
+                through += 1;
+                v["service"] = serde_json::json!({
+                    "address": "10.96.0.20", "port": 5432, "namespace": "shop", "name": "db"
+                });
+            }
+            v.to_string()
+        })
+        .collect();
+    assert!(through > 0, "the fixture has web -> db records");
+    std::fs::write(&history, lines.join("\n") + "\n").expect("write");
+    let history = history.to_str().expect("utf-8");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "recommend",
+            "--flows",
+            history,
+            "--since",
+            SINCE,
+            "--until",
+            UNTIL,
+            "--min-window",
+            "20d",
+        ];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let r = args(&["--service-peers", "-o", "json"]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("json");
+    let web = v["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .find(|p| p["metadata"]["name"] == "recommended-role-prod-web")
+        .expect("web's policy");
+    let peers: Vec<&serde_json::Value> = web["spec"]["egress"]
+        .as_array()
+        .expect("egress")
+        .iter()
+        .flat_map(|r| r["peers"].as_array().expect("peers"))
+        .collect();
+    assert!(
+        peers.contains(&&serde_json::json!({"service": {"namespace": "shop", "name": "db"}})),
+        "{peers:?}"
+    );
+    assert!(
+        !peers
+            .iter()
+            .any(|p| p["selector"]["matchLabels"]["app"] == "db"),
+        "db is reached only through its Service: {peers:?}"
+    );
+
+    let yaml = args(&["--service-peers"]);
+    assert_eq!(yaml.code, Some(0), "stderr: {}", yaml.stderr);
+    let file = dir.join("recommended.yaml");
+    std::fs::write(&file, &yaml.stdout).expect("write");
+    let file = file.to_str().expect("utf-8");
+    let cluster = fixture("whatif/cluster");
+    let labels = run(&["labels", &cluster, file]);
+    assert_eq!(labels.code, Some(0), "{}", labels.stderr);
+    let w = run(&[
+        "what-if",
+        file,
+        "--as-enforced",
+        "--cluster",
+        &cluster,
+        "--flows",
+        history,
+        "--since",
+        SINCE,
+        "--until",
+        UNTIL,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(w.code, Some(0), "{}\n{}", w.stdout, w.stderr);
+    let v: serde_json::Value = serde_json::from_str(&w.stdout).expect("json");
+    assert_eq!(v["newlyDenied"], serde_json::json!([]));
+}

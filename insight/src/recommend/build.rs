@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use bulkhead_api::flow::{EndpointKind, FlowEndpoint, FlowRecord};
-use bulkhead_api::policy::{Peer, Protocol};
+use bulkhead_api::policy::{Peer, Protocol, ServiceRef};
 use bulkhead_api::rule_map::Direction;
 use bulkhead_api::{LabelSelector, Labels};
 use ipnet::IpNet;
@@ -17,6 +17,7 @@ use super::{Layer, RecommendOptions, RecommendedPolicy, UnlabeledPeer};
 enum PeerKey {
     Labels(Labels),
     Net(IpNet),
+    Service(ServiceRef),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,7 +75,7 @@ impl<'a> Accumulator<'a> {
         peer: &FlowEndpoint,
     ) {
         let subject = cut(&local.labels, self.options.layer);
-        let peer_key = match self.peer_key(peer) {
+        let peer_key = match self.peer_key(r, direction, peer) {
             Some(k) => k,
             None => {
                 let key = (
@@ -100,8 +101,26 @@ impl<'a> Accumulator<'a> {
             .merge(seen);
     }
 
-    fn peer_key(&self, peer: &FlowEndpoint) -> Option<PeerKey> {
+    fn peer_key(
+        &self,
+        r: &FlowRecord,
+        direction: Direction,
+        peer: &FlowEndpoint,
+    ) -> Option<PeerKey> {
         if !peer.labels.is_empty() {
+            // Only the client's side names the Service: it asked for it. A
+            // Service of unlabeled backends is still a queue entry, not an
+            // allow.
+            if let (true, Direction::Egress, Some((namespace, name))) = (
+                self.options.service_peers,
+                direction,
+                super::service_name(r),
+            ) {
+                return Some(PeerKey::Service(ServiceRef {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                }));
+            }
             return Some(PeerKey::Labels(cut(&peer.labels, self.options.layer)));
         }
         match peer.kind {
@@ -164,27 +183,31 @@ impl<'a> Accumulator<'a> {
                 if keys.is_empty() {
                     continue;
                 }
-                match &peer {
+                let rule_peer = match &peer {
                     PeerKey::Net(net) => {
                         let e = nets
                             .entry((subject.clone(), direction, keys, periodic))
                             .or_default();
                         e.0.push(*net);
                         e.1.merge(&tally);
+                        continue;
                     }
-                    PeerKey::Labels(l) => {
-                        rules.entry(subject.clone()).or_default().push(Candidate {
-                            direction,
-                            peers: vec![Peer {
-                                selector: Some(LabelSelector::from_labels(l.clone())),
-                                ..Peer::default()
-                            }],
-                            ports: keys,
-                            periodic,
-                            tally,
-                        })
-                    }
-                }
+                    PeerKey::Labels(l) => Peer {
+                        selector: Some(LabelSelector::from_labels(l.clone())),
+                        ..Peer::default()
+                    },
+                    PeerKey::Service(service) => Peer {
+                        service: Some(service.clone()),
+                        ..Peer::default()
+                    },
+                };
+                rules.entry(subject.clone()).or_default().push(Candidate {
+                    direction,
+                    peers: vec![rule_peer],
+                    ports: keys,
+                    periodic,
+                    tally,
+                });
             }
         }
         for ((subject, direction, ports, periodic), (list, tally)) in nets {

@@ -7,6 +7,7 @@
 //!        ▼ subject = the in-scope side's labels, cut to the layer's keys
 //!          peer    = labels cut to the layer's keys │ world address ─► /max-prefix CIDR
 //!                    │ no labels ─► the unlabeled list (never allowed)
+//!                    │ egress through a named Service, with service_peers ─► that Service
 //!          port    = role layer: exact port, ephemeral ones as one range; else any
 //!        │
 //!        ▼ evidence per (subject, direction, peer, port): flows, first/last seen, days
@@ -92,6 +93,11 @@ pub struct RecommendOptions {
     pub enforcement: EnforcementMode,
     /// Policy names start with this.
     pub name_prefix: String,
+    /// Egress to labeled backends reached through a named Service is
+    /// allowed by naming the Service (a `service` peer, which follows its
+    /// EndpointSlices) instead of the backends' labels. Direct traffic to
+    /// the same pods still gets label peers.
+    pub service_peers: bool,
 }
 
 impl RecommendOptions {
@@ -110,6 +116,7 @@ impl RecommendOptions {
             periodic_share: 0.1,
             enforcement: EnforcementMode::Visibility,
             name_prefix: "recommended".into(),
+            service_peers: false,
         }
     }
 }
@@ -210,7 +217,7 @@ pub fn recommend(
     // Many windows of one edge are summed first: the per-edge work (label
     // cuts, prefixes, map keys) then runs once per edge, not per record.
     let mut labels: HashMap<&Labels, usize> = HashMap::new();
-    let mut edges: HashMap<EdgeKey, (&FlowRecord, evidence::Tally)> = HashMap::new();
+    let mut edges: HashMap<EdgeKey<'_>, (&FlowRecord, evidence::Tally)> = HashMap::new();
     for r in in_window.iter().copied().filter(|r| r.counts()) {
         let n = labels.len();
         let src = *labels.entry(&r.source.labels).or_insert(n);
@@ -221,6 +228,7 @@ pub fn recommend(
             destination: (dst, r.destination.kind, r.destination.address),
             port: r.port,
             protocol: r.protocol,
+            service: options.service_peers.then(|| service_name(r)).flatten(),
         };
         edges
             .entry(key)
@@ -252,13 +260,22 @@ pub fn recommend(
     })
 }
 
-/// One edge: both ends (interned labels, kind, address), port, protocol.
+/// One edge: both ends (interned labels, kind, address), port, protocol,
+/// and (with `service_peers`) the named Service it went through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct EdgeKey {
+struct EdgeKey<'a> {
     source: (usize, EndpointKind, std::net::IpAddr),
     destination: (usize, EndpointKind, std::net::IpAddr),
     port: u16,
     protocol: bulkhead_api::policy::Protocol,
+    service: Option<(&'a str, &'a str)>,
+}
+
+/// The `(namespace, name)` of the Service a record went through, when the
+/// reporting agent knew it.
+pub(crate) fn service_name(r: &FlowRecord) -> Option<(&str, &str)> {
+    let s = r.service.as_ref()?;
+    Some((s.namespace.as_deref()?, s.name.as_deref()?))
 }
 
 /// Endpoints a policy can select: labeled, and matched by the scope.

@@ -7,6 +7,7 @@ use bulkhead_api::LabelSelector;
 
 use super::*;
 use crate::testing::{day, labels, pod, record, world};
+use bulkhead_policy::Verdict;
 
 fn web() -> FlowEndpoint {
     pod(
@@ -275,4 +276,170 @@ fn the_scope_limits_which_endpoints_get_policies() {
         recommend(&records, &opts),
         Err(RecommendError::Scope(_))
     ));
+}
+
+fn db() -> FlowEndpoint {
+    pod(
+        "prod",
+        "db-0",
+        &[("env", "prod"), ("app", "shop"), ("role", "db")],
+        "10.0.0.4",
+    )
+}
+
+/// `r` as if the client had asked for Service `ns/name` at 10.96.0.10:80.
+fn via(mut r: FlowRecord, ns: &str, name: &str) -> FlowRecord {
+    r.service = Some(bulkhead_api::flow::ServiceAddress {
+        address: crate::testing::ip("10.96.0.10"),
+        port: 80,
+        namespace: Some(ns.into()),
+        name: Some(name.into()),
+        port_name: None,
+    });
+    r
+}
+
+/// 60 days of web → Service prod/api (answered by api-0 on 8080), web → db
+/// direct on 5432, and web → Service prod/legacy answered by an unlabeled pod.
+fn service_history() -> Vec<FlowRecord> {
+    let legacy = pod("prod", "legacy-0", &[], "10.0.0.9");
+    (0..60)
+        .flat_map(|d| {
+            [
+                via(record(&web(), &api(), Tcp, 8080, day(d), 3), "prod", "api"),
+                record(&web(), &db(), Tcp, 5432, day(d), 1),
+                via(
+                    record(&web(), &legacy, Tcp, 9000, day(d), 1),
+                    "prod",
+                    "legacy",
+                ),
+            ]
+        })
+        .collect()
+}
+
+fn peers_of(rule: &bulkhead_api::policy::Rule) -> Vec<String> {
+    rule.peers
+        .iter()
+        .map(|p| match (&p.service, &p.selector) {
+            (Some(s), _) => format!("service {s}"),
+            (None, Some(sel)) => format!("selector {:?}", sel.match_labels),
+            _ => format!("{p:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn service_peers_name_the_service_the_client_asked_for_and_only_on_egress() {
+    let records = service_history();
+    let mut o = options(Layer::Role);
+    o.service_peers = true;
+    let rec = recommend(&records, &o).expect("recommends");
+    let web_policy = policy(&rec, "recommended-role-prod-shop-web");
+    let egress: Vec<(Vec<String>, Vec<PortSpec>)> = web_policy
+        .spec
+        .egress
+        .iter()
+        .map(|r| (peers_of(r), r.ports.clone()))
+        .collect();
+    let db_selector = format!(
+        "selector {:?}",
+        labels(&[("env", "prod"), ("app", "shop"), ("role", "db")])
+    );
+    assert_eq!(
+        egress,
+        vec![
+            (vec![db_selector], vec![tcp(5432)]),
+            (vec!["service prod/api".to_string()], vec![tcp(8080)]),
+        ],
+        "the Service for what went through it, labels for what went direct"
+    );
+    // The backend's side sees a client, not a Service.
+    let api_policy = policy(&rec, "recommended-role-prod-shop-api");
+    assert_eq!(
+        peers_of(&api_policy.spec.ingress[0]),
+        vec![format!(
+            "selector {:?}",
+            labels(&[("env", "prod"), ("app", "shop"), ("role", "web")])
+        )]
+    );
+    // A Service whose backend has no labels is not allowed by name either.
+    assert_eq!(
+        rec.unlabeled
+            .iter()
+            .map(|u| u.name.as_deref())
+            .collect::<Vec<_>>(),
+        vec![Some("prod/legacy-0")]
+    );
+
+    let plain = recommend(&records, &options(Layer::Role)).expect("recommends");
+    let plain_web = policy(&plain, "recommended-role-prod-shop-web");
+    assert!(
+        plain_web
+            .spec
+            .egress
+            .iter()
+            .all(|r| r.peers.iter().all(|p| p.service.is_none())),
+        "service peers only when asked for"
+    );
+}
+
+#[test]
+fn recommended_service_peers_replay_as_allowed_and_follow_the_recorded_backends() {
+    use crate::replay::{HistoryCluster, PolicySet};
+    use bulkhead_policy::CompileOptions;
+    let mut records = service_history();
+    let mut o = options(Layer::Role);
+    o.service_peers = true;
+    o.enforcement = EnforcementMode::Full;
+    let rec = recommend(&records, &o).expect("recommends");
+    let set = PolicySet {
+        policies: rec
+            .policies
+            .iter()
+            .map(|p| (p.name.clone(), p.spec.clone()))
+            .collect(),
+        ..PolicySet::default()
+    };
+    // A second api pod that answered for the Service once, and a cache pod
+    // that web reached directly on the same port but is no backend.
+    let api_1 = pod(
+        "prod",
+        "api-1",
+        &[("env", "prod"), ("app", "shop"), ("role", "api-v2")],
+        "10.0.0.5",
+    );
+    let cache = pod(
+        "prod",
+        "cache-0",
+        &[("env", "prod"), ("app", "shop"), ("role", "cache")],
+        "10.0.0.6",
+    );
+    let extra_backend = via(record(&web(), &api_1, Tcp, 8080, day(30), 1), "prod", "api");
+    let not_a_backend = record(&web(), &cache, Tcp, 8080, day(30), 1);
+    records.push(extra_backend.clone());
+    records.push(not_a_backend.clone());
+    let cluster = HistoryCluster::new(&bulkhead_policy::Snapshot::default(), &records);
+    let out = cluster.compile(&set, &CompileOptions::default());
+    let replay = cluster.judge(&out);
+    for r in service_history()
+        .iter()
+        .filter(|r| r.destination.name.as_deref() != Some("prod/legacy-0"))
+    {
+        assert_eq!(
+            replay.verdict(r),
+            Verdict::Allow,
+            "{:?} -> {:?}",
+            r.source.name,
+            r.destination.name
+        );
+        assert_eq!(replay.simulated(r), replay.verdict(r));
+    }
+    // The service peer is the Service's backends as history saw them: api-1
+    // answered for it once, so web's egress allows it (api-1 has no policy
+    // of its own); cache answered on the same port but for no Service.
+    assert_eq!(replay.verdict(&extra_backend), Verdict::Allow);
+    assert_eq!(replay.simulated(&extra_backend), Verdict::Allow);
+    assert_eq!(replay.verdict(&not_a_backend), Verdict::Deny);
+    assert_eq!(replay.simulated(&not_a_backend), Verdict::Deny);
 }

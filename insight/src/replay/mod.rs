@@ -7,6 +7,8 @@
 //!  today's cluster ─► namespaces, nodes, external nodes, CIDR and host mappings
 //!                       │
 //!                       ▼  Snapshot + a policy set ─► bulkhead_policy::compile ─► Output
+//!  records through a named Service ─► one EndpointSlice per Service: the endpoints
+//!                                     that answered for it (for `service` peers)
 //!  record ─► (source address, destination address) ─► bulkhead_policy::simulate ─► Verdict
 //! ```
 //!
@@ -22,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use bulkhead_api::flow::{EndpointKind, FlowEndpoint, FlowRecord};
 use bulkhead_api::mapping::{CopyLabel, EndpointMatch, LabelSource, MappingRule, PodMatch};
 use bulkhead_api::{LabelMappingSpec, LabelSelector, Labels};
+use bulkhead_policy::service::{Backend, EndpointSlice, EndpointSliceKey, ServiceRef};
 use bulkhead_policy::snapshot::{Node, Pod, PodKey, Snapshot};
 use bulkhead_policy::Verdict;
 
@@ -68,9 +71,17 @@ impl HistoryCluster {
     /// and policies are not used) and the records to judge.
     pub fn new<'a>(base: &Snapshot, records: impl IntoIterator<Item = &'a FlowRecord>) -> Self {
         let mut ends = BTreeSet::new();
+        // Which endpoints answered for each named Service: its backends then.
+        let mut backends: BTreeMap<ServiceRef, BTreeSet<EndKey>> = BTreeMap::new();
         for r in records {
             ends.insert(EndKey::of(&r.source));
             ends.insert(EndKey::of(&r.destination));
+            if let Some(service) = recorded_service(r) {
+                backends
+                    .entry(service)
+                    .or_default()
+                    .insert(EndKey::of(&r.destination));
+            }
         }
         // An address keeps its recorded value when one endpoint alone used
         // it; a pod address reused by other labels gets a synthetic one.
@@ -91,6 +102,7 @@ impl HistoryCluster {
             .nodes
             .insert(REPLAY_NODE.to_string(), Node::default());
         let mut addresses = HashMap::new();
+        let mut pod_keys = HashMap::new();
         let mut keys = BTreeSet::new();
         for (i, e) in ends.into_iter().enumerate() {
             if e.kind != EndpointKind::Pod {
@@ -107,8 +119,10 @@ impl HistoryCluster {
             keys.extend(e.labels.keys().cloned());
             let mut labels = e.labels.clone();
             labels.insert(MARKER.to_string(), i.to_string());
+            let key = PodKey::new(namespace, format!("replay-{i}"));
+            pod_keys.insert(e.clone(), key.clone());
             snapshot.pods.insert(
-                PodKey::new(namespace, format!("replay-{i}")),
+                key,
                 Pod {
                     labels,
                     node: Some(REPLAY_NODE.to_string()),
@@ -121,6 +135,7 @@ impl HistoryCluster {
         snapshot
             .mappings
             .insert(REPLAY_MAPPING.to_string(), copy_mapping(keys));
+        snapshot.endpoint_slices = service_slices(base, &backends, &addresses, &pod_keys);
         Self {
             snapshot,
             addresses,
@@ -214,6 +229,71 @@ impl PolicySet {
             network_policies: snapshot.network_policies.clone(),
         }
     }
+}
+
+/// The named Service a record went through, if the agent knew it.
+fn recorded_service(r: &FlowRecord) -> Option<ServiceRef> {
+    let s = r.service.as_ref()?;
+    Some(ServiceRef {
+        namespace: s.namespace.clone()?,
+        name: s.name.clone()?,
+    })
+}
+
+/// EndpointSlices for `service` peers over history: a Service that records
+/// went through is backed by the endpoints that answered for it then (each
+/// recorded pod as its synthetic pod); a Service no record went through
+/// keeps today's slices, by address only (today's pods are not in this
+/// cluster, so an address resolves to whatever history had there).
+fn service_slices(
+    base: &Snapshot,
+    backends: &BTreeMap<ServiceRef, BTreeSet<EndKey>>,
+    addresses: &HashMap<EndKey, IpAddr>,
+    pod_keys: &HashMap<EndKey, PodKey>,
+) -> BTreeMap<EndpointSliceKey, EndpointSlice> {
+    let mut slices: BTreeMap<EndpointSliceKey, EndpointSlice> = base
+        .endpoint_slices
+        .iter()
+        .filter(|(_, s)| {
+            s.service
+                .as_ref()
+                .is_some_and(|svc| !backends.contains_key(svc))
+        })
+        .map(|(k, s)| {
+            let endpoints = s
+                .endpoints
+                .iter()
+                .map(|b| Backend {
+                    addresses: b.addresses.clone(),
+                    pod: None,
+                })
+                .collect();
+            (
+                k.clone(),
+                EndpointSlice {
+                    service: s.service.clone(),
+                    endpoints,
+                },
+            )
+        })
+        .collect();
+    for (service, ends) in backends {
+        let endpoints = ends
+            .iter()
+            .map(|e| Backend {
+                addresses: vec![addresses.get(e).copied().unwrap_or(e.address)],
+                pod: pod_keys.get(e).cloned(),
+            })
+            .collect();
+        slices.insert(
+            EndpointSliceKey::new(&service.namespace, format!("{}-replay", service.name)),
+            EndpointSlice {
+                service: Some(service.clone()),
+                endpoints,
+            },
+        );
+    }
+    slices
 }
 
 /// Today's mappings minus what they say about pods: history's pods bring

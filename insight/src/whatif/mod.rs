@@ -156,6 +156,8 @@ struct EdgeKey<'a> {
     ),
     port: u16,
     protocol: Protocol,
+    /// The named Service it went through: a `service` peer tells these apart.
+    service: Option<(&'a str, &'a str)>,
 }
 
 impl<'a> EdgeKey<'a> {
@@ -174,6 +176,10 @@ impl<'a> EdgeKey<'a> {
             kinds: (r.source.kind, r.destination.kind),
             port: r.port,
             protocol: r.protocol,
+            service: r
+                .service
+                .as_ref()
+                .and_then(|s| Some((s.namespace.as_deref()?, s.name.as_deref()?))),
         }
     }
 }
