@@ -32,6 +32,10 @@ const APPS: [&str; 4] = ["web", "api", "db", "cache"];
 pub fn lab_spec(nodes: u8, pods_per_node: u8, verbose: bool) -> LabSpec {
     let mut spec = LabSpec::new(nodes);
     spec.agents = Agents::Cluster;
+    // No collector: the figures before and after each change are of the
+    // control plane and the agents alone (the first ones were measured
+    // before labs ran a collector), and bench/propagation.sh builds none.
+    spec.collector = false;
     spec.verbose |= verbose;
     for env in ["prod", "dev"] {
         spec.namespaces
