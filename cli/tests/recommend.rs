@@ -82,14 +82,22 @@ fn yaml_loads_as_manifests_and_what_if_finds_nothing_newly_denied() {
     assert_eq!(labels.code, Some(0), "{}", labels.stderr);
     // Enforced, the recommendation drops nothing that was observed.
     let flows = fixture("whatif/history.jsonl");
+    assert_eq!(
+        what_if_enforced(file, &cluster, &flows)["newlyDenied"],
+        serde_json::json!([])
+    );
+}
+
+/// `what-if FILE --as-enforced` over `flows` in the window, as JSON.
+fn what_if_enforced(file: &str, cluster: &str, flows: &str) -> serde_json::Value {
     let w = run(&[
         "what-if",
         file,
         "--as-enforced",
         "--cluster",
-        &cluster,
+        cluster,
         "--flows",
-        &flows,
+        flows,
         "--since",
         SINCE,
         "--until",
@@ -98,8 +106,7 @@ fn yaml_loads_as_manifests_and_what_if_finds_nothing_newly_denied() {
         "json",
     ]);
     assert_eq!(w.code, Some(0), "{}\n{}", w.stdout, w.stderr);
-    let v: serde_json::Value = serde_json::from_str(&w.stdout).expect("json");
-    assert_eq!(v["newlyDenied"], serde_json::json!([]));
+    serde_json::from_str(&w.stdout).expect("json")
 }
 
 #[test]
@@ -195,22 +202,8 @@ fn service_peers_name_the_service_and_what_if_still_finds_nothing_newly_denied()
     let cluster = fixture("whatif/cluster");
     let labels = run(&["labels", &cluster, file]);
     assert_eq!(labels.code, Some(0), "{}", labels.stderr);
-    let w = run(&[
-        "what-if",
-        file,
-        "--as-enforced",
-        "--cluster",
-        &cluster,
-        "--flows",
-        history,
-        "--since",
-        SINCE,
-        "--until",
-        UNTIL,
-        "-o",
-        "json",
-    ]);
-    assert_eq!(w.code, Some(0), "{}\n{}", w.stdout, w.stderr);
-    let v: serde_json::Value = serde_json::from_str(&w.stdout).expect("json");
-    assert_eq!(v["newlyDenied"], serde_json::json!([]));
+    assert_eq!(
+        what_if_enforced(file, &cluster, history)["newlyDenied"],
+        serde_json::json!([])
+    );
 }
