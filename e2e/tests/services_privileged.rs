@@ -360,27 +360,31 @@ fn flows_name_the_service_address_beside_the_backend(
         .find(|(n, _, _)| *n == "db-local")
         .expect("db-local")
         .1;
-    let out = std::process::Command::new(&cli)
-        .env("KUBECONFIG", lab.plane().admin_kubeconfig())
-        .args(["flows", "--flows"])
-        .arg(&log)
-        .args([
-            "--since",
-            "1h",
-            "--to",
-            "service:prod/db-local",
-            "-o",
-            "json",
-        ])
-        .output()
-        .expect("kubectl-bulkhead flows");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let records = answer["records"].as_array().expect("records");
+    // `flows --to service:prod/db-local -o json` over the log, its records.
+    let flows_to_db_local = |kubeconfig: &std::path::Path| -> Vec<serde_json::Value> {
+        let out = std::process::Command::new(&cli)
+            .env("KUBECONFIG", kubeconfig)
+            .args(["flows", "--flows"])
+            .arg(&log)
+            .args([
+                "--since",
+                "1h",
+                "--to",
+                "service:prod/db-local",
+                "-o",
+                "json",
+            ])
+            .output()
+            .expect("kubectl-bulkhead flows");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        answer["records"].as_array().expect("records").clone()
+    };
+    let records = flows_to_db_local(lab.plane().admin_kubeconfig());
     assert!(
         !records.is_empty(),
         "flows --to service:prod/db-local finds the flows through it"
@@ -395,27 +399,7 @@ fn flows_name_the_service_address_beside_the_backend(
     );
     // The names flow/v1 records carry, not a lookup: the same answer with no
     // API server to resolve the ClusterIP (matched by name only).
-    let offline = std::process::Command::new(&cli)
-        .env("KUBECONFIG", lab.state().root().join("no-such-kubeconfig"))
-        .args(["flows", "--flows"])
-        .arg(&log)
-        .args([
-            "--since",
-            "1h",
-            "--to",
-            "service:prod/db-local",
-            "-o",
-            "json",
-        ])
-        .output()
-        .expect("kubectl-bulkhead flows");
-    assert!(
-        offline.status.success(),
-        "{}",
-        String::from_utf8_lossy(&offline.stderr)
-    );
-    let by_name: serde_json::Value = serde_json::from_slice(&offline.stdout).expect("json");
-    let by_name = by_name["records"].as_array().expect("records");
+    let by_name = flows_to_db_local(&lab.state().root().join("no-such-kubeconfig"));
     assert!(
         by_name.len() >= records.len()
             && by_name.iter().all(|r| r["service"]["name"] == "db-local"),
