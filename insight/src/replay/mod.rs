@@ -233,10 +233,10 @@ impl PolicySet {
 
 /// The named Service a record went through, if the agent knew it.
 fn recorded_service(r: &FlowRecord) -> Option<ServiceRef> {
-    let s = r.service.as_ref()?;
+    let (namespace, name) = crate::recommend::service_name(r)?;
     Some(ServiceRef {
-        namespace: s.namespace.clone()?,
-        name: s.name.clone()?,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
     })
 }
 

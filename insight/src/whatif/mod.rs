@@ -176,10 +176,7 @@ impl<'a> EdgeKey<'a> {
             kinds: (r.source.kind, r.destination.kind),
             port: r.port,
             protocol: r.protocol,
-            service: r
-                .service
-                .as_ref()
-                .and_then(|s| Some((s.namespace.as_deref()?, s.name.as_deref()?))),
+            service: crate::recommend::service_name(r),
         }
     }
 }
