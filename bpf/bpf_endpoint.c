@@ -78,8 +78,9 @@ int bh_to_endpoint(struct __sk_buff *skb)
 	if (src && (src->flags & BH_EP_F_HOST) && (skb->mark & BH_MARK_ARRIVED))
 		p.snat_hidden = 1;
 	/* The host's egress, and a pod's that it sent to a Service whose
-	 * backend is this one. */
-	if (src && ((src->flags & BH_EP_F_HOST) || bh_via_service(skb)) &&
+	 * backend is this one (both sides' records name the Service). */
+	p.via_service = src && !(src->flags & BH_EP_F_HOST) && bh_via_service(skb);
+	if (src && ((src->flags & BH_EP_F_HOST) || p.via_service) &&
 	    bh_enforce(skb, &p, src, BH_DIR_EGRESS) == BH_DROP)
 		return BH_DROP;
 	return bh_enforce(skb, &p, dst, BH_DIR_INGRESS);

@@ -52,8 +52,10 @@ int bh_host_egress(struct __sk_buff *skb)
 	if (ret != BH_CONTINUE)
 		return ret;
 	src = bh_local_endpoint(&p, p.saddr);
-	if (src && !(src->flags & BH_EP_F_HOST) && bh_via_service(skb))
+	if (src && !(src->flags & BH_EP_F_HOST) && bh_via_service(skb)) {
+		p.via_service = 1;
 		return bh_enforce(skb, &p, src, BH_DIR_EGRESS);
+	}
 	if (!src || !(src->flags & BH_EP_F_HOST)) {
 		bh_count(BH_CNT_NOT_LOCAL);
 		return BH_PASS;

@@ -51,5 +51,9 @@ struct ct_value {
 /* ct_value.flags: the flow's source is the node masquerading a client it
  * received from outside (BH_MARK_ARRIVED): its reports say so. */
 #define BH_CT_F_SNAT_HIDDEN 4
+/* ct_value.flags: the translated tuple of a pod's flow to a Service address
+ * (the entry that judges it on the backend): its events say so, and the
+ * agent looks up the Service address only for those. */
+#define BH_CT_F_TO_SERVICE 8
 
 #endif

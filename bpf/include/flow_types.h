@@ -42,5 +42,8 @@ struct flow_event {
 /* flow_event.flags: the source address is the node's own, standing in for
  * a client it masqueraded (BH_CT_F_SNAT_HIDDEN). */
 #define BH_FLOW_F_SNAT_HIDDEN 1
+/* flow_event.flags: a pod sent the flow to a Service address; the agent
+ * finds which one in the pod's VIA_SERVICE entry (BH_CT_F_TO_SERVICE). */
+#define BH_FLOW_F_TO_SERVICE 2
 
 #endif

@@ -169,6 +169,8 @@ static __always_inline int bh_ct_create(struct ct_key *k, const struct bh_pkt *p
 		v.flags = BH_CT_F_CLOSING;
 	if (p->snat_hidden)
 		v.flags |= BH_CT_F_SNAT_HIDDEN;
+	if (p->via_service)
+		v.flags |= BH_CT_F_TO_SERVICE;
 	bh_ct_set_decision(&v, d, generation, peer);
 	if (mode == BH_MODE_FULL)
 		return bpf_map_update_elem(&bh_conntrack, k, &v, BPF_ANY);

@@ -47,7 +47,8 @@ static __always_inline void bh_emit(struct __sk_buff *skb, const struct bh_pkt *
 	e->would_verdict = d->would_verdict;
 	e->mode = ep->mode;
 	e->reason = d->reason;
-	e->flags = p->snat_hidden ? BH_FLOW_F_SNAT_HIDDEN : 0;
+	e->flags = (p->snat_hidden ? BH_FLOW_F_SNAT_HIDDEN : 0) |
+		   (p->via_service ? BH_FLOW_F_TO_SERVICE : 0);
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	bpf_ringbuf_submit(e, 0);
 }
@@ -87,7 +88,8 @@ static __always_inline void bh_emit_ct(struct __sk_buff *skb, const struct ct_ke
 	e->would_verdict = d->would_verdict;
 	e->mode = ep->mode;
 	e->reason = d->reason;
-	e->flags = (ct->flags & BH_CT_F_SNAT_HIDDEN) ? BH_FLOW_F_SNAT_HIDDEN : 0;
+	e->flags = ((ct->flags & BH_CT_F_SNAT_HIDDEN) ? BH_FLOW_F_SNAT_HIDDEN : 0) |
+		   ((ct->flags & BH_CT_F_TO_SERVICE) ? BH_FLOW_F_TO_SERVICE : 0);
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	bpf_ringbuf_submit(e, 0);
 }

@@ -53,7 +53,10 @@ struct bh_pkt {
 	/* Set by the hook, not parsed: the source is the node itself standing
 	 * in for a client it masqueraded (BH_MARK_ARRIVED). */
 	__u8 snat_hidden;
-	__u8 inner_pad[2];
+	/* Set by the hook, not parsed: a pod sent this packet to a Service
+	 * address and it is judged on the backend (lib/service.h). */
+	__u8 via_service;
+	__u8 inner_pad[1];
 	/* The maps' generation this packet is judged under, read once by
 	 * bh_prologue so that one packet never mixes two slots (maps.h). */
 	__u32 generation;

@@ -283,14 +283,19 @@ impl Datapath {
         self.attacher.detach_all(&mut self.loaded)
     }
 
-    /// Moves pending flow events into `agg`. With Service ranges, first
-    /// tells it which flows went through a Service (a walk of conntrack per
-    /// read: the price of naming the Service address beside the backend).
+    /// Moves pending flow events into `agg`. With Service ranges, a read
+    /// holding a flow sent to a Service that `agg` cannot name yet walks
+    /// conntrack once for the pods' VIA_SERVICE entries; other reads walk
+    /// nothing (a walk of a large table takes milliseconds).
     pub fn read_flows(&mut self, agg: &mut FlowAggregator) -> usize {
-        if self.services {
-            agg.set_service_tuples(self.maps.conntrack.service_tuples());
-        }
-        self.flows.read_into(agg)
+        let (services, conntrack) = (self.services, &self.maps.conntrack);
+        self.flows.read_into(agg, || {
+            if services {
+                conntrack.service_tuples()
+            } else {
+                Default::default()
+            }
+        })
     }
 
     pub fn counters(&self) -> Result<BTreeMap<&'static str, u64>> {

@@ -43,8 +43,13 @@ pub const CT_F_CLOSING: u8 = 1;
 pub const CT_F_VIA_SERVICE: u8 = 2;
 /// `BH_CT_F_SNAT_HIDDEN`: the source is the node masquerading a client.
 pub const CT_F_SNAT_HIDDEN: u8 = 4;
+/// `BH_CT_F_TO_SERVICE`: the translated tuple of a pod's flow to a Service.
+pub const CT_F_TO_SERVICE: u8 = 8;
 /// `BH_FLOW_F_SNAT_HIDDEN` in `flow_event.flags`.
 pub const FLOW_F_SNAT_HIDDEN: u8 = 1;
+/// `BH_FLOW_F_TO_SERVICE` in `flow_event.flags`: the pod sent the flow to a
+/// Service address, which its VIA_SERVICE entry names.
+pub const FLOW_F_TO_SERVICE: u8 = 2;
 
 pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;

@@ -213,11 +213,17 @@ fn constants_match_the_c_header() {
         u64::from(CT_F_SNAT_HIDDEN)
     );
     assert_eq!(
-        define_value(
-            include_str!("../../bpf/include/flow_types.h"),
-            "BH_FLOW_F_SNAT_HIDDEN"
-        ),
+        define_value(conntrack, "BH_CT_F_TO_SERVICE"),
+        u64::from(CT_F_TO_SERVICE)
+    );
+    let flow = include_str!("../../bpf/include/flow_types.h");
+    assert_eq!(
+        define_value(flow, "BH_FLOW_F_SNAT_HIDDEN"),
         u64::from(FLOW_F_SNAT_HIDDEN)
+    );
+    assert_eq!(
+        define_value(flow, "BH_FLOW_F_TO_SERVICE"),
+        u64::from(FLOW_F_TO_SERVICE)
     );
     let policy = include_str!("../../bpf/include/policy_types.h");
     assert!(policy.contains(&format!(

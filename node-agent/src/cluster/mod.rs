@@ -100,6 +100,8 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
     // Whether an update arrived since the last look (timer ticks alone
     // change nothing to program).
     let mut updated = false;
+    // When the oldest update not yet programmed arrived.
+    let mut pending_since: Option<Instant> = None;
     // A failed pass is retried with the same content (the kernel may have
     // refused it for a passing reason), with backoff.
     let mut retry = Retry::default();
@@ -108,6 +110,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
             update = rx.recv() => match update {
                 Some(u) => {
                     updated = true;
+                    pending_since.get_or_insert_with(Instant::now);
                     reassert(&u, last_written.as_ref(), &status_writer);
                     apply(u, &mut rule_map, &mut shards, &mut rule_map_listed, &mut shards_listed)
                 }
@@ -133,6 +136,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
         }
         while let Ok(u) = rx.try_recv() {
             updated = true;
+            pending_since.get_or_insert_with(Instant::now);
             reassert(&u, last_written.as_ref(), &status_writer);
             apply(
                 u,
@@ -159,8 +163,9 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                 retry = Retry::default();
             } else {
                 let t0 = Instant::now();
-                let result =
-                    Desired::build(&map.spec, &shard_specs).and_then(|d| datapath.program(&d));
+                let built = Desired::build(&map.spec, &shard_specs);
+                let build_time = t0.elapsed();
+                let result = built.and_then(|d| datapath.program(&d));
                 // Events still in the ring buffer were judged under the old maps.
                 outputs.tick(&mut datapath);
                 let status = match result {
@@ -174,6 +179,10 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                         tracing::info!(
                             generation,
                             kernel_generation = stats.generation,
+                            build_ms = build_time.as_secs_f64() * 1e3,
+                            program_ms = (t0.elapsed() - build_time).as_secs_f64() * 1e3,
+                            since_update_ms = pending_since
+                                .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3),
                             "programmed"
                         );
                         programmed = Some((generation, map.clone(), shard_specs));
@@ -200,6 +209,7 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                 last_written = Some(status.clone());
                 status_writer.set(status);
             }
+            pending_since = None;
         }
         if let Some(hb) = &heartbeat {
             // Attach nothing before the ExternalNode says which interfaces:

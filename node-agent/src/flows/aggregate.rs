@@ -102,6 +102,15 @@ pub struct FlowAggregator {
     service_tuples: ServiceTuples,
 }
 
+/// The client side of `e`'s tuple, as [`ServiceTuples`] is keyed.
+fn service_key(e: &FlowEvent) -> (IpAddr, u16, u8) {
+    (
+        address(e.family, e.saddr),
+        u16::from_be(e.sport_be),
+        e.protocol,
+    )
+}
+
 fn address(family: u8, bytes: [u8; 16]) -> IpAddr {
     if family == layout::FAMILY_V4 {
         IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
@@ -115,6 +124,13 @@ impl FlowAggregator {
     /// before the events they explain.
     pub fn set_service_tuples(&mut self, tuples: ServiceTuples) {
         self.service_tuples = tuples;
+    }
+
+    /// Whether `e` is of a flow sent to a Service that the tuples last read
+    /// do not name: only then is conntrack worth walking.
+    pub fn needs_service_tuples(&self, e: &FlowEvent) -> bool {
+        e.flags & layout::FLOW_F_TO_SERVICE != 0
+            && !self.service_tuples.contains_key(&service_key(e))
     }
 
     pub fn add(&mut self, e: &FlowEvent) {
@@ -144,7 +160,11 @@ impl FlowAggregator {
             } else {
                 0
             },
-            service: self.service_tuples.get(&(src, sport, e.protocol)).copied(),
+            service: if e.flags & layout::FLOW_F_TO_SERVICE != 0 {
+                self.service_tuples.get(&(src, sport, e.protocol)).copied()
+            } else {
+                None
+            },
             snat_hidden: e.flags & layout::FLOW_F_SNAT_HIDDEN != 0,
         };
         if e.event == EVENT_DENY {
@@ -272,13 +292,22 @@ mod tests {
         let mut agg = FlowAggregator::default();
         let vip: IpAddr = "10.96.0.10".parse().expect("address");
         let client: IpAddr = "10.0.0.1".parse().expect("address");
+        let mut to_service = event(EVENT_NEW, 40000, 1, 60, 100);
+        to_service.flags = layout::FLOW_F_TO_SERVICE;
+        let direct = event(EVENT_NEW, 40001, 1, 60, 200);
+        assert!(agg.needs_service_tuples(&to_service));
+        assert!(!agg.needs_service_tuples(&direct), "a direct flow walks nothing");
         agg.set_service_tuples(ServiceTuples::from([((client, 40000, 6), (vip, 80))]));
-        agg.add(&event(EVENT_NEW, 40000, 1, 60, 100));
-        agg.add(&event(EVENT_NEW, 40001, 1, 60, 200));
+        assert!(!agg.needs_service_tuples(&to_service), "already named");
+        agg.add(&to_service);
+        agg.add(&direct);
+        // A direct flow on a tuple the tuples still hold (a reused port) is
+        // not named after the Service.
+        agg.add(&event(EVENT_NEW, 40000, 1, 60, 300));
         let edges = agg.drain(u64::MAX);
         let services: Vec<_> = edges.iter().map(|(e, c)| (e.service, c.flows)).collect();
         // Same backend, same port: one edge through the Service, one direct.
-        assert_eq!(services, vec![(None, 1), (Some((vip, 80)), 1)]);
+        assert_eq!(services, vec![(None, 2), (Some((vip, 80)), 1)]);
         assert!(edges
             .iter()
             .all(|(e, _)| e.dst == "10.0.0.2".parse::<IpAddr>().expect("address")));

@@ -24,7 +24,7 @@ mod sink;
 use aya::maps::{MapData, RingBuf};
 use aya::Ebpf;
 
-pub use aggregate::{EdgeCounts, FlowAggregator, RawEdge};
+pub use aggregate::{EdgeCounts, FlowAggregator, RawEdge, ServiceTuples};
 pub use resolve::Resolver;
 pub use services::ServiceIndex;
 pub use sink::FlowSink;
@@ -55,12 +55,23 @@ impl FlowReader {
         Ok(FlowReader { ring, malformed: 0 })
     }
 
-    /// Moves every pending event into `agg`; returns how many.
-    pub fn read_into(&mut self, agg: &mut FlowAggregator) -> usize {
-        let mut n = 0;
+    /// Moves every pending event into `agg`; returns how many. The first
+    /// event of a flow sent to a Service that `agg` cannot name yet makes it
+    /// ask `service_tuples` (a walk of conntrack), at most once per call:
+    /// reads without such flows walk nothing.
+    pub fn read_into(
+        &mut self,
+        agg: &mut FlowAggregator,
+        mut service_tuples: impl FnMut() -> ServiceTuples,
+    ) -> usize {
+        let (mut n, mut walked) = (0, false);
         while let Some(item) = self.ring.next() {
             match FlowEvent::from_bytes(&item) {
                 Some(event) => {
+                    if !walked && agg.needs_service_tuples(&event) {
+                        agg.set_service_tuples(service_tuples());
+                        walked = true;
+                    }
                     agg.add(&event);
                     n += 1;
                 }
