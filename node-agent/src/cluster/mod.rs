@@ -181,8 +181,8 @@ pub async fn run(client: Client, config: Config, load: LoadOptions) -> Result<()
                             kernel_generation = stats.generation,
                             build_ms = build_time.as_secs_f64() * 1e3,
                             program_ms = (t0.elapsed() - build_time).as_secs_f64() * 1e3,
-                            since_update_ms = pending_since
-                                .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3),
+                            since_update_ms =
+                                pending_since.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3),
                             "programmed"
                         );
                         programmed = Some((generation, map.clone(), shard_specs));

@@ -296,7 +296,10 @@ mod tests {
         to_service.flags = layout::FLOW_F_TO_SERVICE;
         let direct = event(EVENT_NEW, 40001, 1, 60, 200);
         assert!(agg.needs_service_tuples(&to_service));
-        assert!(!agg.needs_service_tuples(&direct), "a direct flow walks nothing");
+        assert!(
+            !agg.needs_service_tuples(&direct),
+            "a direct flow walks nothing"
+        );
         agg.set_service_tuples(ServiceTuples::from([((client, 40000, 6), (vip, 80))]));
         assert!(!agg.needs_service_tuples(&to_service), "already named");
         agg.add(&to_service);
