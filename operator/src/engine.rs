@@ -480,22 +480,39 @@ impl Engine {
             return Ok(());
         };
         let out = compiler.output();
-        // Shards first: an agent must know an identity before a rule names it.
-        publish::shards(
-            &self.client,
-            &out.identity_maps,
-            &mut self.shards,
-            &self.metrics,
+        let t0 = Instant::now();
+        // Shards and rule maps at once: a label change touches both, and
+        // one round trip instead of two is most of its propagation time.
+        // No order is safer than the other. A rule naming an identity no
+        // shard maps an address to yet matches no packet; an address whose
+        // new identity no rule names yet is judged as that identity's label
+        // set was before (numbers are quarantined, never reused at once).
+        // The agent programs any mix of the two, each pass all or nothing.
+        let (shards, rule_maps) = futures::future::join(
+            publish::shards(
+                &self.client,
+                &out.identity_maps,
+                &mut self.shards,
+                &self.metrics,
+            ),
+            publish::rule_maps(
+                &self.client,
+                &out.rule_maps,
+                &mut self.rule_maps,
+                &self.metrics,
+            ),
         )
-        .await?;
-        publish::rule_maps(
-            &self.client,
-            &out.rule_maps,
-            &mut self.rule_maps,
-            &self.metrics,
-        )
-        .await?;
+        .await;
+        let (shards, rule_maps) = (shards?, rule_maps?);
+        let t2 = Instant::now();
         self.write_policy_statuses(None).await;
+        tracing::debug!(
+            shards,
+            rule_maps,
+            maps_ms = (t2 - t0).as_secs_f64() * 1e3,
+            statuses_ms = t2.elapsed().as_secs_f64() * 1e3,
+            "published"
+        );
         let Some(compiler) = &self.compiler else {
             return Ok(());
         };

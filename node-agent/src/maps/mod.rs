@@ -250,11 +250,9 @@ impl Slot {
     }
 }
 
-/// How long after a flip the slot it left may still be read by packets
-/// that looked the generation up before it. BPF programs run inside an RCU
-/// read-side section; `membarrier(MEMBARRIER_CMD_GLOBAL)` waits for all of
-/// them (synchronize_rcu). Only a pass that starts this soon after the
-/// previous flip pays for that wait.
+/// How long a packet may still read the slot a flip left, when the
+/// kernel cannot say (membarrier refused): BPF programs run inside an RCU
+/// read-side section, and one packet is judged in microseconds.
 const READER_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Every map the agent writes or reads.
@@ -267,7 +265,12 @@ pub struct Maps {
     pub conntrack: conntrack::Conntrack,
     pub hits: hits::Hits,
     pub guarded: guarded::Guarded,
-    last_flip: Option<std::time::Instant>,
+    /// Waits out the packets that read the generation before the last
+    /// flip (`membarrier(MEMBARRIER_CMD_GLOBAL)`, a synchronize_rcu). It
+    /// starts at the flip, off the loop, so the next pass (which rewrites
+    /// the slot they read) seldom waits for it: the grace period passes
+    /// while the agent waits for the next change.
+    readers: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Maps {
@@ -280,7 +283,7 @@ impl Maps {
             conntrack: conntrack::Conntrack::take(ebpf)?,
             hits: hits::Hits::take(ebpf)?,
             guarded: guarded::Guarded::take(ebpf)?,
-            last_flip: None,
+            readers: None,
         })
     }
 
@@ -296,15 +299,16 @@ impl Maps {
         let target = slot_of(generation);
         let slot = &mut self.slots[target];
         slot.check(desired)?;
-        if self.last_flip.is_some_and(|t| t.elapsed() < READER_GRACE) {
-            wait_for_readers();
+        if let Some(readers) = self.readers.take() {
+            // The thread only makes one system call; it cannot panic.
+            let _ = readers.join();
         }
         let (ipcache_v4, ipcache_v6) = slot.ipcache.program(desired)?;
         let (endpoints, interfaces) = slot.endpoints.program(bound)?;
         let policy = slot.policy.program(desired)?;
         let failsafe = slot.failsafe.program(desired)?;
         self.state.set(generation)?;
-        self.last_flip = Some(std::time::Instant::now());
+        self.readers = Some(std::thread::spawn(wait_for_readers));
         let fill = self.slots[target].fill(desired, bound);
         Ok(ProgramStats {
             generation,
@@ -321,7 +325,7 @@ impl Maps {
 }
 
 /// Waits until no BPF program still runs with a generation read before the
-/// last flip (see [`READER_GRACE`]).
+/// last flip.
 fn wait_for_readers() {
     use rustix::thread::{membarrier, MembarrierCommand};
     if let Err(e) = membarrier(MembarrierCommand::Global) {
