@@ -102,15 +102,6 @@ pub struct FlowAggregator {
     service_tuples: ServiceTuples,
 }
 
-/// The client side of `e`'s tuple, as [`ServiceTuples`] is keyed.
-fn service_key(e: &FlowEvent) -> (IpAddr, u16, u8) {
-    (
-        address(e.family, e.saddr),
-        u16::from_be(e.sport_be),
-        e.protocol,
-    )
-}
-
 fn address(family: u8, bytes: [u8; 16]) -> IpAddr {
     if family == layout::FAMILY_V4 {
         IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
@@ -129,8 +120,21 @@ impl FlowAggregator {
     /// Whether `e` is of a flow sent to a Service that the tuples last read
     /// do not name: only then is conntrack worth walking.
     pub fn needs_service_tuples(&self, e: &FlowEvent) -> bool {
-        e.flags & layout::FLOW_F_TO_SERVICE != 0
-            && !self.service_tuples.contains_key(&service_key(e))
+        e.flags & layout::FLOW_F_TO_SERVICE != 0 && self.service_of(e).is_none()
+    }
+
+    /// The Service address `e`'s flow was sent to, by its client side, when
+    /// the datapath flagged it as sent to a Service and the tuples name it.
+    fn service_of(&self, e: &FlowEvent) -> Option<(IpAddr, u16)> {
+        if e.flags & layout::FLOW_F_TO_SERVICE == 0 {
+            return None;
+        }
+        let client = (
+            address(e.family, e.saddr),
+            u16::from_be(e.sport_be),
+            e.protocol,
+        );
+        self.service_tuples.get(&client).copied()
     }
 
     pub fn add(&mut self, e: &FlowEvent) {
@@ -160,11 +164,7 @@ impl FlowAggregator {
             } else {
                 0
             },
-            service: if e.flags & layout::FLOW_F_TO_SERVICE != 0 {
-                self.service_tuples.get(&(src, sport, e.protocol)).copied()
-            } else {
-                None
-            },
+            service: self.service_of(e),
             snat_hidden: e.flags & layout::FLOW_F_SNAT_HIDDEN != 0,
         };
         if e.event == EVENT_DENY {
